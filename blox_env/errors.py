@@ -1,0 +1,64 @@
+"""One exception hierarchy for blox-env.
+
+Every error a user can trigger is a :class:`BloxError` that also inherits the
+matching builtin, so ``except ValueError`` keeps working for code that does not
+know about blox-env.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchitectureNotFoundError",
+    "BloxError",
+    "DownloadError",
+    "InvalidActionError",
+    "InvalidArchitectureError",
+    "InvalidArgumentError",
+    "ReleaseFormatError",
+    "StoreError",
+    "StoreNotFoundError",
+    "StoreReadOnlyError",
+]
+
+
+class BloxError(Exception):
+    """Base class of every error raised on purpose by blox-env."""
+
+
+class InvalidArgumentError(BloxError, ValueError):
+    """A keyword argument has a value outside the allowed set or range."""
+
+
+class InvalidArchitectureError(BloxError, ValueError):
+    """An architecture description is malformed or not a model of the space."""
+
+
+class ArchitectureNotFoundError(BloxError, KeyError):
+    """A valid architecture (or hash) is not present in a store or table."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidActionError(BloxError, ValueError):
+    """An environment action lies outside the action space."""
+
+
+class StoreError(BloxError, ValueError):
+    """A store is malformed or used in a way its mode does not allow."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write was attempted on a store opened read-only."""
+
+
+class StoreNotFoundError(BloxError, FileNotFoundError):
+    """No store exists at the given location."""
+
+
+class ReleaseFormatError(BloxError, ValueError):
+    """An official BLOX release file does not follow the documented format."""
+
+
+class DownloadError(BloxError, OSError):
+    """A download failed or produced a file with the wrong size or checksum."""
