@@ -1,0 +1,24 @@
+"""Names fixed by the store format: format id, version, metric and env column names."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CURVE_METRICS",
+    "ENV_COLUMNS",
+    "FINAL_METRICS",
+    "STATIC_METRICS",
+    "STORE_FORMAT",
+    "STORE_VERSION",
+]
+
+STORE_FORMAT = "blox-store"
+STORE_VERSION = 1
+#: Per-epoch metrics, arrays ``[S, N, E]``.
+CURVE_METRICS = ("val_top1", "train_top1", "train_loss", "train_top5", "val_loss", "val_top5")
+#: Metrics of the final model, arrays ``[S, N]``.
+FINAL_METRICS = ("test_top1", "train_time_s", "test_loss", "test_top5")
+STATIC_METRICS = ("params", "flops")
+ENV_COLUMNS = (
+    "codebase_commit", "codebase_version", "cuda", "driver", "gpu", "platform", "ptflops_version", "python",
+    "torch_commit", "torch_cuda_version", "torch_version", "torchvision_version",
+)
