@@ -10,11 +10,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from blox_env.cli_data import data_app
 from blox_env.errors import BloxError
 
 app = typer.Typer(help="blox-env: the BLOX macro NAS benchmark.", no_args_is_help=True, add_completion=False)
 space_app = typer.Typer(help="The search space: blocks, models, hashes, costs.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
+app.add_typer(data_app, name="data")
 
 console = Console()
 

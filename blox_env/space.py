@@ -173,7 +173,14 @@ class Arch:
     def from_index(cls, index: int) -> Arch:
         """The model with canonical index ``index`` (0..91124)."""
         i = _as_int(index, "model index", range(N_MODELS))
-        return cls((i % N_BLOCKS, (i // N_BLOCKS) % N_BLOCKS, i // N_BLOCKS**2))
+        return cls._trusted((i % N_BLOCKS, (i // N_BLOCKS) % N_BLOCKS, i // N_BLOCKS**2))
+
+    @classmethod
+    def _trusted(cls, blocks: tuple[int, int, int]) -> Arch:
+        """Build from block ids already known to be valid Python ints (hot paths only)."""
+        arch = object.__new__(cls)
+        object.__setattr__(arch, "blocks", blocks)
+        return arch
 
     @classmethod
     def from_blocks(cls, b0: int, b1: int, b2: int) -> Arch:

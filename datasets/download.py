@@ -15,8 +15,8 @@ The URL and checksums of the official release are not verified here (no network 
 machines), so everything is driven by a :class:`ReleaseManifest` that the user can write as JSON
 and pass with ``--manifest``::
 
-    python -m blox_env.datasets.download --write-manifest > blox-release.json   # edit, add sha256
-    python -m blox_env.datasets.download --manifest blox-release.json
+    blox data download --write-manifest > blox-release.json   # edit, add sizes and sha256
+    blox data download --manifest blox-release.json
 
 :data:`DEFAULT_MANIFEST` lists the ``.blox`` files of seeds 0-2 with no size or checksum, which
 means only "downloaded completely" is checked. ``blox-bench-{device}`` files are not listed by
@@ -26,14 +26,12 @@ manifest (or use :func:`official_manifest` with ``devices=``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import http.client
 import json
 import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -43,12 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blox_env.errors import BloxError, DownloadError, InvalidArgumentError
+from blox_env.errors import DownloadError, InvalidArgumentError
 from blox_env.paths import blox_home
 
 __all__ = [
     "DEFAULT_BENCH_DEVICES", "DEFAULT_MANIFEST", "DEFAULT_SEEDS", "OFFICIAL_RELEASE_URL", "RELEASE_FORMATS",
-    "ReleaseAsset", "ReleaseManifest", "download_file", "download_release", "main", "official_manifest",
+    "ReleaseAsset", "ReleaseManifest", "download_file", "download_release", "official_manifest",
     "release_asset_names", "sha256_file",
 ]
 
@@ -416,33 +414,3 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
         return None, None
     start, total = m.group(1), m.group(2)
     return (int(start) if start.isdigit() else None, int(total) if total.isdigit() else None)
-
-
-def main(*, argv: Sequence[str] | None = None) -> int:
-    """``python -m blox_env.datasets.download``: download a release; ``--write-manifest`` prints one to edit."""
-    parser = argparse.ArgumentParser(prog="python -m blox_env.datasets.download", description=__doc__.split("\n")[0])
-    parser.add_argument("--manifest", help="JSON manifest (base_url, assets with optional size/sha256)")
-    parser.add_argument("--dest", type=Path, help="target folder (default: $BLOX_HOME/release)")
-    parser.add_argument("--name", action="append", dest="names", help="only this file (repeatable)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per network operation")
-    parser.add_argument("--retries", type=int, default=3, help="extra attempts per file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--write-manifest", action="store_true", help="print the manifest as JSON and exit")
-    args = parser.parse_args(argv)
-    try:
-        manifest = ReleaseManifest.from_json(args.manifest) if args.manifest else DEFAULT_MANIFEST
-        if args.write_manifest:
-            sys.stdout.write(manifest.to_json())
-            return 0
-        paths = download_release(dest=args.dest, manifest=manifest, names=args.names, timeout=args.timeout,
-                                 retries=args.retries, progress=not args.quiet)
-    except BloxError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -110,6 +110,18 @@ class Encoding:
         limit = np.iinfo(np.dtype(self.dtype)).max
         if raw.size and (raw.min() < 0 or raw.max() >= limit):
             raise StoreError(f"values out of range for {self.kind} encoding in {self.dtype}")
+        # exactness: a count must reproduce the value to its 3 printed decimals, fixed to 1/denominator
+        back = raw * 100.0 / self.denominator if self.kind == "count" else raw / self.denominator
+        tol = 5e-4 + 1e-9 if self.kind == "count" else 0.5 / self.denominator + 1e-12
+        err = np.abs(back - np.where(nan, 0, v))
+        if err.size and err.max() > tol * (1 + 1e-6):
+            bad = np.unravel_index(int(np.argmax(err)), err.shape)
+            raise StoreError(
+                f"value {v[bad]!r} at {tuple(int(i) for i in bad)} is not exact in {self.kind} encoding "
+                f"(denominator {self.denominator}): expected "
+                + ("an accuracy count/N*100 rounded to 3 decimals" if self.kind == "count" else
+                   f"a multiple of 1/{self.denominator}")
+            )
         out = raw.astype(self.dtype)
         out[nan] = limit
         return out

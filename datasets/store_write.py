@@ -121,6 +121,20 @@ class StoreWriter:
         self._new_array(f"runs/{run}/{metric}", None, shape=shape, model_axis=1, encoding=encoding)
         self._runs.pop(run, None)
 
+    def write_seed(self: BloxStore, run: str, metric: str, values: Any, *, seed: int) -> None:
+        """Write one seed's values for every row into an allocated metric array."""
+        self._check_writable()
+        info = self.run_info(run)
+        if seed not in info.seeds:
+            raise InvalidArgumentError(f"seed must be one of {list(info.seeds)}, got {seed!r}")
+        path = f"runs/{run}/{metric}"
+        arr, enc, _ = self._array(path)
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != arr.shape[1:]:
+            raise InvalidArgumentError(f"{metric} of one seed must have shape {arr.shape[1:]}, got {v.shape}")
+        arr[info.seeds.index(seed)] = enc.pack(v)
+        self._chunks = {k: val for k, val in self._chunks.items() if k[0] != path}
+
     def write_rows(self: BloxStore, run: str, metric: str, archs: Any, values: Any, *, seed: int) -> None:
         """Write some models' values of one seed into an existing metric array."""
         self._check_writable()

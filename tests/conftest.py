@@ -29,3 +29,15 @@ def _blox_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("BLOX_HOME", None)
     else:
         os.environ["BLOX_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory):
+    """A 27-model synthetic store (3 blocks per stage, 2 seeds, 12 epochs), opened read-only."""
+    from blox_env.datasets.store import open_store
+    from blox_env.datasets.synthetic import synthetic_store
+    from blox_env.space import SubSpace
+
+    path = tmp_path_factory.mktemp("stores") / "tiny.zarr"
+    synthetic_store(path, space=SubSpace(((0, 9, 30), (1, 12, 36), (2, 21, 44))), seeds=(0, 1), epochs=12).close()
+    return open_store(path, rng=0)

@@ -297,16 +297,23 @@ def test_default_manifest_names() -> None:
         "blox-info.csv", "blox-base-0.csv", "blox-ext-0.csv", "blox-env-0.csv", "blox-bench-gpu.csv")
 
 
-def test_cli(server: tuple[str, ServerState], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from blox_env.cli import app
+
     base, _ = server
     path = tmp_path / "m.json"
     path.write_text(_manifest(base).to_json())
-    assert dl.main(argv=["--manifest", str(path), "--write-manifest"]) == 0
-    assert json.loads(capsys.readouterr().out)["base_url"] == base
-    assert dl.main(argv=["--manifest", str(path), "--dest", str(tmp_path / "d"), "--quiet", "--timeout", "5"]) == 0
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "download", "--manifest", str(path), "--write-manifest"])
+    assert res.exit_code == 0 and json.loads(res.output)["base_url"] == base
+    res = runner.invoke(app, ["data", "download", "--manifest", str(path), "--dest", str(tmp_path / "d"), "--quiet",
+                              "--timeout", "5"])
+    assert res.exit_code == 0, res.output
     assert (tmp_path / "d" / "blox-base-0.blox").read_bytes() == PAYLOAD
-    assert dl.main(argv=["--manifest", str(path), "--name", "nope.blox", "--quiet"]) == 2
-    assert "nope.blox" in capsys.readouterr().err
+    res = runner.invoke(app, ["data", "download", "--manifest", str(path), "--name", "nope.blox", "--quiet"])
+    assert res.exit_code != 0 and "nope.blox" in str(res.exception)
 
 
 @pytest.mark.parametrize(("call", "match"), [

@@ -1,0 +1,104 @@
+"""``Blox-v0``: build one model stage by stage; the reward comes when the last block is chosen.
+
+Spaces
+    action: ``Discrete(K)`` with K the number of blocks per stage of the benchmark
+    (45 for BLOX, 9 for Blox-mini): the local block id of the next stage. An id
+    outside the current stage's range raises :class:`~blox_env.errors.InvalidActionError`.
+    observation: ``MultiDiscrete([K0+1, K1+1, K2+1, 4])``: the blocks chosen so far
+    (``K_s`` means unset) and the stage cursor (3 once the model is complete).
+Rewards
+    0 for the first two steps; on the third the evaluated metric: by default the
+    best validation top-1 within ``epochs`` epochs as a fraction (losses are
+    negated; ``reward_fn(metrics)`` overrides; models outside a ``constraint``
+    or missing from the store give ``violation_reward`` without being evaluated).
+Episode end
+    ``terminated=True`` after the third step. A search *run* spans episodes and
+    has a cost ``budget`` (in ``cost_unit``: "seconds" of recorded training time,
+    "epochs" or "evaluations"); the evaluation that crosses it completes and is
+    charged, its step and every later one return ``truncated=True`` and
+    ``info["budget_exhausted"]``. ``reset(options={"new_run": True})`` starts a
+    new run, and so does ``reset(seed=...)`` (seeding starts a new experiment);
+    a plain ``reset()`` continues the run. Stepping after an episode ended
+    raises ``gymnasium.error.ResetNeeded``.
+Info
+    every step: ``action_mask`` for the next stage (int8, 1 = allowed), run
+    state (``cumulative_cost``, ``budget_left``, ``evaluations``, ``best_so_far``).
+    Final step: ``arch_index``, ``arch_hash``, ``blocks`` (full-space block ids),
+    ``local_blocks``, ``metrics`` (``val_top1`` at the fidelity, ``test_top1``,
+    ``train_time_s``, ``params``, ``flops``, ``latency/<device>``...), ``source``,
+    ``fidelity``, ``seed``, ``cost`` (charged to the run), ``full_cost``.
+Arguments
+    ``benchmark`` (store path/URL/name or an open BloxStore; default: imported
+    BLOX, else Blox-mini), ``reward`` ("tabular" | "surrogate" | "live", the
+    latter two with ``backend=``), ``metric``, ``epochs`` (fidelity), ``seed_mode``
+    ("random" | "mean" | a seed), ``budget``, ``cost_unit``, ``charge_repeats``
+    (default False: a model is charged only for epochs beyond what was already
+    paid), ``reward_fn``, ``normalize``, ``constraint`` (e.g. ``{"params": 2.5e6}``),
+    ``violation_reward``, ``run``, ``render_mode`` ("ansi").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import error, spaces
+
+from blox_env.envs.search_env import BloxSearchEnv
+from blox_env.errors import InvalidActionError
+
+__all__ = ["BloxEnv"]
+
+
+def as_int_action(action: Any) -> int:
+    """A scalar integer action, or InvalidActionError."""
+    if isinstance(action, np.ndarray) and action.shape in ((), (1,)):
+        action = action.reshape(()).item()
+    if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+        raise InvalidActionError(f"action must be an integer block id, got {action!r}")
+    return int(action)
+
+
+class BloxEnv(BloxSearchEnv):
+    """Blox-v0 (see the module docstring for spaces, rewards, episode end and arguments)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.action_space = spaces.Discrete(self.n_blocks)
+        self.observation_space = spaces.MultiDiscrete([*(k + 1 for k in self.space_sizes), 4])
+        self._chosen: list[int] = []
+        self._done = True
+
+    def _obs(self) -> np.ndarray:
+        obs = np.array([*self.space_sizes, len(self._chosen)], dtype=np.int64)
+        obs[: len(self._chosen)] = self._chosen
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._reset_run(seed, options)
+        self._chosen = []
+        self._done = False
+        self.last_info = {"action_mask": self.stage_mask(0, ()), **self.run_info()}
+        return self._obs(), self.last_info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise error.ResetNeeded("the episode has ended: call reset() before step()")
+        a = as_int_action(action)
+        stage = len(self._chosen)
+        self._check_block(stage, a)
+        if self.ledger.exhausted:
+            self._done = True
+            self.last_info = {**self.run_info(), "evaluated": False, "action_mask": self.stage_mask(stage, ())}
+            return self._obs(), 0.0, False, True, self.last_info
+        self._chosen.append(a)
+        if stage < 2:
+            prefix = tuple(self._chosen)
+            self.last_info = {"action_mask": self.stage_mask(stage + 1, prefix), **self.run_info()}
+            return self._obs(), 0.0, False, False, self.last_info
+        reward, truncated, info = self._evaluate(tuple(self._chosen))  # type: ignore[arg-type]
+        self._done = True
+        info["action_mask"] = self.stage_mask(0, ())
+        self.last_info = info
+        return self._obs(), float(reward), True, truncated, info
