@@ -51,6 +51,9 @@ class BloxSearchEnv(gym.Env):
         self.space_sizes: tuple[int, ...] = backend.space.sizes
         self.n_blocks = max(self.space_sizes)
         self._allowed = constraint_grid(backend, constraint)  # [K2, K1, K0] or None
+        if self._allowed is not None and not constraint and self._allowed.all():
+            self._allowed = None  # every model present, nothing excluded: no masking work at all
+        self._mask_cache: dict[tuple[int, ...], np.ndarray] = {}
         if constraint and self._allowed is None:
             raise InvalidArgumentError("constraints need a tabular backend (static costs per model)")
         if self._allowed is not None and not self._allowed.any():
@@ -76,8 +79,15 @@ class BloxSearchEnv(gym.Env):
         return b[0][local[0]] + 45 * b[1][local[1]] + 2025 * b[2][local[2]]
 
     def _hash(self, index: int) -> str:
+        """Model hash: from the cached table for large benchmarks, computed once per model for small ones."""
         h = self._hashes.get(index)
         if h is None:
+            if getattr(self.backend, "n_rows", 0) > 5000:
+                from blox_env.hashes import all_hashes
+
+                table = all_hashes()
+                self._hash = lambda i: str(table[i])  # type: ignore[method-assign]
+                return str(table[index])
             h = Arch.from_index(index).hash
             self._hashes[index] = h
         return h
@@ -90,7 +100,14 @@ class BloxSearchEnv(gym.Env):
 
     # ------------------------------------------------------------------ masks
     def stage_mask(self, stage: int, prefix: tuple[int, ...]) -> np.ndarray:
-        """Allowed local blocks of ``stage`` given earlier choices (padded to ``n_blocks``)."""
+        """Allowed local blocks of ``stage`` given earlier choices (padded to ``n_blocks``; a fresh array)."""
+        key = (stage, *prefix)
+        cached = self._mask_cache.get(key)
+        if cached is None:
+            cached = self._mask_cache[key] = self._compute_mask(stage, prefix)
+        return cached.copy()
+
+    def _compute_mask(self, stage: int, prefix: tuple[int, ...]) -> np.ndarray:
         mask = np.zeros(self.n_blocks, dtype=np.int8)
         k = self.space_sizes[stage]
         if self._allowed is None:
