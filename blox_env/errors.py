@@ -18,6 +18,7 @@ __all__ = [
     "StoreError",
     "StoreNotFoundError",
     "StoreReadOnlyError",
+    "TrainingDivergedError",
 ]
 
 
@@ -62,3 +63,7 @@ class ReleaseFormatError(BloxError, ValueError):
 
 class DownloadError(BloxError, OSError):
     """A download failed or produced a file with the wrong size or checksum."""
+
+
+class TrainingDivergedError(BloxError, FloatingPointError):
+    """A training loss became NaN or infinite."""

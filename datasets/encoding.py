@@ -34,7 +34,8 @@ def count_denominator(metric: str, sizes: dict[str, int] | None = None) -> int:
 
 @dataclass(frozen=True)
 class Encoding:
-    """``kind`` is ``count`` (value = stored * 100 / denominator), ``fixed`` (value = stored / denominator) or ``raw``.
+    """``kind`` is ``count`` (value = stored * 100 / denominator, rounded to 3 decimals as in the official
+    files), ``fixed`` (value = stored / denominator) or ``raw``.
 
     Decoding divides exact integers, so a value written with 6 (fixed) or 3
     (count) decimals decodes to exactly the float its decimal text parses to.
@@ -85,7 +86,10 @@ class Encoding:
             return float("nan") if v == self.missing else float(v)
         if v == self.missing:
             return float("nan")
-        return v * 100 / self.denominator if self.kind == "count" else v / self.denominator
+        if self.kind == "count":
+            x = v * 100 / self.denominator
+            return round(x, 3) if 100_000 % self.denominator else x
+        return v / self.denominator
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> Encoding:
@@ -137,6 +141,8 @@ class Encoding:
         missing = s == self.missing
         if self.kind == "count":
             out = s.astype(np.float64) * 100.0 / self.denominator
+            if 100_000 % self.denominator:  # not an exact 3-decimal value: round like the official files
+                out = np.round(out, 3)
         else:
             out = s.astype(np.float64) / self.denominator
         out[missing] = np.nan

@@ -11,17 +11,26 @@ and ``blox-bench-{device}``; see :data:`KIND_COLUMNS` for their columns.
 Payloads: ``pickle`` is one pickled list of rows, unpickled by a restricted
 unpickler that refuses every global (so a hostile file executes nothing);
 ``csv`` is CSV rows whose list columns are Python list literals, parsed without
-``eval``; ``custom`` is a zlib-compressed bit-packed table decoded with numpy
-(layout and codec in :mod:`blox_env.datasets.release_codec`). All three read to the same representation:
-hashes as lowercase hex strings, per-epoch curves as ``float64 (N, E)`` arrays
-padded with NaN, scalars as ``float64``/``int64`` arrays, strings as lists.
-Every malformed input raises :class:`~blox_env.errors.ReleaseFormatError` naming
-the file and, where it applies, the 0-based data row and the column.
+``eval`` (an optional first row of column names and blank lines are skipped);
+``custom`` is a zlib-compressed bit-packed table decoded with numpy (layout and
+codec in :mod:`blox_env.datasets.release_codec`).
+
+All three read to the same representation (:class:`ReleaseFile`.columns):
+``model_hash`` -> list of lowercase hex str; per-epoch columns -> ``float64
+(N, E)`` with ``E = max(header epochs, longest list)``, shorter rows padded with
+NaN; float scalars -> ``float64 (N,)``; ``params``/``flops``/``train_time_s`` ->
+``int64 (N,)``; env columns -> list of str; ``arch_vec`` -> list of raw arch
+vectors ``[[[opA],[opB,prev,inp,sc]]] * 3``. Structure and types are always
+checked; ``validate=True`` adds the semantic checks (see :func:`read_release_file`).
+A recognised file name (see :func:`find_release_files`) must agree with the
+header. Every malformed input raises :class:`~blox_env.errors.ReleaseFormatError`
+naming the file and, where it applies, the 0-based data row and the column.
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import pickle
@@ -93,7 +102,6 @@ COLUMN_ROLES: dict[str, str] = {
     "flops": "int", "arch_vec": "arch", **{c: "str" for c in ENV_COLUMNS},
 }
 _LIST_ROLES = ("acc_list", "loss_list")
-_FLOAT_ROLES = ("acc", "loss", "seconds")
 _ALLOWED_TYPES = {  # role -> custom column types it may be stored as ("b" = b_{min}_{max}_{bits})
     "hash": {"hash"}, "acc_list": {"list[b]", "list[float]"}, "loss_list": {"list[float]"},
     "acc": {"b", "float"}, "loss": {"float"}, "seconds": {"float"}, "int": {"int"}, "str": {"str"},
@@ -215,7 +223,7 @@ def _parse_header(text: bytes, path: Path) -> ReleaseHeader:
     kind = part if dtype == "training" else next(k for k, t in KIND_DATASET_TYPES.items() if t == dtype)
     if columns != KIND_COLUMNS[kind]:
         raise release_error(path, f"header columns {list(columns)} do not match a {kind} file: "
-                          f"expected {list(KIND_COLUMNS[kind])}")
+                                  f"expected {list(KIND_COLUMNS[kind])}")
     types = None
     if fmt == "custom":
         types = _need(raw, "column_types", lambda v: isinstance(v, dict) and set(v) == set(columns),
@@ -227,10 +235,10 @@ def _parse_header(text: bytes, path: Path) -> ReleaseHeader:
                 raise release_error(path, str(exc), column=col) from None
             if t.family not in _ALLOWED_TYPES[COLUMN_ROLES[col]]:
                 raise release_error(path, f"type {types[col]!r} cannot hold this column: allowed "
-                                  f"{sorted(_ALLOWED_TYPES[COLUMN_ROLES[col]])}", column=col)
+                                          f"{sorted(_ALLOWED_TYPES[COLUMN_ROLES[col]])}", column=col)
             if t.base == "b" and t.hi > accuracy_denominator(col):
                 raise release_error(path, f"type {types[col]!r} allows counts above {accuracy_denominator(col)}",
-                            column=col)
+                                    column=col)
     return ReleaseHeader(version, space, dtype, columns, fmt, seed, epochs, dataset, part, device, types, raw)
 
 
@@ -261,8 +269,6 @@ def read_release_header(path: str | Path) -> ReleaseHeader:
     return header
 
 
-
-
 # --------------------------------------------------------------------------- pickle and csv payloads
 
 
@@ -284,15 +290,21 @@ def _check_rows(rows: Sequence[Any], columns: Sequence[str], path: Path) -> list
 
 def _pickle_columns(payload: bytes, columns: Sequence[str], path: Path) -> list[tuple]:
     buf = io.BytesIO(payload)
+    was_enabled = gc.isenabled()
+    gc.disable()  # millions of fresh lists/floats would trigger the cyclic GC over and over (2-3x slower)
     try:
-        rows = _NoGlobalsUnpickler(buf).load()
-    except Exception as exc:  # any unpickling failure, including refused globals, is a format error
-        raise release_error(path, f"cannot unpickle the payload: {exc}") from None
-    if buf.tell() != len(payload):
-        raise release_error(path, f"{len(payload) - buf.tell()} trailing bytes after the pickled rows")
-    if not isinstance(rows, list):
-        raise release_error(path, f"the pickle must hold a list of rows, got {type(rows).__name__}")
-    return _check_rows(rows, columns, path)
+        try:
+            rows = _NoGlobalsUnpickler(buf).load()
+        except Exception as exc:  # any unpickling failure, including refused globals, is a format error
+            raise release_error(path, f"cannot unpickle the payload: {exc}") from None
+        if buf.tell() != len(payload):
+            raise release_error(path, f"{len(payload) - buf.tell()} trailing bytes after the pickled rows")
+        if not isinstance(rows, list):
+            raise release_error(path, f"the pickle must hold a list of rows, got {type(rows).__name__}")
+        return _check_rows(rows, columns, path)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _csv_columns(payload: bytes, columns: Sequence[str], path: Path) -> list[tuple]:
@@ -410,7 +422,7 @@ def _validate(header: ReleaseHeader, columns: dict[str, Any], lengths: dict[str,
         if role in ("hash", "str", "arch"):
             continue
         if role in _LIST_ROLES:
-            r = _first(lengths[name] > (header.epochs or 0)) if header.epochs is not None else None
+            r = _first(lengths[name] > header.epochs) if header.epochs is not None else None
             if r is not None:
                 raise release_error(path, f"{lengths[name][r]} values but the header says epochs: {header.epochs}",
                                     row=r, column=name)
@@ -419,7 +431,7 @@ def _validate(header: ReleaseHeader, columns: dict[str, Any], lengths: dict[str,
             inside = np.ones(v.shape, dtype=bool)
         with np.errstate(invalid="ignore"):
             bad = inside & ~(np.isfinite(v) & (v >= 0) & ((v <= 100) if role in ("acc", "acc_list") else True))
-        r = _first(bad.reshape(len(bad), -1).any(axis=1))
+        r = _first(bad.any(axis=1) if bad.ndim == 2 else bad)
         if r is not None:
             allowed = "0..100 (percent)" if role in ("acc", "acc_list") else "finite and >= 0"
             raise release_error(path, f"value {v[r].tolist()} outside {allowed}", row=r, column=name)

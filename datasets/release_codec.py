@@ -149,6 +149,15 @@ def fit_accuracy_type(counts: np.ndarray, *, is_list: bool) -> ColumnType:
 
 def arch_codes(values: Sequence[Any], column: str, path: Path | str) -> np.ndarray:
     """Raw arch vectors ``[[[opA],[opB,prev,inp,sc]]] * 3`` -> ``int64 (N, 3, 5)``; error naming the row."""
+    try:  # common case in a few C-level passes; ``(f0,), second`` unpacking enforces the [[opA], [...]] shape
+        if set(map(len, values)) <= {3}:
+            stages = [(f0, *second) for vec in values for (f0,), second in vec]
+            if {type(x) for st in stages for x in st} <= {int}:
+                out = np.array(stages, dtype=np.int64).reshape(len(values), 3, 5)
+                if ((out >= 0) & (out < np.array([3, 3, 2, 2, 2]))).all():
+                    return out
+    except (TypeError, ValueError):
+        pass
     out = np.zeros((len(values), 3, 5), dtype=np.int64)
     for r, vec in enumerate(values):
         try:
@@ -186,7 +195,7 @@ def list_matrix(values: Any, column: str, path: Path | str) -> tuple[np.ndarray,
     error) or a sequence of lists/tuples of int/float (bool and str are refused).
     """
     if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype.kind in "fiu":
-        mat = values.astype(np.float64)
+        mat = values.astype(np.float64, copy=False)
         present = ~np.isnan(mat)
         lengths = np.where(present.any(axis=1), mat.shape[1] - np.argmax(present[:, ::-1], axis=1), 0)
         holes = np.flatnonzero(~present.all(axis=1) & (present.sum(axis=1) != lengths))
@@ -197,7 +206,7 @@ def list_matrix(values: Any, column: str, path: Path | str) -> tuple[np.ndarray,
     try:  # common case: equal-length lists of numbers in one numpy call
         mat = np.array(values)
         if mat.ndim == 2 and mat.dtype.kind in "fiu" and len(values) == len(mat):
-            return mat.astype(np.float64), np.full(len(mat), mat.shape[1], dtype=np.int64)
+            return mat.astype(np.float64, copy=False), np.full(len(mat), mat.shape[1], dtype=np.int64)
     except (ValueError, TypeError):
         pass
     lengths = np.zeros(len(values), dtype=np.int64)

@@ -187,12 +187,19 @@ class BloxStore(QueryMixin, StoreWriter):
             raise StoreError(f"store {self.location} has no training runs")
         return str(name)
 
+    @staticmethod
+    def run_path(name: str) -> str:
+        """Group of a run: ``runs/<name>``, or ``name`` itself for nested runs such as
+        ``blockwise/<teacher>/finetune/<key>`` (fine-tuning results have the same layout)."""
+        return name if name.startswith("blockwise/") else f"runs/{name}"
+
     def run_info(self, run: str | None = None) -> RunInfo:
         name = run or self.default_run
         if name not in self._runs:
-            if name not in self.runs:
+            path = self.run_path(name)
+            if path not in self._group or (not name.startswith("blockwise/") and name not in self.runs):
                 raise InvalidArgumentError(f"unknown run {name!r}: this store has {', '.join(self.runs) or 'none'}")
-            grp = self._group[f"runs/{name}"]
+            grp = self._group[path]
             attrs = dict(grp.attrs)
             self._runs[name] = RunInfo(name, tuple(attrs["seeds"]), int(attrs["epochs"]),
                                        tuple(sorted(grp.array_keys())), attrs)
@@ -336,7 +343,7 @@ class BloxStore(QueryMixin, StoreWriter):
         info = self.run_info(run)
         if metric not in info.metrics:
             raise InvalidArgumentError(f"unknown metric {metric!r}: allowed {', '.join(self.metrics(run))}")
-        path = f"runs/{info.name}/{metric}"
+        path = f"{self.run_path(info.name)}/{metric}"
         _, enc, _ = self._array(path)
         e = self._epoch(info, epoch)
         use_best = (metric == "val_top1") if best is None else bool(best)

@@ -32,7 +32,7 @@ class QueryMixin:
     def _curve(self: BloxStore, metric: str, arch: Any, epoch: int | None, best: bool, seed: SeedArg,
                rng: np.random.Generator | None, run: str | None) -> float:
         info = self.run_info(run)
-        path = f"runs/{info.name}/{metric}"
+        path = f"{self.run_path(info.name)}/{metric}"
         if metric not in info.metrics:
             raise InvalidArgumentError(f"run {info.name!r} has no {metric!r}: it has {', '.join(info.metrics)}")
         row = self._row(arch)
@@ -137,7 +137,7 @@ class QueryMixin:
             curves = [m for m in info.metrics if m in CURVE_METRICS]
             raise InvalidArgumentError(f"{metric!r} is not a per-epoch metric of run {info.name!r}: allowed {curves}")
         pos = self._seed_positions(info, seed, 1, rng)
-        path = f"runs/{info.name}/{metric}"
+        path = f"{self.run_path(info.name)}/{metric}"
         arr, enc, _ = self._array(path)
         row = self._row(arch)
         if isinstance(pos, str):

@@ -82,17 +82,17 @@ class StoreWriter:
                    attrs: dict[str, Any] | None = None, default: bool | None = None) -> None:
         """Create ``runs/<name>`` (a training protocol) with its seed labels and epoch count."""
         self._check_writable()
-        if not name or "/" in name:
-            raise InvalidArgumentError(f"run name must be non-empty without '/', got {name!r}")
+        if not name or ("/" in name and not name.startswith("blockwise/")):
+            raise InvalidArgumentError(f"run name must be non-empty without '/' (or a blockwise/ path), got {name!r}")
         seeds = [int(s) for s in seeds]
         if not seeds or len(set(seeds)) != len(seeds):
             raise InvalidArgumentError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
         if not isinstance(epochs, int) or epochs < 1:
             raise InvalidArgumentError(f"epochs must be a positive integer, got {epochs!r}")
-        grp = self._group.require_group(f"runs/{name}")
+        grp = self._group.require_group(self.run_path(name))
         grp.attrs.update({**(attrs or {}), "seeds": seeds, "epochs": epochs})
         self._runs.pop(name, None)
-        if default or (default is None and not self.attrs.get("default_run")):
+        if default or (default is None and not self.attrs.get("default_run") and "/" not in name):
             self._group.attrs["default_run"] = name
             self.attrs["default_run"] = name
 
@@ -110,7 +110,7 @@ class StoreWriter:
         if v.ndim == 3 and v.shape[2] != info.epochs:
             raise InvalidArgumentError(f"{metric} has {v.shape[2]} epochs, run {run!r} has {info.epochs}")
         enc = encoding or detect_encoding(metric, v, sizes=split_sizes)
-        self._new_array(f"runs/{run}/{metric}", v, shape=v.shape, model_axis=1, encoding=enc)
+        self._new_array(f"{self.run_path(run)}/{metric}", v, shape=v.shape, model_axis=1, encoding=enc)
         self._runs.pop(run, None)
 
     def allocate_metric(self: BloxStore, run: str, metric: str, *, encoding: Encoding, per_epoch: bool) -> None:
@@ -118,7 +118,7 @@ class StoreWriter:
         self._check_writable()
         info = self.run_info(run)
         shape = (len(info.seeds), len(self), info.epochs) if per_epoch else (len(info.seeds), len(self))
-        self._new_array(f"runs/{run}/{metric}", None, shape=shape, model_axis=1, encoding=encoding)
+        self._new_array(f"{self.run_path(run)}/{metric}", None, shape=shape, model_axis=1, encoding=encoding)
         self._runs.pop(run, None)
 
     def write_seed(self: BloxStore, run: str, metric: str, values: Any, *, seed: int) -> None:
@@ -127,7 +127,7 @@ class StoreWriter:
         info = self.run_info(run)
         if seed not in info.seeds:
             raise InvalidArgumentError(f"seed must be one of {list(info.seeds)}, got {seed!r}")
-        path = f"runs/{run}/{metric}"
+        path = f"{self.run_path(run)}/{metric}"
         arr, enc, _ = self._array(path)
         v = np.asarray(values, dtype=np.float64)
         if v.shape != arr.shape[1:]:
@@ -141,7 +141,7 @@ class StoreWriter:
         info = self.run_info(run)
         if seed not in info.seeds:
             raise InvalidArgumentError(f"seed must be one of {list(info.seeds)}, got {seed!r}")
-        path = f"runs/{run}/{metric}"
+        path = f"{self.run_path(run)}/{metric}"
         arr, enc, _ = self._array(path)
         rows = self.rows(archs)
         pos = info.seeds.index(seed)

@@ -89,9 +89,9 @@ def test_three_formats_read_back_identical(tmp_path: Path) -> None:
     base, ext = reads["custom"]["blox-base-0"], reads["custom"]["blox-ext-0"]
     assert base.columns["val_top1"].shape == (50, 12) and base.columns["train_time_s"].dtype == np.int64
     assert np.array_equal(base.columns["val_top1"], accuracy_values(np.rint(base.columns["val_top1"] * 50), 5000))
-    assert 40 <= base.columns["test_top1"].min() and base.columns["test_top1"].max() <= 80
+    assert base.columns["test_top1"].min() >= 40 and base.columns["test_top1"].max() <= 80
     losses = ext.columns["train_loss"]
-    assert np.array_equal(losses, np.rint(losses * 1e6) / 1e6) and 0.5 <= losses.min() and losses.max() <= 4.6
+    assert np.array_equal(losses, np.rint(losses * 1e6) / 1e6) and losses.min() >= 0.5 and losses.max() <= 4.6
     info = reads["csv"]["blox-info"]
     h = info.columns["model_hash"][0]
     assert Arch.from_vec(info.columns["arch_vec"][0]).hash == h
