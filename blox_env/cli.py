@@ -11,12 +11,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from blox_env.cli_data import data_app
+from blox_env.cli_train import register as register_training
 from blox_env.errors import BloxError
 
 app = typer.Typer(help="blox-env: the BLOX macro NAS benchmark.", no_args_is_help=True, add_completion=False)
 space_app = typer.Typer(help="The search space: blocks, models, hashes, costs.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(data_app, name="data")
+register_training(app)
 
 console = Console()
 

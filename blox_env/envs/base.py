@@ -100,10 +100,14 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
     """Build the reward backend an env asked for (``backend=`` objects are used as they are)."""
     if spec.reward not in REWARD_SOURCES:
         raise InvalidArgumentError(f"reward must be one of {', '.join(REWARD_SOURCES)}, got {spec.reward!r}")
+    if spec.reward == "live":
+        from blox_env.training.live import LiveReward
+
+        return LiveReward(store=spec.benchmark, **dict(spec.extra))
     if spec.reward != "tabular":
         raise InvalidArgumentError(
             f"reward={spec.reward!r} needs its backend: pass backend=<a RewardBackend> "
-            "(surrogate and live backends are built by blox_env.predictors / blox_env.training)"
+            "(surrogate backends are built by blox_env.predictors)"
         )
     from blox_env.datasets.store import BloxStore, open_store
 

@@ -1,0 +1,249 @@
+"""``LiveReward``: the reward backend that trains models for real and records every result in a store.
+
+``mode="normal"`` trains the model with the recipe (results in ``runs/live-...``);
+``mode="blockwise"`` trains the teacher once, distils the blocks the model needs
+(all missing ones in one shared pass), assembles the student and fine-tunes it
+with KD (results in ``blockwise/<teacher>/finetune/...``). A model already in the
+store is read back instead of retrained, so repeats are free and reproducible,
+and an interrupted search loses at most the model in training.
+
+Cost: the recorded wall seconds of the model's training (fine-tuning), as for
+the tabular backend, plus, the first time this backend needs them, the wall
+seconds of training the teacher and of distilling each block (a block is charged
+once per backend instance, i.e. per search run). ``metrics["compute_s"]`` is the
+compute this very call spent (0 when the result came from the store). The
+fidelity is read from the stored curve (``val_top1`` best within ``fidelity``
+epochs) of the full recipe's run, and time scales with ``fidelity / epochs``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blox_env.costs import static_costs
+from blox_env.datasets.encoding import Encoding
+from blox_env.datasets.store import BloxStore
+from blox_env.errors import InvalidArgumentError
+from blox_env.paths import blox_home
+from blox_env.rewards import Evaluation
+from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
+from blox_env.training.distill import DistillConfig, distill_blocks
+from blox_env.training.recipes import Recipe, get_recipe
+from blox_env.training.train import CURVES, TrainResult, model_config_for, resolve_device, train_model
+
+__all__ = ["LiveReward", "open_live_store", "record_result"]
+
+MODES = ("normal", "blockwise")
+
+
+def open_live_store(location: str | os.PathLike[str] | BloxStore | None, *, name: str) -> BloxStore:
+    """Open (``mode="a"``) or create a store over the whole space for live results."""
+    if isinstance(location, BloxStore):
+        if location.mode == "r":
+            raise InvalidArgumentError("the live reward writes results: open the store with mode='a'")
+        return location
+    path = Path(location) if location is not None else blox_home() / "stores" / f"{name}.zarr"
+    if path.exists():
+        return BloxStore.open(path, mode="a")
+    return BloxStore.create(path, index=FULL_SPACE.indices(), name=name,
+                            provenance={"source": "blox-env live training"})
+
+
+def _encodings(data: Any) -> dict[str, Encoding]:
+    sizes = {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}
+    enc = {}
+    for m in (*CURVES, "test_top1", "test_top5"):
+        if "loss" in m:
+            enc[m] = Encoding("raw", "float32")
+        else:
+            split = "train" if "train" in m else "val" if "val" in m else "test"
+            enc[m] = Encoding("count", "uint16" if sizes[split] < 65535 else "uint32", denominator=sizes[split],
+                              delta=m in CURVES)
+    enc["test_loss"] = Encoding("raw", "float32")
+    enc["train_time_s"] = Encoding("raw", "float64")
+    enc["wall_time_s"] = Encoding("raw", "float64")
+    return enc
+
+
+def ensure_run(store: BloxStore, run: str, *, seed: int, recipe: Recipe, data: Any, attrs: dict[str, Any]) -> None:
+    """Create a live run (all metrics allocated, missing) unless it exists."""
+    try:
+        info = store.run_info(run)
+    except InvalidArgumentError:
+        info = None
+    if info is not None:
+        if seed not in info.seeds or info.epochs != recipe.epochs:
+            raise InvalidArgumentError(f"run {run!r} exists with seeds {info.seeds}, epochs {info.epochs}")
+        return
+    store.create_run(run, seeds=[seed], epochs=recipe.epochs,
+                     attrs={"dataset": data.name, "recipe": recipe.to_dict(), "data_provenance": data.provenance,
+                            **attrs})
+    for metric, enc in _encodings(data).items():
+        store.allocate_metric(run, metric, encoding=enc, per_epoch=metric in CURVES)
+
+
+def record_result(store: BloxStore, run: str, result: TrainResult, *, seed: int) -> None:
+    """Write one training result (every curve and final metric) as the model's row."""
+    arch = [result.arch_index]
+    for m in CURVES:
+        store.write_rows(run, m, arch, [result.curves[m]], seed=seed)
+    for m, v in (("test_top1", result.test_top1), ("test_top5", result.test_top5), ("test_loss", result.test_loss),
+                 ("train_time_s", result.train_time_s), ("wall_time_s", result.wall_time_s)):
+        store.write_rows(run, m, arch, [v], seed=seed)
+
+
+class LiveReward:
+    """Real training behind the reward Protocol (see the module docstring)."""
+
+    source = "live"
+
+    def __init__(self, *, store: str | os.PathLike[str] | BloxStore | None = None, data: Any = "digits",
+                 recipe: str | Recipe = "digits_mini", mode: str = "normal", teacher: Any = None, seed: int = 0,
+                 distill: DistillConfig | None = None, ft_epochs: int | None = None, alpha: float = 0.9,
+                 temperature: float = 1.0, device: str = "auto", space: SubSpace = FULL_SPACE,
+                 progress: bool = False) -> None:
+        from blox_env.datasets.images import ImageData, load_data
+
+        if mode not in MODES:
+            raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode = mode
+        self.data = data if isinstance(data, ImageData) else load_data(str(data), seed=seed)
+        self.recipe = get_recipe(recipe)
+        self.seed = int(seed)
+        self.space = space
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.distill = distill or DistillConfig(seed=self.seed)
+        self.alpha, self.temperature = alpha, temperature
+        self.ft_recipe = self.recipe.with_(epochs=ft_epochs) if ft_epochs else self.recipe
+        self.store = open_live_store(store, name=f"live-{self.data.name}")
+        self.normal_run = f"live-{self.recipe.name}-e{self.recipe.epochs}-{self.data.name}"
+        self._paid: set[Any] = set()
+        self.library = None
+        if mode == "blockwise":
+            if teacher is None:
+                raise InvalidArgumentError("mode='blockwise' needs teacher= (an arch: index, hash, vector or Arch)")
+            from blox_env.training.library import BlockLibrary
+
+            self.library = BlockLibrary(self.store, parse_arch(teacher))
+            self.ft_run = (f"{self.library.key}/finetune/{self.distill.key}-ft{self.ft_recipe.epochs}"
+                           f"-a{alpha:g}-T{temperature:g}-s{self.seed}")
+        self.run = self.ft_run if mode == "blockwise" else self.normal_run
+        self.max_fidelity = (self.ft_recipe if mode == "blockwise" else self.recipe).epochs
+        self.config = model_config_for(self.data, self.recipe)
+
+    # ---------------------------------------------------------------- pieces
+    def _stored(self, run: str, arch: Arch) -> bool:
+        try:
+            return bool(np.isfinite(self.store.get("test_top1", [arch], seed=self.seed, run=run))[0])
+        except InvalidArgumentError:
+            return False
+
+    def train_normal(self, arch: Arch) -> float:
+        """Train ``arch`` normally unless stored; returns the compute seconds spent."""
+        ensure_run(self.store, self.normal_run, seed=self.seed, recipe=self.recipe, data=self.data,
+                   attrs={"kind": "normal"})
+        if self._stored(self.normal_run, arch):
+            return 0.0
+        t = time.perf_counter()
+        result = train_model(arch, self.data, recipe=self.recipe, seed=self.seed, device=self.device,
+                             progress=self.progress)
+        record_result(self.store, self.normal_run, result, seed=self.seed)
+        return time.perf_counter() - t
+
+    def ensure_teacher(self) -> float:
+        """Train and store the teacher unless present; returns the compute seconds spent."""
+        assert self.library is not None  # noqa: S101 - internal invariant (mode checked in __init__)
+        if self.library.exists:
+            return 0.0
+        t = time.perf_counter()
+        result = train_model(self.library.teacher, self.data, recipe=self.recipe, seed=self.seed,
+                             device=self.device, progress=self.progress, keep_weights=True)
+        from blox_env.model import BloxModel
+
+        model = BloxModel(self.library.teacher, self.config)
+        model.load_state_dict(result.state_dict)
+        self.library.save_teacher(model, attrs={"recipe": self.recipe.to_dict(), "data": self.data.name,
+                                                "seed": self.seed, "val_top1": result.best_val_top1,
+                                                "test_top1": result.test_top1, "train_time_s": result.train_time_s})
+        return time.perf_counter() - t
+
+    def ensure_blocks(self, candidates: list[tuple[int, int]]) -> float:
+        """Distil the missing candidates in one shared pass; returns the compute seconds spent."""
+        assert self.library is not None  # noqa: S101
+        missing = self.library.missing(candidates, self.distill)
+        if not missing:
+            return 0.0
+        t = time.perf_counter()
+        results = distill_blocks(self.library.teacher_model(), self.data, candidates=missing, config=self.distill,
+                                 device=self.device, progress=self.progress)
+        for r in results.values():
+            self.library.save(r, self.distill)
+        return time.perf_counter() - t
+
+    def _block_charge(self, arch: Arch) -> float:
+        """Distillation (and teacher) seconds this backend has not charged yet."""
+        assert self.library is not None  # noqa: S101
+        sig = self.library.signatures(self.distill)["distill_time_s"]
+        cost = 0.0
+        if "teacher" not in self._paid:
+            cost += float(self.library.attrs.get("train_time_s", 0.0))
+            self._paid.add("teacher")
+        for s, b in enumerate(arch.blocks):
+            if (s, b) not in self._paid:
+                cost += float(np.nan_to_num(sig[s, b]))
+                self._paid.add((s, b))
+        return cost
+
+    # ---------------------------------------------------------------- Protocol
+    def fidelity(self, fidelity: int | None) -> int:
+        if fidelity is None:
+            return self.max_fidelity
+        if not isinstance(fidelity, (int, np.integer)) or not 1 <= int(fidelity) <= self.max_fidelity:
+            raise InvalidArgumentError(f"epochs (fidelity) must be in 1..{self.max_fidelity}, got {fidelity!r}")
+        return int(fidelity)
+
+    def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
+                 rng: np.random.Generator | None = None) -> Evaluation:
+        e = self.fidelity(fidelity)
+        if arch not in self.space:
+            raise InvalidArgumentError(f"{arch!r} is outside this backend's space")
+        if self.mode == "normal":
+            spent = self.train_normal(arch)
+            extra = 0.0
+        else:
+            spent = self.ensure_teacher()
+            spent += self.ensure_blocks([(s, b) for s, b in enumerate(arch.blocks)])
+            ensure_run(self.store, self.ft_run, seed=self.seed, recipe=self.ft_recipe, data=self.data,
+                       attrs={"kind": "finetune", "teacher": self.library.teacher.index,  # type: ignore[union-attr]
+                              "distill": self.distill.to_dict(), "alpha": self.alpha,
+                              "temperature": self.temperature})
+            if not self._stored(self.ft_run, arch):
+                from blox_env.training.finetune import finetune
+
+                t = time.perf_counter()
+                result = finetune(arch, self.data, library=self.library, distill=self.distill,  # type: ignore[arg-type]
+                                  recipe=self.ft_recipe, seed=self.seed, alpha=self.alpha,
+                                  temperature=self.temperature, device=self.device, progress=self.progress)
+                record_result(self.store, self.ft_run, result, seed=self.seed)
+                spent += time.perf_counter() - t
+            extra = self._block_charge(arch)
+        get = self.store.get
+        metrics = {
+            "val_top1": float(get("val_top1", [arch], seed=self.seed, epoch=e, run=self.run)[0]),
+            "val_top1_at_epoch": float(get("val_top1", [arch], seed=self.seed, epoch=e, best=False, run=self.run)[0]),
+            "test_top1": float(get("test_top1", [arch], seed=self.seed, run=self.run)[0]),
+            "train_time_s": float(get("train_time_s", [arch], seed=self.seed, epoch=e, run=self.run)[0]),
+            "compute_s": spent,
+        }
+        cost_static = static_costs(arch, self.config)
+        metrics.update(params=float(cost_static.params), flops=float(cost_static.macs))
+        cost = {"seconds": metrics["train_time_s"] + extra, "epochs": float(e), "evaluations": 1.0}.get(cost_unit)
+        if cost is None:
+            raise InvalidArgumentError(f"cost_unit must be seconds, epochs or evaluations, got {cost_unit!r}")
+        return Evaluation(arch, metrics, cost, cost_unit, self.source, e, self.seed)
