@@ -34,7 +34,7 @@ def main() -> None:
         env.reset(seed=0)
         it = iter(range(10**9))
 
-        def episode(env: gym.Env = env) -> None:
+        def episode(env: gym.Env = env, it=it) -> None:  # noqa: ANN001
             a = actions[next(it) % 4096]
             env.reset()
             env.step(int(a[0]))
@@ -47,7 +47,7 @@ def main() -> None:
         one.reset(seed=0)
         it2 = iter(range(10**9))
 
-        def step(one: gym.Env = one) -> None:
+        def step(one: gym.Env = one, it2=it2) -> None:  # noqa: ANN001
             one.reset()
             one.step(actions[next(it2) % 4096])
 

@@ -6,7 +6,7 @@ and are reused when present.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +15,7 @@ from rich.table import Table
 console = Console()
 
 DataOpt = Annotated[str, typer.Option(help="digits | synthetic | cifar100:/path | cifar10:/path")]
-StoreOpt = Annotated[Optional[str], typer.Option(help="live store path (default: $BLOX_HOME/stores/live-<data>.zarr)")]
+StoreOpt = Annotated[str | None, typer.Option(help="live store path (default: $BLOX_HOME/stores/live-<data>.zarr)")]
 RecipeOpt = Annotated[str, typer.Option(help="training recipe: digits_mini | cifar100_blox")]
 
 
@@ -83,7 +83,7 @@ def distill(
 def finetune(
     arch: Annotated[str, typer.Argument(help="the student arch")],
     teacher: Annotated[str, typer.Option(help="teacher arch")],
-    ft_epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epochs (default: the recipe's)")] = None,
+    ft_epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs (default: the recipe's)")] = None,
     data: DataOpt = "digits", recipe: RecipeOpt = "digits_mini", seed: int = 0, store: StoreOpt = None,
     epochs: Annotated[int, typer.Option(help="distillation epochs")] = 4, device: str = "auto",
 ) -> None:

@@ -69,18 +69,23 @@ class DistillResult:
     distill_loss: float  # final validation distillation loss (DONNA signature)
     lana_delta: float  # teacher val top-1 with this block minus without (LANA signature), points
     train_time_s: float  # own compute plus its share of the teacher passes
-    val_losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)  # before training, then after each epoch
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
-    """MSE, or noise-to-signal: per-channel MSE over the teacher channel's variance, averaged over channels."""
+    """MSE, or noise-to-signal: per-channel MSE over the teacher channel's variance, averaged over channels.
+
+    The variance is floored at 0.1% of the mean channel variance so that dead teacher channels (constant
+    outputs) do not dominate the loss."""
     if kind == "mse":
         return nn.functional.mse_loss(student, teacher)
     if kind == "nsr":
         dims = (0, 2, 3)
         mse = ((student - teacher) ** 2).mean(dim=dims)
-        var = teacher.var(dim=dims, unbiased=False) + 1e-8
+        var = teacher.var(dim=dims, unbiased=False)
+        # dead (constant) teacher channels would make the ratio explode: floor at 0.1% of the mean variance
+        var = var.clamp_min(1e-3 * float(var.mean()) + 1e-8)
         return (mse / var).mean()
     raise InvalidArgumentError(f"distillation loss must be one of {', '.join(LOSSES)}, got {kind!r}")
 
@@ -115,7 +120,8 @@ def distill_blocks(teacher: BloxModel, data: ImageData, *, candidates: Iterable[
     own_time = dict.fromkeys(todo, 0.0)
     teacher_time = 0.0
     gen = torch.Generator().manual_seed(config.seed)
-    val_curves: dict[tuple[int, int], list[float]] = {k: [] for k in todo}
+    # val_losses[0] is the untrained student's loss, then one value per epoch
+    val_curves = {k: [v] for k, v in _val_losses(teacher, students, data, config, device, eval_batch_size).items()}
     epochs: Sequence[int] | Any = range(config.epochs)
     if progress:
         from tqdm import tqdm

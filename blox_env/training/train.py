@@ -140,13 +140,13 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
             loss = criterion(logits, y, x)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
-                    f"training loss became {float(loss)} at epoch {epoch + 1}, batch {b} (model {arch_index}, "
+                    f"training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b} (model {arch_index}, "
                     f"seed {seed}): lower the learning rate"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             with torch.no_grad():
                 top1 += _topk(logits, y, 1)
                 top5 += _topk(logits, y, 5)
