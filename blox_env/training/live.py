@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from blox_env.costs import static_costs
-from blox_env.datasets.encoding import Encoding
 from blox_env.datasets.store import BloxStore
 from blox_env.errors import InvalidArgumentError
 from blox_env.paths import blox_home
@@ -34,9 +33,10 @@ from blox_env.rewards import Evaluation
 from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
 from blox_env.training.distill import DistillConfig, distill_blocks
 from blox_env.training.recipes import Recipe, get_recipe
-from blox_env.training.train import CURVES, TrainResult, model_config_for, resolve_device, train_model
+from blox_env.training.results import ensure_run, record_result
+from blox_env.training.train import model_config_for, resolve_device, train_model
 
-__all__ = ["LiveReward", "open_live_store", "record_result"]
+__all__ = ["LiveReward", "open_live_store"]
 
 MODES = ("normal", "blockwise")
 
@@ -52,49 +52,6 @@ def open_live_store(location: str | os.PathLike[str] | BloxStore | None, *, name
         return BloxStore.open(path, mode="a")
     return BloxStore.create(path, index=FULL_SPACE.indices(), name=name,
                             provenance={"source": "blox-env live training"})
-
-
-def _encodings(data: Any) -> dict[str, Encoding]:
-    sizes = {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}
-    enc = {}
-    for m in (*CURVES, "test_top1", "test_top5"):
-        if "loss" in m:
-            enc[m] = Encoding("raw", "float32")
-        else:
-            split = "train" if "train" in m else "val" if "val" in m else "test"
-            enc[m] = Encoding("count", "uint16" if sizes[split] < 65535 else "uint32", denominator=sizes[split],
-                              delta=m in CURVES)
-    enc["test_loss"] = Encoding("raw", "float32")
-    enc["train_time_s"] = Encoding("raw", "float64")
-    enc["wall_time_s"] = Encoding("raw", "float64")
-    return enc
-
-
-def ensure_run(store: BloxStore, run: str, *, seed: int, recipe: Recipe, data: Any, attrs: dict[str, Any]) -> None:
-    """Create a live run (all metrics allocated, missing) unless it exists."""
-    try:
-        info = store.run_info(run)
-    except InvalidArgumentError:
-        info = None
-    if info is not None:
-        if seed not in info.seeds or info.epochs != recipe.epochs:
-            raise InvalidArgumentError(f"run {run!r} exists with seeds {info.seeds}, epochs {info.epochs}")
-        return
-    store.create_run(run, seeds=[seed], epochs=recipe.epochs,
-                     attrs={"dataset": data.name, "recipe": recipe.to_dict(), "data_provenance": data.provenance,
-                            **attrs})
-    for metric, enc in _encodings(data).items():
-        store.allocate_metric(run, metric, encoding=enc, per_epoch=metric in CURVES)
-
-
-def record_result(store: BloxStore, run: str, result: TrainResult, *, seed: int) -> None:
-    """Write one training result (every curve and final metric) as the model's row."""
-    arch = [result.arch_index]
-    for m in CURVES:
-        store.write_rows(run, m, arch, [result.curves[m]], seed=seed)
-    for m, v in (("test_top1", result.test_top1), ("test_top5", result.test_top5), ("test_loss", result.test_loss),
-                 ("train_time_s", result.train_time_s), ("wall_time_s", result.wall_time_s)):
-        store.write_rows(run, m, arch, [v], seed=seed)
 
 
 class LiveReward:
@@ -146,7 +103,7 @@ class LiveReward:
 
     def train_normal(self, arch: Arch) -> float:
         """Train ``arch`` normally unless stored; returns the compute seconds spent."""
-        ensure_run(self.store, self.normal_run, seed=self.seed, recipe=self.recipe, data=self.data,
+        ensure_run(self.store, self.normal_run, seeds=[self.seed], recipe=self.recipe, data=self.data,
                    attrs={"kind": "normal"})
         if self._stored(self.normal_run, arch):
             return 0.0
@@ -219,7 +176,7 @@ class LiveReward:
         else:
             spent = self.ensure_teacher()
             spent += self.ensure_blocks([(s, b) for s, b in enumerate(arch.blocks)])
-            ensure_run(self.store, self.ft_run, seed=self.seed, recipe=self.ft_recipe, data=self.data,
+            ensure_run(self.store, self.ft_run, seeds=[self.seed], recipe=self.ft_recipe, data=self.data,
                        attrs={"kind": "finetune", "teacher": self.library.teacher.index,  # type: ignore[union-attr]
                               "distill": self.distill.to_dict(), "alpha": self.alpha,
                               "temperature": self.temperature})

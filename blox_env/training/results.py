@@ -1,0 +1,79 @@
+"""Training results in a store: run creation with exact encodings, one row per (model, seed).
+
+Shared by the live reward and the benchmark builder. A row is *finished* when
+its ``test_top1`` is present; ``record_result`` writes ``test_top1`` last, so a
+row torn by a crash reads as unfinished and is redone, never half-used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from blox_env.datasets.encoding import Encoding
+from blox_env.errors import InvalidArgumentError
+from blox_env.training.recipes import Recipe
+from blox_env.training.train import CURVES, TrainResult
+
+if TYPE_CHECKING:
+    from blox_env.datasets.store import BloxStore
+
+__all__ = ["ensure_run", "finished_mask", "record_result", "result_encodings"]
+
+FINALS = ("test_top5", "test_loss", "train_time_s", "wall_time_s", "test_top1")  # test_top1 last: the row's seal
+
+
+def result_encodings(sizes: dict[str, int]) -> dict[str, Encoding]:
+    """Accuracies as exact counts of the split's images, losses and times as floats."""
+    enc = {}
+    for m in (*CURVES, "test_top1", "test_top5"):
+        if "loss" in m:
+            enc[m] = Encoding("raw", "float32")
+        else:
+            split = "train" if "train" in m else "val" if "val" in m else "test"
+            n = int(sizes[split])
+            enc[m] = Encoding("count", "uint16" if n < 65535 else "uint32", denominator=n, delta=m in CURVES)
+    enc["test_loss"] = Encoding("raw", "float32")
+    enc["train_time_s"] = Encoding("raw", "float64")
+    enc["wall_time_s"] = Encoding("raw", "float64")
+    return enc
+
+
+def ensure_run(store: BloxStore, run: str, *, seeds: Sequence[int], recipe: Recipe, data: Any,
+               attrs: dict[str, Any]) -> None:
+    """Create a run with every metric allocated (missing), or check that the existing one matches."""
+    try:
+        info = store.run_info(run)
+    except InvalidArgumentError:
+        info = None
+    if info is not None:
+        if not set(seeds) <= set(info.seeds) or info.epochs != recipe.epochs:
+            raise InvalidArgumentError(
+                f"run {run!r} exists with seeds {list(info.seeds)} and {info.epochs} epochs; asked for seeds "
+                f"{list(seeds)} and {recipe.epochs} epochs: use another run name"
+            )
+        return
+    sizes = {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}
+    store.create_run(run, seeds=list(seeds), epochs=recipe.epochs,
+                     attrs={"dataset": data.name, "recipe": recipe.to_dict(), "split_sizes": sizes,
+                            "data_provenance": data.provenance, **attrs})
+    for metric, enc in result_encodings(sizes).items():
+        store.allocate_metric(run, metric, encoding=enc, per_epoch=metric in CURVES)
+
+
+def record_result(store: BloxStore, run: str, result: TrainResult, *, seed: int) -> None:
+    """Write one result as the model's row of ``seed`` (``test_top1`` last)."""
+    arch = [result.arch_index]
+    for m in CURVES:
+        store.write_rows(run, m, arch, [result.curves[m]], seed=seed)
+    values = {"test_top1": result.test_top1, "test_top5": result.test_top5, "test_loss": result.test_loss,
+              "train_time_s": result.train_time_s, "wall_time_s": result.wall_time_s}
+    for m in FINALS:
+        store.write_rows(run, m, arch, [values[m]], seed=seed)
+
+
+def finished_mask(store: BloxStore, run: str, seed: int) -> np.ndarray:
+    """Boolean per store row: is the row of ``seed`` finished?"""
+    return np.isfinite(store.get("test_top1", None, seed=seed, run=run))
