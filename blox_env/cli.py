@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from blox_env.cli_build import register as register_build
 from blox_env.cli_data import data_app
 from blox_env.cli_train import register as register_training
 from blox_env.errors import BloxError
@@ -19,6 +20,7 @@ space_app = typer.Typer(help="The search space: blocks, models, hashes, costs.",
 app.add_typer(space_app, name="space")
 app.add_typer(data_app, name="data")
 register_training(app)
+register_build(app)
 
 console = Console()
 

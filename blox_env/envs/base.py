@@ -112,9 +112,29 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
     from blox_env.datasets.store import BloxStore, open_store
 
     store = spec.benchmark if isinstance(spec.benchmark, BloxStore) else open_store(spec.benchmark)
+    if spec.benchmark is None:
+        announce_default_store(store)
     if spec.extra:
         raise InvalidArgumentError(f"unknown arguments for the tabular reward: {', '.join(sorted(spec.extra))}")
     return TabularReward(store, metric=spec.metric, run=spec.run, seed_mode=spec.seed_mode)
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def announce_default_store(store: Any) -> None:
+    """Say in one line (once per process) which benchmark a default ``gym.make`` uses."""
+    import sys
+
+    if store.location in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(store.location)
+    if store.name == "blox-mini":
+        print(f"blox-env: using the bundled Blox-mini ({len(store):,} models trained on digits); "
+              "import the full BLOX benchmark with `blox data import` to use it instead", file=sys.stderr)
+    else:
+        print(f"blox-env: using the benchmark store {store.name!r} at {store.location} ({len(store):,} models)",
+              file=sys.stderr)
 
 
 def reward_value(metrics: Mapping[str, Any], metric: str, *, normalize: bool,
