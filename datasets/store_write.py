@@ -71,7 +71,7 @@ class StoreWriter:
         elif encoding.delta:  # all missing: the first epoch holds the sentinel, differences are 0
             arr[..., 0] = encoding.missing
         self._arrays.pop(path, None)
-        self._chunks = {k: v for k, v in self._chunks.items() if k[0] != path}
+        self._invalidate(path)
         return arr
 
     def _check_rows(self: BloxStore, values: np.ndarray, what: str) -> None:
@@ -121,34 +121,36 @@ class StoreWriter:
         self._new_array(f"{self.run_path(run)}/{metric}", None, shape=shape, model_axis=1, encoding=encoding)
         self._runs.pop(run, None)
 
-    def write_seed(self: BloxStore, run: str, metric: str, values: Any, *, seed: int) -> None:
-        """Write one seed's values for every row into an allocated metric array."""
+    def _seed_target(self: BloxStore, run: str, metric: str, seed: int) -> tuple[str, Any, Encoding, int]:
+        """(path, array, encoding, seed position) of a metric array to write one seed into."""
         self._check_writable()
         info = self.run_info(run)
         if seed not in info.seeds:
             raise InvalidArgumentError(f"seed must be one of {list(info.seeds)}, got {seed!r}")
         path = f"{self.run_path(run)}/{metric}"
         arr, enc, _ = self._array(path)
+        return path, arr, enc, info.seeds.index(seed)
+
+    def _invalidate(self: BloxStore, path: str) -> None:
+        self._chunks = {k: v for k, v in self._chunks.items() if k[0] != path}
+
+    def write_seed(self: BloxStore, run: str, metric: str, values: Any, *, seed: int) -> None:
+        """Write one seed's values for every row into an allocated metric array."""
+        path, arr, enc, pos = self._seed_target(run, metric, seed)
         v = np.asarray(values, dtype=np.float64)
         if v.shape != arr.shape[1:]:
             raise InvalidArgumentError(f"{metric} of one seed must have shape {arr.shape[1:]}, got {v.shape}")
-        arr[info.seeds.index(seed)] = enc.pack(v)
-        self._chunks = {k: val for k, val in self._chunks.items() if k[0] != path}
+        arr[pos] = enc.pack(v)
+        self._invalidate(path)
 
     def write_rows(self: BloxStore, run: str, metric: str, archs: Any, values: Any, *, seed: int) -> None:
         """Write some models' values of one seed into an existing metric array."""
-        self._check_writable()
-        info = self.run_info(run)
-        if seed not in info.seeds:
-            raise InvalidArgumentError(f"seed must be one of {list(info.seeds)}, got {seed!r}")
-        path = f"{self.run_path(run)}/{metric}"
-        arr, enc, _ = self._array(path)
+        path, arr, enc, pos = self._seed_target(run, metric, seed)
         rows = self.rows(archs)
-        pos = info.seeds.index(seed)
         data = enc.pack(np.asarray(values, dtype=np.float64))
         for r, row_values in zip(rows.tolist(), data):
             arr[pos, r] = row_values
-        self._chunks = {k: v for k, v in self._chunks.items() if k[0] != path}
+        self._invalidate(path)
 
     def write_static(self: BloxStore, *, params: Any, flops: Any) -> None:
         """Parameter counts and MACs of every row."""
@@ -184,6 +186,46 @@ class StoreWriter:
                 raise InvalidArgumentError(f"env column {col!r} needs one value per model row ({len(self)})")
             self._new_array(f"env/{col}", codes, shape=codes.shape, model_axis=1, encoding=Encoding("raw", "int32"),
                             attrs={"categories": cats, "seeds": [int(s) for s in seeds]})
+
+    def write_trace(self: BloxStore, name: str, records: Sequence[dict[str, Any]], *,
+                    attrs: dict[str, Any] | None = None) -> None:
+        """Store a search trace (one record per evaluation) as columns under ``traces/<name>``.
+
+        Scalar fields become arrays; ``metrics`` dicts become ``metrics/<key>`` columns (NaN where absent).
+        """
+        self._check_writable()
+        if not name or "/" in name:
+            raise InvalidArgumentError(f"trace name must be non-empty without '/', got {name!r}")
+        path = f"traces/{name}"
+        if path in self._group:
+            del self._group[path]
+        grp = self._group.require_group(path)
+        grp.attrs.update({"length": len(records), **(attrs or {})})
+        columns: dict[str, list[Any]] = {}
+        metric_keys = sorted({k for r in records for k in r.get("metrics", {})})
+        for r in records:
+            for key, value in r.items():
+                if key != "metrics" and isinstance(value, (int, float, np.integer, np.floating)):
+                    columns.setdefault(key, []).append(float(value))
+            for key in metric_keys:
+                columns.setdefault(f"metrics/{key}", []).append(float(r.get("metrics", {}).get(key, np.nan)))
+        for key, values in columns.items():
+            if len(values) != len(records):
+                raise InvalidArgumentError(f"trace field {key!r} is missing from some records")
+            arr = grp.create_array(key, shape=(len(values),), dtype="float64", chunks=(max(len(values), 1),))
+            arr[...] = np.asarray(values, dtype=np.float64)
+
+    def read_trace(self: BloxStore, name: str) -> dict[str, np.ndarray]:
+        """Columns of a stored trace (see :meth:`write_trace`)."""
+        path = f"traces/{name}"
+        if path not in self._group:
+            have = sorted(self._group["traces"].group_keys()) if "traces" in self._group else []
+            raise InvalidArgumentError(f"no trace {name!r}: this store has {have or 'none'}")
+        grp = self._group[path]
+        out = {k: np.asarray(a[...]) for k, a in grp.arrays()}
+        if "metrics" in grp:
+            out.update({f"metrics/{k}": np.asarray(a[...]) for k, a in grp["metrics"].arrays()})
+        return out
 
     def set_attrs(self: BloxStore, **attrs: Any) -> None:
         """Update root attributes (provenance, name, ...)."""

@@ -259,6 +259,13 @@ def test_wrappers(tiny_store, tmp_path) -> None:
     assert len(env.trace) == 3 == len(lines) and lines[2]["cost"] == 0
     assert lines[1]["cumulative_cost"] == lines[0]["cost"] + lines[1]["cost"]
     assert all(x["wall_time_s"] >= 0 for x in lines)
+    from blox_env.datasets.store import BloxStore
+
+    store = BloxStore.create(f"memory://traces-{tmp_path.name}", index=tiny_store.index)
+    env.save_to_store(store, "run0")
+    cols = store.read_trace("run0")
+    assert np.array_equal(cols["cumulative_cost"], [x["cumulative_cost"] for x in lines])
+    assert np.array_equal(cols["metrics/val_top1"], [x["metrics"]["val_top1"] for x in lines])
     env.reset(seed=1)
     assert env.trace == []
     check_env(OneHotObservation(gym.make("Blox-v0", benchmark=tiny_store)), skip_render_check=True)

@@ -3,8 +3,8 @@
 - :class:`OneHotObservation`: the ``MultiDiscrete`` observation as one flat
   one-hot ``Box`` (for MLP policies that do not one-hot by themselves).
 - :class:`RecordSearchTrace`: every evaluation (arch, metrics, cost, cumulative
-  cost, wall time) appended to a JSON-lines file and kept in memory as a list,
-  ready for the harness or ``BloxStore.write_trace``.
+  cost, wall time) appended to a JSON-lines file, kept in memory as a list, and
+  written to a store's ``traces/<name>`` with :meth:`RecordSearchTrace.save_to_store`.
 """
 
 from __future__ import annotations
@@ -97,3 +97,8 @@ class RecordSearchTrace(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 with self.path.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
         return obs, reward, terminated, truncated, info
+
+    def save_to_store(self, store: Any, name: str) -> None:
+        """Write the current trace into ``traces/<name>`` of a store opened for writing."""
+        store.write_trace(name, self.trace, attrs={"env": self.env.spec.id if self.env.spec else "",
+                                                    "cost_unit": self.trace[0]["cost_unit"] if self.trace else ""})
