@@ -12,6 +12,7 @@ from rich.table import Table
 
 from blox_env.cli_build import register as register_build
 from blox_env.cli_data import data_app
+from blox_env.cli_predictors import predictors_app
 from blox_env.cli_train import register as register_training
 from blox_env.errors import BloxError
 
@@ -21,6 +22,7 @@ app.add_typer(space_app, name="space")
 app.add_typer(data_app, name="data")
 register_training(app)
 register_build(app)
+app.add_typer(predictors_app, name="predictors")
 
 console = Console()
 

@@ -1,1 +1,58 @@
-"""Accuracy predictors (GCN, BRP, GIN, DONNA/LANA signature models); installed as ``blox_env.predictors``."""
+"""Accuracy predictors (GCN, BRP, GIN, DONNA/LANA signature models); installed as ``blox_env.predictors``.
+
+Every predictor follows :class:`~blox_env.predictors.base.Predictor`:
+``fit(archs, y, *, seed) -> self``, ``predict(archs) -> ndarray``, ``save(dir)``,
+``Cls.load(dir)``; :class:`BRPPredictor` adds ``compare(a, b)`` and ``rank(archs)``.
+Graph predictors (torch + DGL) and the rest are imported lazily on first use, so
+``import blox_env.predictors`` (and the light ones: metrics, DONNA/LANA,
+constant) does not pay for torch and DGL.
+
+- graph: :class:`GCNPredictor`, :class:`GINPredictor`, :class:`BRPPredictor`
+- blockwise signatures: :class:`DonnaPredictor`, :class:`LanaPredictor`
+- baselines on the one-hot block encoding: :class:`MLPPredictor`, :class:`TreePredictor`, :class:`ConstantPredictor`
+- evaluation: :func:`evaluate_predictions`
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BasePredictor": "base",
+    "PairwisePredictor": "base",
+    "Predictor": "base",
+    "PredictorNotFittedError": "base",
+    "TargetScaler": "base",
+    "as_indices": "base",
+    "GCNConfig": "gcn",
+    "GCNPredictor": "gcn",
+    "GINConfig": "gin",
+    "GINPredictor": "gin",
+    "BRPConfig": "brp",
+    "BRPPredictor": "brp",
+    "DonnaPredictor": "signatures",
+    "LanaPredictor": "signatures",
+    "ConstantPredictor": "baselines",
+    "MLPConfig": "baselines",
+    "MLPPredictor": "baselines",
+    "TreePredictor": "baselines",
+    "one_hot_blocks": "baselines",
+    "evaluate_predictions": "metrics",
+    "precision_at_k": "metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blox_env.predictors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"blox_env.predictors.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

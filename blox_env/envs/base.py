@@ -104,11 +104,12 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
         from blox_env.training.live import LiveReward
 
         return LiveReward(store=spec.benchmark, **dict(spec.extra))
-    if spec.reward != "tabular":
-        raise InvalidArgumentError(
-            f"reward={spec.reward!r} needs its backend: pass backend=<a RewardBackend> "
-            "(surrogate backends are built by blox_env.predictors)"
-        )
+    if spec.reward == "surrogate":
+        if "predictor" not in spec.extra:
+            raise InvalidArgumentError("reward='surrogate' needs predictor=<a fitted predictor> (or backend=...)")
+        from blox_env.predictors.surrogate import SurrogateReward
+
+        return SurrogateReward(**dict(spec.extra), metric=spec.metric)
     from blox_env.datasets.store import BloxStore, open_store
 
     store = spec.benchmark if isinstance(spec.benchmark, BloxStore) else open_store(spec.benchmark)

@@ -1,0 +1,279 @@
+"""The Predictor Protocol and what every predictor shares: inputs, target scaling, saving, training.
+
+Protocol (DESIGN.md): ``fit(archs, y, *, seed, **kw) -> self``, ``predict(archs) ->
+ndarray``, ``save(path)``, ``classmethod load(path)``; pairwise predictors add
+``compare(a, b)``. ``archs`` may be a list of :class:`~blox_env.space.Arch`, model
+indices, anything :func:`~blox_env.space.parse_arch` reads, or an integer numpy array.
+
+Saved predictors are a directory: ``predictor.json`` (class, format version,
+config, scaler, fitted scalars) plus, for torch models, ``weights.pt`` holding a
+plain-tensor ``state_dict`` written with ``torch.save`` and read back with
+``torch.load(weights_only=True)``; numpy models write ``arrays.npz`` (read with
+``allow_pickle=False``). Nothing is pickled, so loading cannot run code.
+
+This module imports torch only inside the torch helpers, so the signature
+predictors and the metrics stay light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from blox_env.errors import BloxError, InvalidArgumentError
+from blox_env.space import N_MODELS, Arch, parse_arch
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BasePredictor",
+    "PairwisePredictor",
+    "Predictor",
+    "PredictorNotFittedError",
+    "TargetScaler",
+    "as_indices",
+    "check_training_data",
+    "seeded_torch",
+    "train_torch_regressor",
+]
+
+FORMAT_VERSION = 1
+META_FILE = "predictor.json"
+WEIGHTS_FILE = "weights.pt"
+ARRAYS_FILE = "arrays.npz"
+
+
+class PredictorNotFittedError(BloxError, RuntimeError):
+    """``predict``/``save`` was called on a predictor that has not been fitted."""
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What every accuracy predictor offers."""
+
+    def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self: ...
+
+    def predict(self, archs: Any) -> np.ndarray: ...
+
+    def save(self, path: str | Path) -> Path: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self: ...
+
+
+@runtime_checkable
+class PairwisePredictor(Predictor, Protocol):
+    """A predictor that also says how likely ``a`` beats ``b``."""
+
+    def compare(self, a: Any, b: Any) -> np.ndarray: ...
+
+
+def as_indices(archs: Any) -> np.ndarray:
+    """Model indices ``(N,)`` of Archs, indices, hashes, raw vectors or an integer numpy array.
+
+    A single model (an Arch, an int, a hash) gives one index. Note that a raw arch
+    vector is itself a nested list: wrap it in a list, ``[vec]``.
+    """
+    if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
+        idx = archs.astype(np.int64, copy=False).reshape(-1)
+    elif isinstance(archs, (Arch, str, bytes, int, np.integer)) or not hasattr(archs, "__iter__"):
+        idx = np.array([parse_arch(archs).index], dtype=np.int64)  # one model
+    else:
+        idx = np.fromiter((a.index if isinstance(a, Arch) else parse_arch(a).index for a in archs), dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= N_MODELS):
+        raise InvalidArgumentError(f"model index out of range: allowed 0..{N_MODELS - 1}")
+    return idx
+
+
+def check_training_data(archs: Any, y: Any, *, min_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, float64 targets)`` after checking lengths match, targets are finite, enough models."""
+    idx = as_indices(archs)
+    target = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(target) != len(idx):
+        raise InvalidArgumentError(f"got {len(idx)} architectures but {len(target)} targets: they must match")
+    if len(idx) < min_size:
+        raise InvalidArgumentError(f"need at least {min_size} training models, got {len(idx)}")
+    if not np.isfinite(target).all():
+        raise InvalidArgumentError(f"targets must be finite: {int((~np.isfinite(target)).sum())} are NaN or inf")
+    return idx, target
+
+
+def rng_seed(seed: int | np.random.Generator) -> int:
+    """An int seed from a seed or a Generator (draws once from the Generator)."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**31 - 1))
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise InvalidArgumentError(f"seed must be a non-negative integer or a numpy Generator, got {seed!r}")
+    return int(seed)
+
+
+@dataclass(frozen=True)
+class TargetScaler:
+    """Standardisation of targets (``(y - mean) / std``) so losses and learning rates are scale-free."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, y: np.ndarray) -> TargetScaler:
+        std = float(np.std(y))
+        return cls(float(np.mean(y)), std if std > 1e-12 else 1.0)
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        return (np.asarray(y, dtype=np.float64) - self.mean) / self.std
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(z, dtype=np.float64) * self.std + self.mean
+
+
+def check_config(config: Any) -> None:
+    """Reject non-positive sizes/rates and out-of-range dropout in a predictor config dataclass."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name == "dropout":
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise InvalidArgumentError(f"dropout must be in [0, 1), got {value!r}")
+        elif f.name == "weight_decay":
+            if not isinstance(value, (int, float)) or value < 0:
+                raise InvalidArgumentError(f"weight_decay must be >= 0, got {value!r}")
+        elif isinstance(value, (bool, str)):
+            continue
+        elif isinstance(f.default, int) and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise InvalidArgumentError(f"{f.name} must be a positive integer, got {value!r}")
+        elif isinstance(value, (int, float)) and not value > 0:
+            raise InvalidArgumentError(f"{f.name} must be positive, got {value!r}")
+    if getattr(config, "device", "cpu") not in ("cpu", "cuda") and not str(config.device).startswith("cuda:"):
+        raise InvalidArgumentError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {config.device!r}")
+
+
+class BasePredictor:
+    """Shared plumbing: fitted-state checks and the directory save format (see the module docstring)."""
+
+    fitted_: bool = False
+    _format_name: ClassVar[str] = ""
+
+    def _require_fitted(self) -> None:
+        if not self.fitted_:
+            raise PredictorNotFittedError(f"{type(self).__name__} is not fitted: call fit(archs, y, seed=...) first")
+
+    # subclasses provide these three -------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        """JSON-able state (config, scaler, fitted scalars)."""
+        raise NotImplementedError
+
+    def _write_arrays(self, folder: Path) -> None:
+        """Write tensors/arrays next to the JSON (nothing by default)."""
+
+    @classmethod
+    def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted predictor to the directory ``path`` (created); returns it."""
+        self._require_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write_arrays(folder)
+        meta = {"predictor": type(self).__name__, "format_version": FORMAT_VERSION, **self._meta()}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1, allow_nan=False))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a predictor written by :meth:`save` (of this class)."""
+        folder = Path(path)
+        meta_path = folder / META_FILE
+        if not meta_path.is_file():
+            raise InvalidArgumentError(f"{folder} is not a saved predictor: {META_FILE} is missing")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("predictor") != cls.__name__:
+            raise InvalidArgumentError(f"{folder} holds a {meta.get('predictor')!r}, not a {cls.__name__}")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise InvalidArgumentError(f"{folder}: predictor format {meta.get('format_version')!r} is not supported "
+                                       f"(this blox-env reads {FORMAT_VERSION})")
+        return cls._restore(folder, meta)
+
+
+def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a frozen config dataclass from its ``asdict`` form, ignoring unknown keys."""
+    names = {f.name for f in fields(config_cls)}
+    return config_cls(**{k: v for k, v in data.items() if k in names})
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return asdict(config)
+
+
+# torch helpers ----------------------------------------------------------------------
+@contextlib.contextmanager
+def seeded_torch(seed: int) -> Iterator[None]:
+    """Seed torch inside the block only (``fork_rng`` restores the global state afterwards)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def save_state(folder: Path, module: torch.nn.Module) -> None:
+    """``torch.save`` of a plain-tensor state dict (loadable with ``weights_only=True``)."""
+    import torch
+
+    torch.save({k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, folder / WEIGHTS_FILE)
+
+
+def load_state(folder: Path) -> dict[str, torch.Tensor]:
+    import torch
+
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise InvalidArgumentError(f"{folder} is not a saved torch predictor: {WEIGHTS_FILE} is missing")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train_torch_regressor(model: torch.nn.Module, make_input: Callable[[np.ndarray], Any], y: np.ndarray, *,
+                          epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
+                          device: str = "cpu") -> float:
+    """MSE training with AdamW and a per-epoch cosine schedule; returns seconds spent.
+
+    ``make_input(positions)`` builds the model input of those training positions
+    (e.g. a batched graph); ``y`` are already-normalised targets. Shuffling uses
+    a numpy Generator from ``seed``; call inside :func:`seeded_torch` for dropout.
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    target = torch.as_tensor(y, dtype=torch.float32, device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    n = len(y)
+    start = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        perm = rng.permutation(n)
+        for lo in range(0, n, batch_size):
+            pos = perm[lo : lo + batch_size]
+            if len(pos) < 2 and n >= 2:  # a lone sample gives a degenerate step; fold it into the next epoch
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(model(make_input(pos)), target[torch.from_numpy(pos).to(device)])
+            if not math.isfinite(float(loss.detach())):
+                from blox_env.errors import TrainingDivergedError
+
+                raise TrainingDivergedError("predictor training loss became NaN or infinite: lower the lr")
+            loss.backward()
+            opt.step()
+        sched.step()
+    model.eval()
+    return time.perf_counter() - start
