@@ -4,7 +4,8 @@ For stores that cover only part of a space (or none of it): ``gym.make("Blox-v0"
 reward="surrogate", backend=SurrogateReward(predictor, ...))``. Every evaluation
 reports ``source="surrogate"`` and carries the predictor's held-out Spearman
 (``metrics["surrogate_spearman"]``) so results are never mistaken for measured
-ones. Pairwise predictors (BRP) score each model against a fixed ``reference`` set. Predictions are cached per model; the cost of a surrogate evaluation is
+ones. Pairwise predictors (BRP) score each model against a fixed ``reference``
+set. Predictions are cached per model; the cost of a surrogate evaluation is
 what the caller says it is (``cost_per_eval`` in the chosen unit, default 0 s,
 1 evaluation, ``fidelity`` epochs).
 """
