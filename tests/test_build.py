@@ -105,10 +105,13 @@ def test_killed_worker_then_resume_gives_the_clean_result(serial: Path, tmp_path
 
 
 def test_ray_executor_matches_serial(serial: Path, tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
     path = tmp_path / "ray.zarr"
-    build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, seeds=(0, 1), executor="ray", workers=2,
-                    progress=False)
+    try:
+        build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, seeds=(0, 1), executor="ray",
+                        workers=2, progress=False)
+    finally:
+        ray.shutdown()
     a, b = _values(serial), _values(path)
     for m in METRICS:
         assert np.array_equal(a[m], b[m]), m
