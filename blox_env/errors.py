@@ -14,6 +14,7 @@ __all__ = [
     "InvalidActionError",
     "InvalidArchitectureError",
     "InvalidArgumentError",
+    "PredictorNotFittedError",
     "ReleaseFormatError",
     "StoreError",
     "StoreNotFoundError",
@@ -67,3 +68,7 @@ class DownloadError(BloxError, OSError):
 
 class TrainingDivergedError(BloxError, FloatingPointError):
     """A training loss became NaN or infinite."""
+
+
+class PredictorNotFittedError(BloxError, RuntimeError):
+    """``predict``/``save`` was called on a predictor that has not been fitted."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 
 import numpy as np
 
-from blox_env.errors import BloxError, InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, PredictorNotFittedError
 from blox_env.space import N_MODELS, Arch, parse_arch
 
 if TYPE_CHECKING:
@@ -51,10 +51,6 @@ FORMAT_VERSION = 1
 META_FILE = "predictor.json"
 WEIGHTS_FILE = "weights.pt"
 ARRAYS_FILE = "arrays.npz"
-
-
-class PredictorNotFittedError(BloxError, RuntimeError):
-    """``predict``/``save`` was called on a predictor that has not been fitted."""
 
 
 @runtime_checkable

@@ -1,0 +1,83 @@
+"""The predictor evaluation on Blox-mini: every predictor x train sizes x 5 seeds, plus GCN throughput.
+
+Run: ``python benchmarks/predictors.py [--seeds 5] [--sizes 25,50,100,150] [--out docs/predictors]``.
+DONNA and LANA need block signatures: the script trains the Blox-mini model with the best mean
+validation accuracy as the teacher (digits_mini), distils all 6 x 3 candidate blocks in one
+shared pass, and uses those signatures. Prints a Markdown table and writes JSON + PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import machine
+
+from blox_env.datasets.location import bundled_mini_path
+from blox_env.datasets.mini import MINI_BLOCKS
+from blox_env.datasets.store import open_store
+from blox_env.predictors.evaluation import EvalSpec, plot_results, run_evaluation, save_results, summarise
+from blox_env.space import Arch
+from blox_env.training.distill import DistillConfig
+from blox_env.training.live import LiveReward
+
+
+def signatures_for(mini, data_spec: str = "digits") -> tuple[dict[str, np.ndarray], int]:
+    """Teacher = best mean-val model of Blox-mini; distil every Blox-mini block at every stage."""
+    val = mini.get("val_top1", seed="mean")
+    teacher = int(mini.index[int(np.nanargmax(val))])
+    with tempfile.TemporaryDirectory() as tmp:
+        live = LiveReward(store=Path(tmp) / "lib.zarr", data=data_spec, recipe="digits_mini", mode="blockwise",
+                          teacher=teacher, distill=DistillConfig(epochs=2))
+        live.ensure_teacher()
+        live.ensure_blocks([(s, b) for s in range(3) for b in MINI_BLOCKS])
+        return live.library.signatures(live.distill), teacher
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--sizes", default="25,50,100,150")
+    parser.add_argument("--out", type=Path, default=Path("docs/predictors"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    mini = open_store(bundled_mini_path())
+    t = time.perf_counter()
+    sigs, teacher = signatures_for(mini)
+    sig_s = time.perf_counter() - t
+    spec = EvalSpec(predictors=("gcn", "brp", "gin", "mlp", "tree", "donna", "lana"),
+                    train_sizes=tuple(int(x) for x in args.sizes.split(",")), seeds=args.seeds, test_size=60)
+    rows = run_evaluation(mini, spec=spec, signatures=sigs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_results(rows, args.out / "blox-mini.json", spec=spec)
+    plot_results(rows, args.out / "blox-mini.png", title="Blox-mini: best val top-1 (seed mean)")
+    summary = summarise(rows)
+    ceiling = float(np.nanmean([r["noise_ceiling"] for r in rows]))
+    print(f"{time.strftime('%Y-%m-%d')}, {machine()}; Blox-mini ({len(mini)} models), target: best val top-1 "
+          f"(mean of 2 seeds), {spec.test_size} held-out models per seed, {spec.seeds} seeds; signatures from "
+          f"teacher {teacher} {Arch.from_index(teacher).blocks} in {sig_s:.0f} s")
+    print("| predictor | " + " | ".join(f"n={n}" for n in spec.train_sizes) + " | fit s (largest n) |")
+    print("| --- " * (len(spec.train_sizes) + 2) + "|")
+    for name in spec.predictors:
+        fit = np.mean([r["fit_s"] for r in rows if r["predictor"] == name and r["train_size"] == max(spec.train_sizes)])
+        cells = " | ".join(f"{summary[(name, n)][0]:.3f} ± {summary[(name, n)][1]:.3f}" for n in spec.train_sizes)
+        print(f"| {name} | {cells} | {fit:.1f} |")
+    print(f"\nnoise ceiling (Spearman seed 0 vs seed 1 on the held-out models, mean): {ceiling:.3f}")
+    best = max(("gcn", "brp", "gin"), key=lambda p: summary[(p, max(spec.train_sizes))][0])
+    value = summary[(best, max(spec.train_sizes))][0]
+    print(f"best graph predictor at n={max(spec.train_sizes)}: {best} {value:.3f} = {value / ceiling:.2f} x ceiling")
+    from blox_env.predictors import GCNPredictor
+
+    archs = [Arch.from_index(int(i)) for i in mini.index]
+    y = mini.get("val_top1", seed="mean")
+    for hidden in (600, 128):
+        g = GCNPredictor(hidden=hidden, epochs=10).fit(archs, y, seed=0)
+        print(f"GCN training throughput, hidden {hidden}, batch 64: {g.throughput_:.0f} graphs/s")
+
+
+if __name__ == "__main__":
+    main()
