@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from blox_env.cli_bench import register as register_bench
 from blox_env.cli_build import register as register_build
 from blox_env.cli_data import data_app
 from blox_env.cli_predictors import predictors_app
@@ -22,6 +23,7 @@ app.add_typer(space_app, name="space")
 app.add_typer(data_app, name="data")
 register_training(app)
 register_build(app)
+register_bench(app)
 app.add_typer(predictors_app, name="predictors")
 
 console = Console()
