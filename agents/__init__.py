@@ -1,1 +1,66 @@
-"""Search agents and the cost-budget harness; installed as ``blox_env.agents``."""
+"""Search agents and the cost-budget harness; installed as ``blox_env.agents``.
+
+Every agent follows :class:`Agent` (``ask() -> Arch``, ``tell(arch, evaluation)``,
+``fidelity``) and takes ``space``, ``seed`` (int or Generator), ``metric`` (the
+objective, higher is better) and ``constraint`` (``Arch -> bool``, e.g. from
+:func:`make_constraint`) as keyword arguments. :data:`AGENTS` maps the names
+used by ``blox bench`` to classes; :func:`make_agent` builds one by name.
+Importing this package loads numpy only: BRP-NAS imports torch/DGL when it first
+fits its predictor, LANA imports SciPy's MILP solver when it first solves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from blox_env.agents.base import Agent, BaseAgent, Constraint, make_constraint
+from blox_env.agents.brpnas import BRPNAS
+from blox_env.agents.evolution import LocalSearch, RegularizedEvolution
+from blox_env.agents.halving import Hyperband, SuccessiveHalving
+from blox_env.agents.lana import LanaSearch, lana_optimum
+from blox_env.agents.random_search import RandomSearch
+from blox_env.agents.reinforce import Reinforce
+from blox_env.errors import InvalidArgumentError
+from blox_env.space import SubSpace
+
+__all__ = [
+    "AGENTS",
+    "BRPNAS",
+    "Agent",
+    "BaseAgent",
+    "Constraint",
+    "Hyperband",
+    "LanaSearch",
+    "LocalSearch",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "Reinforce",
+    "SuccessiveHalving",
+    "lana_optimum",
+    "make_agent",
+    "make_constraint",
+]
+
+#: Agents that need nothing beyond a space and a seed (LanaSearch needs signatures, so it is not listed).
+AGENTS: dict[str, type[BaseAgent]] = {
+    "random": RandomSearch,
+    "evolution": RegularizedEvolution,
+    "local": LocalSearch,
+    "reinforce": Reinforce,
+    "sh": SuccessiveHalving,
+    "hyperband": Hyperband,
+    "brpnas": BRPNAS,
+}
+
+
+def make_agent(name: str, space: SubSpace, *, seed: int | np.random.Generator, **kw: Any) -> BaseAgent:
+    """The agent registered as ``name`` in :data:`AGENTS`, built with ``space``, ``seed`` and options ``kw``.
+
+    ``sh`` and ``hyperband`` need ``min_fidelity`` and ``max_fidelity`` (epochs).
+    """
+    cls = AGENTS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise InvalidArgumentError(f"unknown agent {name!r}: allowed {', '.join(AGENTS)}")
+    return cls(space, seed=seed, **kw)

@@ -70,16 +70,31 @@ class SearchTask:
 
 def run_search(agent: Any, backend: Any, *, budget: float, cost_unit: str, seed: int, metric: str,
                charge_repeats: bool = False, max_evaluations: int = 1_000_000) -> list[dict[str, Any]]:
-    """Drive ``agent`` against ``backend`` until ``budget`` is spent; returns the trace."""
+    """Drive ``agent`` against ``backend`` until ``budget`` is spent; returns the trace.
+
+    With free repeats a search can run out of new models before it runs out of
+    budget; it then stops once every model it may evaluate has been evaluated at
+    full fidelity (or after ``10 x`` that many evaluations in a row cost nothing).
+    """
     ledger = CostLedger(budget, cost_unit, charge_repeats)
     rng = np.random.default_rng(seed)
     trace: list[dict[str, Any]] = []
     start = time.perf_counter()
+    feasible = agent.feasible_indices() if hasattr(agent, "feasible_indices") else backend.space.indices()
+    n_feasible = len(feasible)
+    full_fidelity = getattr(backend, "max_fidelity", None)
+    seen_full: set[int] = set()
+    free_streak = 0
     while not ledger.exhausted and len(trace) < max_evaluations:
+        if not charge_repeats and (len(seen_full) >= n_feasible or free_streak >= 10 * n_feasible):
+            break
         arch = agent.ask()
         ev = backend.evaluate(arch, getattr(agent, "fidelity", None), cost_unit=cost_unit, rng=rng)
         charged = ledger.charge(arch.index, ev.fidelity, ev.cost)
         agent.tell(arch, ev)
+        if ev.fidelity == full_fidelity:
+            seen_full.add(arch.index)
+        free_streak = free_streak + 1 if charged == 0 else 0
         trace.append({"step": len(trace) + 1, "arch_index": arch.index, "fidelity": ev.fidelity,
                       "metrics": dict(ev.metrics), "objective": float(ev.metrics[metric]), "cost": charged,
                       "full_cost": ev.cost, "cumulative_cost": ledger.spent,

@@ -1,0 +1,164 @@
+"""Regularized (aging) evolution and local search over the block-per-stage encoding.
+
+- :class:`RegularizedEvolution` (Real et al., 2019): the first ``population``
+  asks are random feasible models; afterwards each ask draws ``sample_size``
+  members of the population uniformly (without replacement), mutates the best
+  of them (one stage's block replaced by another block of the space,
+  :func:`blox_env.space.mutate`) and every told child joins the population while
+  the *oldest* member leaves (aging, not worst-removal). A mutation that breaks
+  the constraint is redrawn (bounded tries, then a random feasible neighbour,
+  then a random feasible model).
+- :class:`LocalSearch` (hill climbing, as in White et al., 2021): start at a
+  random model, evaluate the feasible neighbours of the incumbent (all models one
+  block away) in random order; ``strategy="first"`` moves to the first
+  neighbour that improves on the incumbent, ``"best"`` evaluates all neighbours
+  and moves to the best one if it improves. With no improving neighbour the
+  incumbent is a local optimum and the search restarts from a random model not
+  evaluated yet. Models already evaluated are never asked again while unseen
+  ones remain; their known values are reused (at no cost) when met as neighbours.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from blox_env.agents.base import BaseAgent, _key
+from blox_env.errors import InvalidArgumentError
+from blox_env.space import Arch, SubSpace, mutate, neighbours
+
+if TYPE_CHECKING:
+    from blox_env.rewards import Evaluation
+
+__all__ = ["LocalSearch", "RegularizedEvolution"]
+
+_MUTATION_TRIES = 32
+
+
+def _positive_int(value: object, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class RegularizedEvolution(BaseAgent):
+    """Aging evolution: tournament selection of size ``sample_size``, one-block mutation, oldest removed."""
+
+    name = "evolution"
+
+    def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, population: int = 20,
+                 sample_size: int = 5, metric: str = "val_top1",
+                 constraint: Callable[[Arch], bool] | None = None) -> None:
+        super().__init__(space, seed=seed, metric=metric, constraint=constraint)
+        self.population_size = _positive_int(population, "population", 2)
+        self.sample_size = _positive_int(sample_size, "sample_size")
+        if self.sample_size > self.population_size:
+            raise InvalidArgumentError(f"sample_size ({self.sample_size}) must be at most population "
+                                       f"({self.population_size})")
+        if space.size < 2:
+            raise InvalidArgumentError("evolution needs a space of at least 2 models to mutate between")
+        self.population: deque[tuple[Arch, float]] = deque()
+        self._initial_asked = 0
+        self._seen: set[int] = set()
+
+    def ask(self) -> Arch:
+        if self._initial_asked < self.population_size or not self.population:
+            self._initial_asked += 1
+            arch = self.sample(exclude=self._seen)  # distinct initial members while possible
+        else:
+            arch = self._mutate(self._parent())
+        self._seen.add(arch.index)
+        return arch
+
+    def _parent(self) -> Arch:
+        members = list(self.population)
+        k = min(self.sample_size, len(members))
+        picks = self.rng.choice(len(members), size=k, replace=False)
+        best = max(picks.tolist(), key=lambda i: (_key(members[i][1]), -i))
+        return members[best][0]
+
+    def _mutate(self, parent: Arch) -> Arch:
+        for _ in range(_MUTATION_TRIES):
+            child = mutate(parent, seed=self.rng, space=self.space)
+            if self.constraint is None or self.constraint(child):
+                return child
+        options = [a for a in neighbours(parent, self.space) if self.constraint is None or self.constraint(a)]
+        if options:
+            return options[int(self.rng.integers(len(options)))]
+        return self.sample()
+
+    def _observe(self, arch: Arch, value: float, evaluation: Evaluation) -> None:
+        self.population.append((arch, value))
+        while len(self.population) > self.population_size:
+            self.population.popleft()
+
+
+class LocalSearch(BaseAgent):
+    """Hill climbing over one-block neighbourhoods with random restarts at local optima."""
+
+    name = "local"
+
+    def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, strategy: str = "first",
+                 metric: str = "val_top1", constraint: Callable[[Arch], bool] | None = None) -> None:
+        super().__init__(space, seed=seed, metric=metric, constraint=constraint)
+        if strategy not in ("first", "best"):
+            raise InvalidArgumentError(f"strategy must be 'first' or 'best', got {strategy!r}")
+        self.strategy = strategy
+        self.incumbent: tuple[Arch, float] | None = None
+        self.restarts = 0
+        self.optima: list[tuple[Arch, float]] = []  # local optima met, in order (each ended a climb)
+        self._values: dict[int, float] = {}
+        self._queue: list[Arch] = []
+        self._best_neighbour: tuple[Arch, float] | None = None
+        self._pending_start: Arch | None = None
+
+    def _move(self, arch: Arch, value: float) -> None:
+        """Make ``arch`` the incumbent and queue its feasible neighbours in random order."""
+        self.incumbent = (arch, value)
+        self._best_neighbour = None
+        options = [a for a in neighbours(arch, self.space) if self.constraint is None or self.constraint(a)]
+        order = self.rng.permutation(len(options)).tolist()
+        self._queue = [options[i] for i in order][::-1]  # pop() from the end
+
+    def _consider(self, arch: Arch, value: float) -> bool:
+        """Account for a neighbour's value; True if the search moved."""
+        assert self.incumbent is not None  # internal invariant: only neighbours of an incumbent get here
+        if self.strategy == "first":
+            if _key(value) > _key(self.incumbent[1]):
+                self._move(arch, value)
+                return True
+            return False
+        if self._best_neighbour is None or _key(value) > _key(self._best_neighbour[1]):
+            self._best_neighbour = (arch, value)
+        return False
+
+    def ask(self) -> Arch:
+        while True:
+            if self.incumbent is None:
+                arch = self.sample(exclude=self._values)
+                self._pending_start = arch
+                return arch
+            while self._queue:
+                arch = self._queue.pop()
+                if arch.index in self._values:
+                    self._consider(arch, self._values[arch.index])  # known value: no evaluation needed
+                    continue
+                return arch
+            nb = self._best_neighbour
+            if self.strategy == "best" and nb is not None and _key(nb[1]) > _key(self.incumbent[1]):
+                self._move(*nb)
+                continue
+            self.optima.append(self.incumbent)  # local optimum: restart
+            self.incumbent = None
+            self.restarts += 1
+
+    def _observe(self, arch: Arch, value: float, evaluation: Evaluation) -> None:
+        self._values[arch.index] = value
+        if arch == self._pending_start:
+            self._pending_start = None
+            self._move(arch, value)
+        elif self.incumbent is not None and sum(a != b for a, b in zip(arch.blocks, self.incumbent[0].blocks)) == 1:
+            self._consider(arch, value)

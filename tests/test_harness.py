@@ -1,0 +1,101 @@
+"""The cost-budget harness: budgets respected, reproducible, summary recomputed by hand, `blox bench`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from blox_env.agents import AGENTS, make_agent
+from blox_env.agents.harness import BenchSpec, run_benchmark, run_search, summarise_traces
+from blox_env.agents.report import markdown_table, plot_anytime
+from blox_env.cli import app
+from blox_env.datasets.store import open_store
+from blox_env.datasets.synthetic import synthetic_store
+from blox_env.errors import InvalidArgumentError
+from blox_env.rewards import TabularReward
+from blox_env.space import SubSpace
+
+SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("h") / "s.zarr"
+    synthetic_store(path, space=SPACE, seeds=(0, 1), epochs=9, seed=1).close()
+    return open_store(path)
+
+
+def _agent(name: str, backend: TabularReward, seed: int):
+    kw = {"min_fidelity": 1, "max_fidelity": 9} if name in ("sh", "hyperband") else {}
+    return make_agent(name, backend.space, seed=seed, **kw)
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_budget_never_exceeded_but_for_the_crossing_evaluation(store, name: str) -> None:
+    backend = TabularReward(store, seed_mode=0)
+    budget = 8 * float(np.median(store.get("train_time_s", seed=0)))
+    trace = run_search(_agent(name, backend, 0), backend, budget=budget, cost_unit="seconds", seed=0,
+                       metric="val_top1")
+    assert trace and all(r["cumulative_cost"] < budget for r in trace[:-1])
+    assert trace[-1]["cumulative_cost"] >= budget or len(trace) < 200
+    assert np.isclose(trace[-1]["cumulative_cost"], sum(r["cost"] for r in trace))
+    again = run_search(_agent(name, TabularReward(store, seed_mode=0), 0), TabularReward(store, seed_mode=0),
+                       budget=budget, cost_unit="seconds", seed=0, metric="val_top1")
+    assert [r["arch_index"] for r in trace] == [r["arch_index"] for r in again]
+
+
+def test_search_stops_when_the_space_is_exhausted(store) -> None:
+    backend = TabularReward(store, seed_mode=0)
+    trace = run_search(make_agent("random", backend.space, seed=0), backend, budget=1e12, cost_unit="seconds",
+                       seed=0, metric="val_top1")
+    assert len({r["arch_index"] for r in trace}) == len(store) and len(trace) <= 10 * len(store) + len(store)
+
+
+def test_summary_recomputed_by_hand(store) -> None:
+    spec = BenchSpec(agents=("random", "evolution"), seeds=3, budgets=(10.0, 30.0), cost_unit="evaluations",
+                     seed_mode=0, target=60.0)
+    traces = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
+    val = store.get("val_top1", seed="mean")
+    best_index = int(store.index[int(np.argmax(val))])
+    best_report = float(store.get("test_top1", [best_index], seed="mean")[0])
+    rows = summarise_traces(traces, spec=spec, best_index=best_index, best_report=best_report)
+    for row in rows:
+        runs = [traces[(row["agent"], s)] for s in range(3)]
+        for b in spec.budgets:
+            picks = []
+            for t in runs:
+                upto = [r for r in t if r["cumulative_cost"] <= b]
+                best = max(upto, key=lambda r: r["objective"])
+                picks.append(best["metrics"]["test_top1"])
+            assert row[f"best@{b:g}"][0] == pytest.approx(np.mean(picks))
+            assert row[f"regret@{b:g}"] == pytest.approx(best_report - np.mean(picks))
+        hits = [next((r["cumulative_cost"] for r in t if r["arch_index"] == best_index), np.inf) for t in runs]
+        assert row["cost_to_best_median"] == np.median(hits) and row["found_best"] == int(np.isfinite(hits).sum())
+        assert row["evaluations_mean"] == np.mean([len(t) for t in runs])
+    assert "random" in markdown_table(rows, spec=spec)
+
+
+def test_constraint_respected_in_the_harness(store, tmp_path) -> None:
+    limit = float(np.median(store.get("params")))
+    spec = BenchSpec(agents=("random", "evolution", "local"), seeds=2, budgets=(20.0,), cost_unit="evaluations",
+                     constraint={"params": limit})
+    traces = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
+    assert all(r["metrics"]["params"] <= limit for t in traces.values() for r in t)
+    png = plot_anytime(traces, tmp_path / "a.png", spec=spec, best=80.0)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_cli_and_bad_specs(store, tmp_path) -> None:
+    res = CliRunner().invoke(app, ["bench", "--store", store.location, "--agents", "random,evolution",
+                                   "--seeds", "2", "--budgets", "50,100", "--executor", "serial",
+                                   "--report", str(tmp_path / "r.md"), "--plot", str(tmp_path / "p.png"),
+                                   "--traces", str(tmp_path / "t.zarr")])
+    assert res.exit_code == 0, res.output
+    assert "| random |" in res.output and (tmp_path / "r.md").read_text().count("| evolution |") == 1
+    traces = open_store(tmp_path / "t.zarr").read_trace("random-s1")
+    assert len(traces["cumulative_cost"]) > 0
+    with pytest.raises(InvalidArgumentError, match="unknown agent"):
+        BenchSpec(agents=("grid",))
+    with pytest.raises(InvalidArgumentError, match="budgets"):
+        BenchSpec(budgets=(0.0,))
