@@ -9,11 +9,12 @@ import typer
 from rich.console import Console
 
 console = Console()
+DEFAULT_AGENTS = "random,evolution,local,reinforce,hyperband,brpnas"
 
 
 def bench(
     store: Annotated[str | None, typer.Option(help="benchmark store (default: imported BLOX, else Blox-mini)")] = None,
-    agents: Annotated[str, typer.Option(help="comma-separated agents")] = "random,evolution,local,reinforce,hyperband,brpnas",
+    agents: Annotated[str, typer.Option(help="comma-separated agents")] = DEFAULT_AGENTS,
     seeds: Annotated[int, typer.Option(help="searches per agent")] = 20,
     budgets: Annotated[str, typer.Option(help="comma-separated budgets in --cost-unit")] = "100,300,600",
     cost_unit: Annotated[str, typer.Option(help="seconds | epochs | evaluations")] = "seconds",
