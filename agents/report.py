@@ -27,13 +27,10 @@ def anytime_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec:
 def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *, spec: BenchSpec,
                  best: float | None = None, title: str = "") -> Path:
     """Best-so-far vs cost: mean over seeds with a +-1 std band, one line per agent (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from blox_env.plotting import new_axes, save_axes
 
     grid, curves = anytime_curves(traces, spec=spec)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_axes((7, 4.5))
     for agent, c in curves.items():
         with np.errstate(all="ignore"):
             mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
@@ -43,17 +40,8 @@ def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str 
         ax.axhline(best, color="grey", linestyle="--", label="benchmark best")
     for b in spec.budgets:
         ax.axvline(b, color="lightgrey", linewidth=0.8)
-    ax.set_xlabel(f"search cost ({spec.cost_unit})")
-    ax.set_ylabel(f"{spec.report_metric} of the best-{spec.metric} model found")
-    ax.set_title(title or "anytime performance")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_axes(fig, ax, path, title=title or "anytime performance", xlabel=f"search cost ({spec.cost_unit})",
+                     ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
 
 
 def _fmt_cost(x: float) -> str:

@@ -19,7 +19,8 @@ from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, Arch, SubSpace, indices
 if TYPE_CHECKING:
     from blox_env.datasets.store import BloxStore
 
-__all__ = ["COST_UNITS", "SEED_MODES", "Evaluation", "RewardBackend", "TabularReward", "space_of_index"]
+__all__ = ["COST_UNITS", "SEED_MODES", "Evaluation", "RewardBackend", "TabularReward", "check_fidelity",
+           "space_of_index"]
 
 COST_UNITS = ("seconds", "epochs", "evaluations")
 SEED_MODES = ("random", "mean")
@@ -49,6 +50,15 @@ class RewardBackend(Protocol):
                  rng: np.random.Generator | None = None) -> Evaluation:
         """Metrics and cost of ``arch`` trained for ``fidelity`` epochs (default: the full protocol)."""
         ...
+
+
+def check_fidelity(fidelity: int | None, max_fidelity: int) -> int:
+    """A fidelity (training epochs) in ``1..max_fidelity``; ``None`` means the full protocol."""
+    if fidelity is None:
+        return max_fidelity
+    if not isinstance(fidelity, (int, np.integer)) or not 1 <= int(fidelity) <= max_fidelity:
+        raise InvalidArgumentError(f"epochs (fidelity) must be an integer in 1..{max_fidelity}, got {fidelity!r}")
+    return int(fidelity)
 
 
 def space_of_index(index: np.ndarray) -> SubSpace:
@@ -114,13 +124,7 @@ class TabularReward:
         return col
 
     def fidelity(self, fidelity: int | None) -> int:
-        if fidelity is None:
-            return self.max_fidelity
-        if not isinstance(fidelity, (int, np.integer)) or not 1 <= int(fidelity) <= self.max_fidelity:
-            raise InvalidArgumentError(
-                f"epochs (fidelity) must be an integer in 1..{self.max_fidelity}, got {fidelity!r}"
-            )
-        return int(fidelity)
+        return check_fidelity(fidelity, self.max_fidelity)
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """Store rows of model indices (-1 where a model is not in the store)."""

@@ -147,13 +147,10 @@ def summarise(rows: Sequence[dict[str, Any]], *, key: str = "spearman") -> dict[
 
 def plot_results(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
     """Spearman vs train size per predictor (mean and std band over seeds), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from blox_env.plotting import new_axes, save_axes
 
     summary = summarise(rows)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_axes((6, 4))
     for name in dict.fromkeys(r["predictor"] for r in rows):
         sizes = sorted({n for (p, n) in summary if p == name})
         mean = np.array([summary[(name, n)][0] for n in sizes])
@@ -163,17 +160,8 @@ def plot_results(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str
     ceiling = np.nanmean([r["noise_ceiling"] for r in rows])
     if np.isfinite(ceiling):
         ax.axhline(ceiling, color="grey", linestyle="--", label=f"noise ceiling {ceiling:.2f}")
-    ax.set_xlabel("training models")
-    ax.set_ylabel("Spearman on held-out models")
-    ax.set_title(title or "predictor comparison")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_axes(fig, ax, path, title=title or "predictor comparison", xlabel="training models",
+                     ylabel="Spearman on held-out models")
 
 
 def save_results(rows: Sequence[dict[str, Any]], path: str | Path, *, spec: EvalSpec) -> Path:

@@ -18,7 +18,7 @@ import numpy as np
 
 from blox_env.costs import static_costs
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards import COST_UNITS, Evaluation
+from blox_env.rewards import COST_UNITS, Evaluation, check_fidelity
 from blox_env.shapes import ModelConfig
 from blox_env.space import FULL_SPACE, Arch, SubSpace
 
@@ -48,11 +48,7 @@ class SurrogateReward:
         self._cache: dict[int, float] = {}
 
     def fidelity(self, fidelity: int | None) -> int:
-        if fidelity is None:
-            return self.max_fidelity
-        if not isinstance(fidelity, (int, np.integer)) or not 1 <= int(fidelity) <= self.max_fidelity:
-            raise InvalidArgumentError(f"epochs (fidelity) must be in 1..{self.max_fidelity}, got {fidelity!r}")
-        return int(fidelity)
+        return check_fidelity(fidelity, self.max_fidelity)
 
     def predict_many(self, archs: list[Arch]) -> np.ndarray:
         """Predictions for many models at once (cached)."""

@@ -29,7 +29,7 @@ from blox_env.costs import static_costs
 from blox_env.datasets.store import BloxStore
 from blox_env.errors import InvalidArgumentError
 from blox_env.paths import blox_home
-from blox_env.rewards import Evaluation
+from blox_env.rewards import Evaluation, check_fidelity
 from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
 from blox_env.training.distill import DistillConfig, distill_blocks
 from blox_env.training.recipes import Recipe, get_recipe
@@ -159,11 +159,7 @@ class LiveReward:
 
     # ---------------------------------------------------------------- Protocol
     def fidelity(self, fidelity: int | None) -> int:
-        if fidelity is None:
-            return self.max_fidelity
-        if not isinstance(fidelity, (int, np.integer)) or not 1 <= int(fidelity) <= self.max_fidelity:
-            raise InvalidArgumentError(f"epochs (fidelity) must be in 1..{self.max_fidelity}, got {fidelity!r}")
-        return int(fidelity)
+        return check_fidelity(fidelity, self.max_fidelity)
 
     def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
                  rng: np.random.Generator | None = None) -> Evaluation:
