@@ -22,6 +22,7 @@ from blox_env.agents.halving import Hyperband, SuccessiveHalving
 from blox_env.agents.lana import LanaSearch, lana_optimum
 from blox_env.agents.random_search import RandomSearch
 from blox_env.agents.reinforce import Reinforce
+from blox_env.agents.sb3_agent import SB3Agent
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import SubSpace
 
@@ -33,6 +34,7 @@ __all__ = [
     "Constraint",
     "Hyperband",
     "LanaSearch",
+    "SB3Agent",
     "LocalSearch",
     "RandomSearch",
     "RegularizedEvolution",
@@ -52,6 +54,7 @@ AGENTS: dict[str, type[BaseAgent]] = {
     "sh": SuccessiveHalving,
     "hyperband": Hyperband,
     "brpnas": BRPNAS,
+    "sb3": SB3Agent,
 }
 
 

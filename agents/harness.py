@@ -85,20 +85,24 @@ def run_search(agent: Any, backend: Any, *, budget: float, cost_unit: str, seed:
     full_fidelity = getattr(backend, "max_fidelity", None)
     seen_full: set[int] = set()
     free_streak = 0
-    while not ledger.exhausted and len(trace) < max_evaluations:
-        if not charge_repeats and (len(seen_full) >= n_feasible or free_streak >= 10 * n_feasible):
-            break
-        arch = agent.ask()
-        ev = backend.evaluate(arch, getattr(agent, "fidelity", None), cost_unit=cost_unit, rng=rng)
-        charged = ledger.charge(arch.index, ev.fidelity, ev.cost)
-        agent.tell(arch, ev)
-        if ev.fidelity == full_fidelity:
-            seen_full.add(arch.index)
-        free_streak = free_streak + 1 if charged == 0 else 0
-        trace.append({"step": len(trace) + 1, "arch_index": arch.index, "fidelity": ev.fidelity,
-                      "metrics": dict(ev.metrics), "objective": float(ev.metrics[metric]), "cost": charged,
-                      "full_cost": ev.cost, "cumulative_cost": ledger.spent,
-                      "wall_time_s": time.perf_counter() - start})
+    try:
+        while not ledger.exhausted and len(trace) < max_evaluations:
+            if not charge_repeats and (len(seen_full) >= n_feasible or free_streak >= 10 * n_feasible):
+                break
+            arch = agent.ask()
+            ev = backend.evaluate(arch, getattr(agent, "fidelity", None), cost_unit=cost_unit, rng=rng)
+            charged = ledger.charge(arch.index, ev.fidelity, ev.cost)
+            agent.tell(arch, ev)
+            if ev.fidelity == full_fidelity:
+                seen_full.add(arch.index)
+            free_streak = free_streak + 1 if charged == 0 else 0
+            trace.append({"step": len(trace) + 1, "arch_index": arch.index, "fidelity": ev.fidelity,
+                          "metrics": dict(ev.metrics), "objective": float(ev.metrics[metric]), "cost": charged,
+                          "full_cost": ev.cost, "cumulative_cost": ledger.spent,
+                          "wall_time_s": time.perf_counter() - start})
+    finally:
+        if hasattr(agent, "close"):
+            agent.close()  # e.g. SB3Agent's learner thread
     return trace
 
 
