@@ -10,6 +10,7 @@ are not counted, as in ptflops' convention for the original ``flops`` column.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -18,7 +19,7 @@ import numpy as np
 from blox_env.shapes import ModelConfig
 from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_STAGES, Arch
 
-__all__ = ["ComponentCosts", "Cost", "component_costs", "macs_table", "params_table", "static_costs"]
+__all__ = ["ComponentCosts", "Cost", "additive_table", "component_costs", "macs_table", "params_table", "static_costs"]
 
 
 class Cost(NamedTuple):
@@ -87,12 +88,20 @@ def _component_costs(shape: ModelConfig) -> ComponentCosts:
     return ComponentCosts(stem, tuple(blocks), tuple(reductions), head)
 
 
+def additive_table(per_stage: Sequence[Sequence[float]], fixed: float) -> np.ndarray:
+    """Sum of per-stage block costs plus a fixed part, for all 91,125 models in index order.
+
+    ``per_stage[s][b]`` is block ``b``'s cost at stage ``s``; index = b0 + 45*b1 + 2025*b2, which is
+    the C-order ravel of a (b2, b1, b0) grid, so the whole table is one broadcast sum.
+    """
+    p0, p1, p2 = (np.asarray(per_stage[s]) for s in range(N_STAGES))
+    return (p2[:, None, None] + p1[None, :, None] + p0[None, None, :] + fixed).ravel()
+
+
 def _table(costs: ComponentCosts, field: int) -> np.ndarray:
     fixed = costs.stem[field] + costs.head[field] + sum(r[field] for r in costs.reductions)
     per = [np.array([c[field] for c in costs.blocks[s]], dtype=np.int64) for s in range(N_STAGES)]
-    # index = b0 + 45*b1 + 2025*b2  ->  C-order ravel of a (b2, b1, b0) grid
-    grid = per[2][:, None, None] + per[1][None, :, None] + per[0][None, None, :] + fixed
-    return grid.ravel()
+    return additive_table(per, fixed)
 
 
 def params_table(config: ModelConfig | None = None) -> np.ndarray:

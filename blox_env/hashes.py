@@ -22,7 +22,7 @@ import numpy as np
 from blox_env.errors import ArchitectureNotFoundError, InvalidArchitectureError
 from blox_env.graph import stages_hash
 from blox_env.paths import blox_home
-from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_MODELS
+from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_MODELS, Arch
 
 __all__ = ["all_hashes", "compute_hashes", "hash_to_index", "hashes_to_indices", "hash_cache_path"]
 
@@ -44,11 +44,6 @@ def _hash_slab(b2: int) -> bytes:
         for b0 in range(N_BLOCKS):
             out += bytes.fromhex(stages_hash((BLOCK_GRAPHS[b0], g1, g2)))
     return bytes(out)
-
-
-def _index_hash(index: int) -> str:
-    b0, b1, b2 = index % N_BLOCKS, (index // N_BLOCKS) % N_BLOCKS, index // N_BLOCKS**2
-    return stages_hash((BLOCK_GRAPHS[b0], BLOCK_GRAPHS[b1], BLOCK_GRAPHS[b2]))
 
 
 def compute_hashes(*, workers: int | None = None, progress: bool = True) -> np.ndarray:
@@ -79,7 +74,7 @@ def _load_cache(path: Path) -> np.ndarray | None:
     if digests.shape != (N_MODELS, 16) or digests.dtype != np.uint8:
         return None
     for i in _SPOT_CHECK:
-        if digests[i].tobytes().hex() != _index_hash(i):
+        if digests[i].tobytes().hex() != Arch.from_index(i).hash:
             return None
     return digests
 

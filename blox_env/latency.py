@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from blox_env.costs import additive_table
 from blox_env.errors import InvalidArgumentError
 from blox_env.model import BloxBlock, ConvBNReLU, Reduction, build_model
 from blox_env.shapes import ModelConfig
@@ -123,9 +124,7 @@ def component_latencies(config: LatencyConfig = LatencyConfig(), *, progress: bo
 
 def latency_table(components: ComponentLatency) -> np.ndarray:
     """Predicted latency (seconds) of all 91,125 models in index order."""
-    per = [np.asarray(components.blocks[s]) for s in range(N_STAGES)]
-    fixed = components.stem + components.head + sum(components.reductions)
-    return (per[2][:, None, None] + per[1][None, :, None] + per[0][None, None, :] + fixed).ravel()
+    return additive_table(components.blocks, components.stem + components.head + sum(components.reductions))
 
 
 def measure_model(arch: Arch, config: LatencyConfig = LatencyConfig()) -> float:
