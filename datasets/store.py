@@ -87,6 +87,7 @@ class BloxStore(QueryMixin, StoreWriter):
         self._arrays: dict[str, tuple[Any, Encoding, int]] = {}
         self._chunks: dict[tuple[str, int, int], np.ndarray] = {}
         self._runs: dict[str, RunInfo] = {}
+        self._paths: set[str] | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -207,7 +208,7 @@ class BloxStore(QueryMixin, StoreWriter):
 
     @property
     def latency_devices(self) -> list[str]:
-        return sorted(self._group["latency"].array_keys()) if "latency" in self._group else []
+        return sorted(p.split("/", 1)[1] for p in self.metric_paths() if p.startswith("latency/"))
 
     def metrics(self, run: str | None = None) -> list[str]:
         """Every metric name :meth:`get` accepts for a run."""
@@ -336,7 +337,7 @@ class BloxStore(QueryMixin, StoreWriter):
         rows = np.arange(len(self)) if archs is None else self.rows(archs)
         if metric in STATIC_METRICS or metric.startswith("latency/"):
             path = metric if metric.startswith("latency/") else f"static/{metric}"
-            if path.split("/", 1)[0] not in self._group or path not in self.metric_paths():
+            if path not in self.metric_paths():
                 raise InvalidArgumentError(f"unknown metric {metric!r}: allowed {', '.join(self.metrics())}")
             _, enc, _ = self._array(path)
             return enc.decode(self._gather(path, 0, rows))
@@ -368,11 +369,14 @@ class BloxStore(QueryMixin, StoreWriter):
         return out
 
     def metric_paths(self) -> set[str]:
-        paths = set()
-        for grp in ("static", "latency"):
-            if grp in self._group:
-                paths |= {f"{grp}/{k}" for k in self._group[grp].array_keys()}
-        return paths
+        """``static/...`` and ``latency/...`` arrays (listed once; writes reset the cache)."""
+        if self._paths is None:
+            paths = set()
+            for grp in ("static", "latency"):
+                if grp in self._group:
+                    paths |= {f"{grp}/{k}" for k in self._group[grp].array_keys()}
+            self._paths = paths
+        return self._paths
 
 def open_store(location: str | os.PathLike[str] | None = None, *, mode: str = "r",
                rng: int | np.random.Generator | None = None) -> BloxStore:

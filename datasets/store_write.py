@@ -71,6 +71,7 @@ class StoreWriter:
         elif encoding.delta:  # all missing: the first epoch holds the sentinel, differences are 0
             arr[..., 0] = encoding.missing
         self._arrays.pop(path, None)
+        self._paths = None
         self._invalidate(path)
         return arr
 
