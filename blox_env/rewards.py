@@ -109,7 +109,6 @@ class TabularReward:
                         or m.startswith("latency/")}
         self._per_seed = [m for m in ("test_top1", "train_time_s") if m in self.info.metrics]
         self._scalar_cols: dict[int, list[tuple[str, np.ndarray]]] = {}
-        self._local_tables = [list(b) for b in self.space.blocks]
 
     # -------------------------------------------------------------- materialised columns
     def column(self, metric: str, fidelity: int) -> np.ndarray:
@@ -198,11 +197,6 @@ class TabularReward:
         for m, values in self._static.items():
             out[m] = values.item(row)
         return out
-
-    def index_of_local(self, local: tuple[int, int, int]) -> int:
-        """Model index of one local block triple (pure Python: the env's hot path)."""
-        t = self._local_tables
-        return t[0][local[0]] + N_BLOCKS * t[1][local[1]] + N_BLOCKS**2 * t[2][local[2]]
 
     def arch_of_local(self, local: np.ndarray) -> np.ndarray:
         """Model indices of local block coordinates ``(..., 3)`` in this backend's space."""

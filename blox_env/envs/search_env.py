@@ -59,6 +59,7 @@ class BloxSearchEnv(gym.Env):
         if self._allowed is not None and not self._allowed.any():
             raise InvalidArgumentError(f"no model of the benchmark satisfies the constraint {dict(constraint or {})}")
         self._hashes: dict[int, str] = {}
+        self._hash_table: np.ndarray | None = None
         self._tabular = isinstance(backend, TabularReward)
         self.last_info: dict[str, Any] = {}
 
@@ -74,22 +75,17 @@ class BloxSearchEnv(gym.Env):
             if options.get("new_run"):
                 self.ledger.new_run()
 
-    def _index_of_local(self, local: tuple[int, int, int]) -> int:
-        b = self.backend.space.blocks
-        return b[0][local[0]] + 45 * b[1][local[1]] + 2025 * b[2][local[2]]
-
     def _hash(self, index: int) -> str:
         """Model hash: from the cached table for large benchmarks, computed once per model for small ones."""
+        if self._hash_table is None and getattr(self.backend, "n_rows", 0) > 5000:
+            from blox_env.hashes import all_hashes
+
+            self._hash_table = all_hashes()
+        if self._hash_table is not None:
+            return str(self._hash_table[index])
         h = self._hashes.get(index)
         if h is None:
-            if getattr(self.backend, "n_rows", 0) > 5000:
-                from blox_env.hashes import all_hashes
-
-                table = all_hashes()
-                self._hash = lambda i: str(table[i])  # type: ignore[method-assign]
-                return str(table[index])
-            h = Arch.from_index(index).hash
-            self._hashes[index] = h
+            h = self._hashes[index] = Arch.from_index(index).hash
         return h
 
     def run_info(self) -> dict[str, Any]:
@@ -133,15 +129,15 @@ class BloxSearchEnv(gym.Env):
         if self.ledger.exhausted:
             info = {**self.run_info(), "evaluated": False, "local_blocks": local}
             return 0.0, True, info
-        index = self._index_of_local(local)
+        b = self.backend.space.blocks
+        arch = Arch._trusted((b[0][local[0]], b[1][local[1]], b[2][local[2]]))  # noqa: SLF001 - validated local
+        index = arch.index
         allowed = self._allowed is None or bool(self._allowed[local[2], local[1], local[0]])
         missing = self._tabular and self.backend._row_of.item(index) < 0  # noqa: SLF001
         if not allowed or missing:
             info = {**self.run_info(), "evaluated": False, "arch_index": index, "local_blocks": local,
                     "constraint_violated": not allowed, "missing": bool(missing)}
             return self.violation_reward, False, info
-        b = self.backend.space.blocks
-        arch = Arch._trusted((b[0][local[0]], b[1][local[1]], b[2][local[2]]))  # noqa: SLF001 - validated local
         ev = self.backend.evaluate(arch, self.fidelity, cost_unit=self.ledger.cost_unit, rng=self.np_random)
         charged = self.ledger.charge(index, ev.fidelity, ev.cost)
         reward = reward_value(ev.metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn)

@@ -58,7 +58,6 @@ class _BatchedSearch(VectorEnv):
         self.charge_repeats = bool(charge_repeats)
         self.reward_fn, self.normalize, self.violation_reward = reward_fn, bool(normalize), float(violation_reward)
         self.sizes = np.array(backend.space.sizes)
-        self._tables = [np.asarray(b, dtype=np.int64) for b in backend.space.blocks]
         self._allowed = constraint_grid(backend, constraint)
         self.single_observation_space = spaces.MultiDiscrete([*(k + 1 for k in backend.space.sizes), 4])
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -105,7 +104,7 @@ class _BatchedSearch(VectorEnv):
         live = ~self._exhausted()[envs]
         truncated[envs[~live]] = True
         envs, local = envs[live], local[live]
-        index = self._tables[0][local[:, 0]] + 45 * self._tables[1][local[:, 1]] + 2025 * self._tables[2][local[:, 2]]
+        index = self.backend.arch_of_local(local)
         rows = self.backend.rows(index)
         ok = rows >= 0
         if self._allowed is not None:
