@@ -44,6 +44,26 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def _bounded(tasks: Iterable[T], *, submit: Callable[[T], Any], finished: Callable[[list[Any]], Iterable[Any]],
+             result: Callable[[Any], R], cancel: Callable[[Any], Any], limit: int) -> Iterator[tuple[T, R]]:
+    """Keep at most ``limit`` tasks in flight; yield ``(task, result)`` as handles finish; cancel the rest on exit."""
+    pending: dict[Any, T] = {}
+    it = iter(tasks)
+    try:
+        while True:
+            for task in it:
+                pending[submit(task)] = task
+                if len(pending) >= limit:
+                    break
+            if not pending:
+                return
+            for handle in finished(list(pending)):
+                yield pending.pop(handle), result(handle)
+    finally:
+        for handle in pending:
+            cancel(handle)
+
+
 class SerialExecutor:
     """Everything in the calling process, in order (debugging, tiny jobs)."""
 
@@ -73,25 +93,12 @@ class ProcessExecutor:
                                          initializer=worker_init)
 
     def map_unordered(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[tuple[T, R]]:
-        pending: dict[Future, Any] = {}
-        it = iter(tasks)
-        try:
-            while True:
-                while len(pending) < 2 * self.workers:
-                    try:
-                        task = next(it)
-                    except StopIteration:
-                        break
-                    pending[self._pool.submit(fn, task)] = task
-                if not pending:
-                    return
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    task = pending.pop(fut)
-                    yield task, fut.result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+        def finished(handles: list[Future]) -> Iterable[Future]:
+            return wait(handles, return_when=FIRST_COMPLETED)[0]
+
+        yield from _bounded(tasks, submit=lambda task: self._pool.submit(fn, task), finished=finished,
+                            result=lambda fut: fut.result(), cancel=lambda fut: fut.cancel(),
+                            limit=2 * self.workers)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -123,24 +130,8 @@ class RayExecutor:
             return fn(task)
 
         remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_task)(run)
-        refs = {}
-        it = iter(tasks)
-        try:
-            while True:
-                while len(refs) < 2 * self.workers:
-                    try:
-                        task = next(it)
-                    except StopIteration:
-                        break
-                    refs[remote.remote(task)] = task
-                if not refs:
-                    return
-                done, _ = ray.wait(list(refs), num_returns=1)
-                for ref in done:
-                    yield refs.pop(ref), ray.get(ref)
-        finally:
-            for ref in refs:
-                ray.cancel(ref)
+        yield from _bounded(tasks, submit=remote.remote, finished=lambda refs: ray.wait(refs, num_returns=1)[0],
+                            result=ray.get, cancel=ray.cancel, limit=2 * self.workers)
 
     def close(self) -> None:
         return None
