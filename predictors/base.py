@@ -158,6 +158,12 @@ class BasePredictor:
     fitted_: bool = False
     _format_name: ClassVar[str] = ""
 
+    def _fit_inputs(self, archs: Any, y: Any, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Checked ``(indices, targets)`` for ``fit``; unknown fit options are a TypeError."""
+        if options:
+            raise TypeError(f"{type(self).__name__}.fit got unexpected options {sorted(options)}")
+        return check_training_data(archs, y)
+
     def _require_fitted(self) -> None:
         if not self.fitted_:
             raise PredictorNotFittedError(f"{type(self).__name__} is not fitted: call fit(archs, y, seed=...) first")

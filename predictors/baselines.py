@@ -100,9 +100,7 @@ class MLPPredictor(BasePredictor):
         """Train from scratch; ``seed`` fixes initialisation, dropout and shuffling."""
         import torch
 
-        if kw:
-            raise TypeError(f"MLPPredictor.fit got unexpected options {sorted(kw)}")
-        idx, target = check_training_data(archs, y)
+        idx, target = self._fit_inputs(archs, y, kw)
         s = rng_seed(seed)
         c = self.config
         x = torch.from_numpy(one_hot_blocks(idx)).to(c.device)
@@ -182,9 +180,7 @@ class TreePredictor(BasePredictor):
 
     def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self:
         """Fit the ensemble; ``seed`` is its ``random_state``."""
-        if kw:
-            raise TypeError(f"TreePredictor.fit got unexpected options {sorted(kw)}")
-        idx, target = check_training_data(archs, y)
+        idx, target = self._fit_inputs(archs, y, kw)
         self.seed_ = rng_seed(seed)
         self._model = self._make(self.seed_).fit(one_hot_blocks(idx), target)
         self.train_indices_, self.train_targets_ = idx, target

@@ -41,7 +41,6 @@ from blox_env.predictors.base import (
     BasePredictor,
     as_indices,
     check_config,
-    check_training_data,
     config_dict,
     config_from_dict,
     load_state,
@@ -133,9 +132,7 @@ class BRPPredictor(BasePredictor):
 
     def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self:
         """Train on all pairs inside random mini-batches; label = 1 if a's target is higher (0.5 on ties)."""
-        if kw:
-            raise TypeError(f"BRPPredictor.fit got unexpected options {sorted(kw)}")
-        idx, target = check_training_data(archs, y)
+        idx, target = self._fit_inputs(archs, y, kw)
         s = rng_seed(seed)
         c = self.config
         rng = np.random.default_rng(s)

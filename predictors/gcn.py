@@ -33,7 +33,6 @@ from blox_env.predictors.base import (
     BasePredictor,
     TargetScaler,
     check_config,
-    check_training_data,
     config_dict,
     config_from_dict,
     load_state,
@@ -144,9 +143,7 @@ class GCNPredictor(BasePredictor):
     # protocol ---------------------------------------------------------------------
     def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self:
         """Train from scratch on ``(archs, y)``; ``seed`` fixes initialisation, dropout and shuffling."""
-        if kw:
-            raise TypeError(f"{type(self).__name__}.fit got unexpected options {sorted(kw)}")
-        idx, target = check_training_data(archs, y)
+        idx, target = self._fit_inputs(archs, y, kw)
         s = rng_seed(seed)
         self.scaler = TargetScaler.fit(target)
         c = self.config

@@ -28,7 +28,7 @@ from typing import Any, Self
 import numpy as np
 
 from blox_env.errors import InvalidArgumentError
-from blox_env.predictors.base import BasePredictor, as_indices, check_training_data
+from blox_env.predictors.base import BasePredictor, as_indices
 from blox_env.space import N_BLOCKS, N_STAGES, indices_to_blocks
 
 __all__ = ["DonnaPredictor", "LanaPredictor", "poly2", "signature_features"]
@@ -110,9 +110,7 @@ class DonnaPredictor(BasePredictor):
         """Least squares with an L2 penalty ``alpha`` (deterministic: ``seed`` is accepted and unused)."""
         from sklearn.linear_model import Ridge
 
-        if kw:
-            raise TypeError(f"DonnaPredictor.fit got unexpected options {sorted(kw)}")
-        idx, target = check_training_data(archs, y)
+        idx, target = self._fit_inputs(archs, y, kw)
         x = signature_features(self.signatures, idx)
         self.x_mean_ = x.mean(axis=0)
         std = x.std(axis=0)
@@ -168,9 +166,7 @@ class LanaPredictor(BasePredictor):
 
     def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator | None = None, **kw: Any) -> Self:
         """Fit scale and offset by least squares (deterministic: ``seed`` is accepted and unused)."""
-        if kw:
-            raise TypeError(f"LanaPredictor.fit got unexpected options {sorted(kw)}")
-        idx, target = check_training_data(archs, y)
+        idx, target = self._fit_inputs(archs, y, kw)
         s = self.score(idx)
         if np.ptp(s) < 1e-12:
             self.scale_, self.offset_ = 0.0, float(target.mean())
