@@ -17,6 +17,7 @@ import numpy as np
 
 from blox_env.agents.base import Agent, BaseAgent, Constraint, make_constraint
 from blox_env.agents.brpnas import BRPNAS
+from blox_env.agents.donna import DonnaSearch
 from blox_env.agents.evolution import LocalSearch, RegularizedEvolution
 from blox_env.agents.halving import Hyperband, SuccessiveHalving
 from blox_env.agents.lana import LanaSearch, lana_optimum
@@ -32,6 +33,7 @@ __all__ = [
     "Agent",
     "BaseAgent",
     "Constraint",
+    "DonnaSearch",
     "Hyperband",
     "LanaSearch",
     "SB3Agent",
@@ -45,7 +47,7 @@ __all__ = [
     "make_constraint",
 ]
 
-#: Agents that need nothing beyond a space and a seed (LanaSearch needs signatures, so it is not listed).
+#: Agents by name. ``donna`` and ``lana`` also need ``signatures=`` (the harness takes them from a blockwise backend).
 AGENTS: dict[str, type[BaseAgent]] = {
     "random": RandomSearch,
     "evolution": RegularizedEvolution,
@@ -55,6 +57,8 @@ AGENTS: dict[str, type[BaseAgent]] = {
     "hyperband": Hyperband,
     "brpnas": BRPNAS,
     "sb3": SB3Agent,
+    "donna": DonnaSearch,
+    "lana": LanaSearch,
 }
 
 

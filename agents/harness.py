@@ -20,7 +20,7 @@ arch, metrics, cost, cumulative cost and wall time), written to a store's
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,8 @@ import numpy as np
 from blox_env.envs.base import CostLedger
 from blox_env.errors import InvalidArgumentError
 
-__all__ = ["BenchSpec", "SearchTask", "run_benchmark", "run_search", "summarise_traces"]
+__all__ = ["BenchSpec", "SearchTask", "make_search_agent", "run_benchmark", "run_search", "summarise_traces",
+           "trace_record"]
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,27 @@ class BenchSpec:
     charge_repeats: bool = False
     constraint: dict[str, float] | None = None
     agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mode: str = "normal"  # "blockwise": rewards from the store's blockwise tables
+    teacher: str = "M1"
+    ft_epochs: int | None = None  # blockwise fine-tuning length (default: the full one)
+    strategy: str = "plain"  # "two-stage" (FT-short + FT-full) | "iterative" (iterative teacher)
+    strategy_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from blox_env.agents import AGENTS
+        from blox_env.agents.strategies import STRATEGIES
 
         unknown = [a for a in self.agents if a not in AGENTS]
         if unknown:
             raise InvalidArgumentError(f"unknown agent(s) {unknown}: allowed {', '.join(AGENTS)}")
         if self.seeds < 1 or not self.budgets or min(self.budgets) <= 0:
             raise InvalidArgumentError(f"need seeds >= 1 and positive budgets, got {self.seeds}, {self.budgets}")
+        if self.mode not in ("normal", "blockwise"):
+            raise InvalidArgumentError(f"mode must be 'normal' or 'blockwise', got {self.mode!r}")
+        if self.strategy not in STRATEGIES:
+            raise InvalidArgumentError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.strategy != "plain" and self.mode != "blockwise":
+            raise InvalidArgumentError(f"strategy {self.strategy!r} is a blockwise strategy: use mode='blockwise'")
 
 
 @dataclass(frozen=True)
@@ -69,59 +82,122 @@ class SearchTask:
 
 
 def run_search(agent: Any, backend: Any, *, budget: float, cost_unit: str, seed: int, metric: str,
-               charge_repeats: bool = False, max_evaluations: int = 1_000_000) -> list[dict[str, Any]]:
+               charge_repeats: bool = False, max_evaluations: int = 1_000_000, ledger: CostLedger | None = None,
+               stop_at: float | None = None, fields: dict[str, Any] | None = None, key: Any = None,
+               trace: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Drive ``agent`` against ``backend`` until ``budget`` is spent; returns the trace.
 
     With free repeats a search can run out of new models before it runs out of
     budget; it then stops once every model it may evaluate has been evaluated at
     full fidelity (or after ``10 x`` that many evaluations in a row cost nothing).
+    Strategies that chain searches pass a shared ``ledger`` and ``trace``, stop a
+    phase at cumulative cost ``stop_at``, tag records with ``fields`` (e.g.
+    ``{"select": False}``) and key the ledger with ``key`` (so the same model
+    fine-tuned with another teacher is charged again).
     """
-    ledger = CostLedger(budget, cost_unit, charge_repeats)
+    ledger = ledger if ledger is not None else CostLedger(budget, cost_unit, charge_repeats)
+    limit = budget if stop_at is None else min(stop_at, budget)
     rng = np.random.default_rng(seed)
-    trace: list[dict[str, Any]] = []
-    start = time.perf_counter()
+    trace = trace if trace is not None else []
+    start = time.perf_counter() - (trace[-1]["wall_time_s"] if trace else 0.0)
     feasible = agent.feasible_indices() if hasattr(agent, "feasible_indices") else backend.space.indices()
     n_feasible = len(feasible)
     full_fidelity = getattr(backend, "max_fidelity", None)
     seen_full: set[int] = set()
     free_streak = 0
+    n = 0
     try:
-        while not ledger.exhausted and len(trace) < max_evaluations:
+        while ledger.spent < limit and n < max_evaluations:
             if not charge_repeats and (len(seen_full) >= n_feasible or free_streak >= 10 * n_feasible):
                 break
             arch = agent.ask()
             ev = backend.evaluate(arch, getattr(agent, "fidelity", None), cost_unit=cost_unit, rng=rng)
-            charged = ledger.charge(arch.index, ev.fidelity, ev.cost)
+            charged = ledger.charge(arch.index if key is None else (key, arch.index), ev.fidelity, ev.cost)
             agent.tell(arch, ev)
             if ev.fidelity == full_fidelity:
                 seen_full.add(arch.index)
             free_streak = free_streak + 1 if charged == 0 else 0
-            trace.append({"step": len(trace) + 1, "arch_index": arch.index, "fidelity": ev.fidelity,
-                          "metrics": dict(ev.metrics), "objective": float(ev.metrics[metric]), "cost": charged,
-                          "full_cost": ev.cost, "cumulative_cost": ledger.spent,
-                          "wall_time_s": time.perf_counter() - start})
+            n += 1
+            trace.append(trace_record(trace, arch, ev, charged, ledger, metric, start, fields))
     finally:
         if hasattr(agent, "close"):
             agent.close()  # e.g. SB3Agent's learner thread
     return trace
 
 
-def _task(task: SearchTask) -> list[dict[str, Any]]:
-    """Worker side: open the store read-only, build backend + agent, search at the largest budget."""
-    from blox_env.agents import make_agent, make_constraint
-    from blox_env.datasets.store import open_store
-    from blox_env.rewards import TabularReward
+def trace_record(trace: Sequence[dict[str, Any]], arch: Any, ev: Any, charged: float, ledger: CostLedger,
+                 metric: str, start: float, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One trace record (``select`` says whether the model may be picked as the search's answer)."""
+    return {"step": len(trace) + 1, "arch_index": arch.index, "fidelity": ev.fidelity, "metrics": dict(ev.metrics),
+            "objective": float(ev.metrics[metric]), "cost": charged, "full_cost": ev.cost,
+            "cumulative_cost": ledger.spent, "wall_time_s": time.perf_counter() - start, "select": True,
+            **(fields or {})}
 
-    spec = task.spec
-    backend = TabularReward(open_store(task.store), metric=spec.metric, seed_mode=spec.seed_mode)
+
+def make_search_agent(name: str, backend: Any, *, seed: int, spec: BenchSpec) -> Any:
+    """The agent ``name`` for one search on ``backend``, with the spec's options.
+
+    Multi-fidelity agents get the backend's epoch range; ``donna`` and ``lana`` get the
+    blockwise backend's signatures (distillation loss; minus the accuracy change).
+    """
+    from blox_env.agents import make_agent, make_constraint
+
     constraint = make_constraint(backend, spec.constraint) if spec.constraint else None
-    kwargs = dict(spec.agent_kwargs.get(task.agent, {}))
-    if task.agent in ("sh", "hyperband"):
+    kwargs = dict(spec.agent_kwargs.get(name, {}))
+    if name in ("sh", "hyperband"):
         kwargs.setdefault("max_fidelity", backend.max_fidelity)
         kwargs.setdefault("min_fidelity", max(1, backend.max_fidelity // 9))
-    agent = make_agent(task.agent, backend.space, seed=task.seed, metric=spec.metric, constraint=constraint, **kwargs)
-    return run_search(agent, backend, budget=max(spec.budgets), cost_unit=spec.cost_unit, seed=task.seed,
-                      metric=spec.metric, charge_repeats=spec.charge_repeats)
+    if name in ("donna", "lana") and "signatures" not in kwargs:
+        sig = getattr(backend, "signatures", None)
+        if sig is None:
+            raise InvalidArgumentError(f"agent {name!r} needs block signatures: run it with mode='blockwise' on a "
+                                       "store with blockwise tables (or pass signatures= in agent_kwargs)")
+        kwargs["signatures"] = sig["distill_loss"] if name == "donna" else -sig["lana_delta"]
+    return make_agent(name, backend.space, seed=seed, metric=spec.metric, constraint=constraint, **kwargs)
+
+
+def _task(task: SearchTask) -> list[dict[str, Any]]:
+    """Worker side: open the store read-only, build backend(s) + agent, search at the largest budget."""
+    from blox_env.datasets.store import open_store
+    from blox_env.rewards_blockwise import make_tabular_backend
+
+    spec = task.spec
+    store = open_store(task.store)
+    budget = max(spec.budgets)
+    blockwise = {"mode": "blockwise", "teacher": spec.teacher} if spec.mode == "blockwise" else {}
+
+    def backend_at(ft_epochs: int | None) -> Any:
+        extra = {**blockwise, "ft_epochs": ft_epochs} if blockwise else {}
+        return make_tabular_backend(store, metric=spec.metric, seed_mode=spec.seed_mode, **extra)
+
+    if spec.strategy == "plain":
+        backend = backend_at(spec.ft_epochs)
+        agent = make_search_agent(task.agent, backend, seed=task.seed, spec=spec)
+        return run_search(agent, backend, budget=budget, cost_unit=spec.cost_unit, seed=task.seed,
+                          metric=spec.metric, charge_repeats=spec.charge_repeats)
+    # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``
+    from blox_env.agents import strategies
+    from blox_env.rewards_blockwise import nearest_teacher_backends
+
+    trace: list[dict[str, Any]] = []
+    for plan in sorted(spec.budgets):
+        if spec.strategy == "two-stage":
+            short, full = backend_at(min(backend_at(None).tables.ft_epochs)), backend_at(None)
+            agent = make_search_agent(task.agent, short, seed=task.seed, spec=spec)
+            part = strategies.two_stage_search(agent, short, full, budget=plan, cost_unit=spec.cost_unit,
+                                               seed=task.seed, metric=spec.metric, **spec.strategy_kwargs)
+        else:
+            backend_for = nearest_teacher_backends(store, metric=spec.metric, ft_epochs=spec.ft_epochs)
+            start = backend_for.tables.teachers[spec.teacher]
+            first = backend_for(start)
+            normal = make_tabular_backend(store, metric=spec.metric, run=first.tables.normal_run,
+                                          seed_mode=spec.seed_mode)
+            part = strategies.iterative_teacher_search(
+                lambda s, first=first: make_search_agent(task.agent, first, seed=s, spec=spec), backend_for, normal,
+                start_teacher=start, budget=plan, cost_unit=spec.cost_unit, seed=task.seed, metric=spec.metric,
+                **spec.strategy_kwargs)
+        trace += [{**r, "plan_budget": plan} for r in part]
+    return trace
 
 
 def run_benchmark(store: str, *, spec: BenchSpec, executor: str = "process", workers: int = 2,
@@ -149,41 +225,70 @@ def run_benchmark(store: str, *, spec: BenchSpec, executor: str = "process", wor
     return out
 
 
-def _best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str) -> float:
-    """Report metric of the best-objective model evaluated within ``budget`` (NaN if none).
+def planned(trace: Sequence[dict[str, Any]], budget: float) -> Sequence[dict[str, Any]]:
+    """The records that answer for ``budget``: for strategies, which plan their phases for a budget and so
+    run once per budget (records tagged ``plan_budget``), the run planned for the smallest budget >= it
+    (the largest one beyond the last); plain searches are one run, returned as is."""
+    if not trace or "plan_budget" not in trace[0]:
+        return trace
+    plans = sorted({r["plan_budget"] for r in trace})
+    chosen = next((p for p in plans if p >= budget), plans[-1])
+    return [r for r in trace if r["plan_budget"] == chosen]
+
+
+def _best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
+             report: Mapping[int, float] | None = None) -> float:
+    """Report value of the best-objective eligible model evaluated within ``budget`` (NaN if none).
 
     As in the environments, the evaluation that crosses the budget still counts. Only
-    full-fidelity evaluations are eligible when the trace mixes fidelities.
+    full-fidelity evaluations are eligible when the trace mixes fidelities, and only records
+    with ``select`` true (strategies mark their screening phases false). ``report`` maps a model
+    index to the value reported for it (e.g. the seed-mean normal test accuracy, so that
+    blockwise and conventional searches are scored alike); by default the record's ``report_metric``.
     """
-    full = max((r["fidelity"] for r in trace), default=0)
+    trace = planned(trace, budget)
+    eligible = [r for r in trace if r.get("select", True)]
+    full = max((r["fidelity"] for r in eligible), default=0)
     best_obj, best_val = -np.inf, np.nan
     for r in trace:
-        if r["fidelity"] == full and r["objective"] > best_obj:
-            best_obj, best_val = r["objective"], r["metrics"].get(report_metric, np.nan)
+        if r.get("select", True) and r["fidelity"] == full and r["objective"] > best_obj:
+            best_obj = r["objective"]
+            best_val = report[r["arch_index"]] if report is not None else r["metrics"].get(report_metric, np.nan)
         if r["cumulative_cost"] >= budget:
             break
     return float(best_val)
 
 
 def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec,
-                     best_index: int, best_report: float) -> list[dict[str, Any]]:
-    """One summary row per agent (see the module docstring); numbers over seeds."""
+                     best_index: int, best_report: float, report: Mapping[int, float] | None = None,
+                     label: str | None = None) -> list[dict[str, Any]]:
+    """One summary row per agent (see the module docstring); numbers over seeds.
+
+    ``report`` (model index -> value) replaces the records' ``report_metric`` (see :func:`_best_at`);
+    ``label`` names the rows (default: the agent, plus the strategy when it is not plain).
+    """
     rows = []
     for agent in spec.agents:
         runs = [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces]
-        row: dict[str, Any] = {"agent": agent, "seeds": len(runs)}
+        name = label or (agent if spec.strategy == "plain" else f"{agent}+{spec.strategy}")
+        row: dict[str, Any] = {"agent": name, "seeds": len(runs)}
         for b in spec.budgets:
-            vals = np.array([_best_at(t, b, spec.report_metric) for t in runs])
-            row[f"best@{b:g}"] = (float(np.nanmean(vals)), float(np.nanstd(vals)))
-            row[f"regret@{b:g}"] = float(best_report - np.nanmean(vals))
-        reach_best = [next((r["cumulative_cost"] for r in t if r["arch_index"] == best_index), np.inf) for t in runs]
+            vals = np.array([_best_at(t, b, spec.report_metric, report) for t in runs])
+            found = vals[np.isfinite(vals)]  # a search that has no eligible answer yet counts as missing
+            mean = float(found.mean()) if len(found) else float("nan")
+            row[f"best@{b:g}"] = (mean, float(found.std()) if len(found) else float("nan"))
+            row[f"answered@{b:g}"] = len(found)
+            row[f"regret@{b:g}"] = float(best_report - mean)
+        runs = [planned(t, np.inf) for t in runs]  # costs to reach: the run planned for the largest budget
+        reach_best = [next((r["cumulative_cost"] for r in t if r["arch_index"] == best_index and r.get("select", True)),
+                           np.inf) for t in runs]
         row["cost_to_best_median"] = float(np.median(reach_best))
         row["found_best"] = int(np.isfinite(reach_best).sum())
         if spec.target is not None:
             reach = []
             for t in runs:
                 hit = next((r["cumulative_cost"] for i, r in enumerate(t)
-                            if _best_at(t[: i + 1], np.inf, spec.report_metric) >= spec.target), np.inf)
+                            if _best_at(t[: i + 1], np.inf, spec.report_metric, report) >= spec.target), np.inf)
                 reach.append(hit)
             row["cost_to_target_median"] = float(np.median(reach))
             row["reached_target"] = int(np.isfinite(reach).sum())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,38 +11,53 @@ import numpy as np
 
 from blox_env.agents.harness import BenchSpec, _best_at
 
-__all__ = ["anytime_curves", "markdown_table", "plot_anytime", "write_report"]
+__all__ = ["anytime_curves", "group_curves", "markdown_table", "plot_anytime", "plot_curves", "write_report"]
 
 
-def anytime_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec,
-                   points: int = 60) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def anytime_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec, points: int = 60,
+                   report: Mapping[int, float] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Cost grid and, per agent, ``[seeds, points]`` best-so-far report metric (select on validation)."""
-    grid = np.linspace(0, max(spec.budgets), points + 1)[1:]
-    curves = {}
-    for agent in spec.agents:
-        runs = [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces]
-        curves[agent] = np.array([[_best_at(t, c, spec.report_metric) for c in grid] for t in runs])
+    groups = {agent: [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces] for agent in spec.agents}
+    return group_curves(groups, budget=max(spec.budgets), report_metric=spec.report_metric, points=points,
+                        report=report)
+
+
+def group_curves(groups: Mapping[str, Sequence[Sequence[dict[str, Any]]]], *, budget: float, report_metric: str,
+                 points: int = 60, report: Mapping[int, float] | None = None,
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Anytime curves of labelled groups of traces (``[runs, points]`` each) on one cost grid."""
+    grid = np.linspace(0, budget, points + 1)[1:]
+    curves = {label: np.array([[_best_at(t, c, report_metric, report) for c in grid] for t in runs])
+              for label, runs in groups.items()}
     return grid, curves
 
 
 def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *, spec: BenchSpec,
-                 best: float | None = None, title: str = "") -> Path:
+                 best: float | None = None, title: str = "", report: Mapping[int, float] | None = None) -> Path:
     """Best-so-far vs cost: mean over seeds with a +-1 std band, one line per agent (PNG)."""
+    grid, curves = anytime_curves(traces, spec=spec, report=report)
+    return plot_curves(grid, curves, path, budgets=spec.budgets, best=best, title=title or "anytime performance",
+                       xlabel=f"search cost ({spec.cost_unit})",
+                       ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
+
+
+def plot_curves(grid: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path, *, budgets: Sequence[float],
+                best: float | None, title: str, xlabel: str, ylabel: str) -> Path:
+    """Mean +- std band per labelled curve set, budget lines and the benchmark's best (PNG)."""
     from blox_env.plotting import new_axes, save_axes
 
-    grid, curves = anytime_curves(traces, spec=spec)
     fig, ax = new_axes((7, 4.5))
-    for agent, c in curves.items():
-        with np.errstate(all="ignore"):
+    for label, c in curves.items():
+        with warnings.catch_warnings():  # costs before a search's first eligible answer are all-NaN columns
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
-        ax.plot(grid, mean, label=agent)
+        ax.plot(grid, mean, label=label)
         ax.fill_between(grid, mean - std, mean + std, alpha=0.12)
     if best is not None:
         ax.axhline(best, color="grey", linestyle="--", label="benchmark best")
-    for b in spec.budgets:
+    for b in budgets:
         ax.axvline(b, color="lightgrey", linewidth=0.8)
-    return save_axes(fig, ax, path, title=title or "anytime performance", xlabel=f"search cost ({spec.cost_unit})",
-                     ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
+    return save_axes(fig, ax, path, title=title, xlabel=xlabel, ylabel=ylabel)
 
 
 def _fmt_cost(x: float) -> str:

@@ -14,6 +14,7 @@ from blox_env.cli_bench import register as register_bench
 from blox_env.cli_build import register as register_build
 from blox_env.cli_data import data_app
 from blox_env.cli_predictors import predictors_app
+from blox_env.cli_study import register as register_study
 from blox_env.cli_train import register as register_training
 from blox_env.errors import BloxError
 
@@ -24,6 +25,7 @@ app.add_typer(data_app, name="data")
 register_training(app)
 register_build(app)
 register_bench(app)
+register_study(app)
 app.add_typer(predictors_app, name="predictors")
 
 console = Console()

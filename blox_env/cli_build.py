@@ -1,4 +1,4 @@
-"""``blox build``, ``blox build-mini``, ``blox latency``: make benchmark stores."""
+"""``blox build``, ``blox build-blockwise``, ``blox build-mini``, ``blox latency``: make benchmark stores."""
 
 from __future__ import annotations
 
@@ -45,12 +45,39 @@ def build(
                   f"{report.store} (run {report.run}), {report.seconds:.0f} s")
 
 
+def build_blockwise(
+    store: Annotated[str, typer.Argument(help="store folder whose normal run is complete")],
+    recipe: Annotated[str, typer.Option(help="recipe of the normal run (teachers and fine-tuning)")] = "digits_mini",
+    data: Annotated[str, typer.Option(help="data of the normal run: digits | synthetic | cifar100:/path")] = "digits",
+    data_seed: Annotated[int, typer.Option(help="split seed of digits/synthetic (ignored for CIFAR)")] = 0,
+    run: Annotated[str | None, typer.Option(help="normal run to choose teachers from (default: the store's)")] = None,
+    distill_epochs: Annotated[str, typer.Option(help="distillation lengths, short to full")] = "2,8",
+    ft_epochs: Annotated[str, typer.Option(help="fine-tuning lengths, short to full")] = "1,8",
+    executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
+    workers: Annotated[int, typer.Option(help="worker processes (process/ray)")] = 2,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address ('auto' joins one)")] = None,
+) -> None:
+    """Tabulate blockwise NAS in a store: teachers M1..M5, block libraries, signatures, fine-tuning; resumes."""
+    from blox_env.datasets.blockwise_build import BlockwiseSpec
+    from blox_env.datasets.blockwise_build import build_blockwise as run_build
+
+    kwargs = (("seed", data_seed),) if data.strip().lower() in ("digits", "synthetic") else ()
+    spec = BlockwiseSpec(recipe=recipe, data=data, data_kwargs=kwargs, normal_run=run,
+                         distill_epochs=tuple(_ints(distill_epochs, "--distill-epochs")),
+                         ft_epochs=tuple(_ints(ft_epochs, "--ft-epochs")))
+    report = run_build(store, spec=spec, executor=executor, workers=workers, address=address)
+    console.print(f"blockwise tables in {report.store}: teachers {report.teachers}; {report.trained_teachers} "
+                  f"teachers trained, {report.distill_passes} distillation passes, {report.finetuned} fine-tunes, "
+                  f"{report.seconds:.0f} s")
+
+
 def build_mini(
     out: Annotated[str, typer.Option(help="build folder")] = "build/blox-mini.zarr",
     package: Annotated[str, typer.Option(help="zip to ship")] = "blox_env/data/blox-mini.zip",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
     workers: Annotated[int, typer.Option(help="worker processes")] = 2,
     latency: Annotated[bool, typer.Option(help="also measure the CPU latency table")] = True,
+    blockwise: Annotated[bool, typer.Option(help="also build the blockwise tables")] = True,
 ) -> None:
     """Build (or finish) Blox-mini and package it; the committed recipe of the bundled store."""
     from blox_env.datasets.mini import build_mini as run_build
@@ -59,6 +86,11 @@ def build_mini(
     report = run_build(out, package_zip=None, executor=executor, workers=workers)
     if latency:
         write_mini_latency(out)
+    if blockwise:
+        from blox_env.datasets.blockwise_build import build_blockwise as run_blockwise
+        from blox_env.datasets.mini import MINI_BLOCKWISE
+
+        run_blockwise(out, spec=MINI_BLOCKWISE, executor=executor, workers=workers)
     from pathlib import Path
 
     from blox_env.datasets.location import zip_directory
@@ -97,4 +129,5 @@ def latency(
 def register(app: typer.Typer) -> None:
     app.command("build")(build)
     app.command("build-mini")(build_mini)
+    app.command("build-blockwise")(build_blockwise)
     app.command("latency")(latency)

@@ -18,15 +18,18 @@ def new_axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
     return plt.subplots(figsize=figsize)
 
 
-def save_axes(fig: Any, ax: Any, path: str | Path, *, title: str, xlabel: str, ylabel: str) -> Path:
+def save_axes(fig: Any, ax: Any, path: str | Path, *, title: str, xlabel: str, ylabel: str,
+              legend: bool = True, grid: bool = True) -> Path:
     """Label, add legend and grid, write a PNG (creating folders), close the figure."""
     import matplotlib.pyplot as plt
 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+    if grid:
+        ax.grid(alpha=0.3)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -157,7 +157,8 @@ def plot_results(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str
         std = np.array([summary[(name, n)][1] for n in sizes])
         ax.plot(sizes, mean, marker="o", label=name)
         ax.fill_between(sizes, mean - std, mean + std, alpha=0.15)
-    ceiling = np.nanmean([r["noise_ceiling"] for r in rows])
+    ceilings = np.array([r["noise_ceiling"] for r in rows], dtype=np.float64)
+    ceiling = float(ceilings[np.isfinite(ceilings)].mean()) if np.isfinite(ceilings).any() else float("nan")
     if np.isfinite(ceiling):
         ax.axhline(ceiling, color="grey", linestyle="--", label=f"noise ceiling {ceiling:.2f}")
     return save_axes(fig, ax, path, title=title or "predictor comparison", xlabel="training models",

@@ -14,6 +14,7 @@ from blox_env.agents import (
     AGENTS,
     BRPNAS,
     Agent,
+    DonnaSearch,
     Hyperband,
     LanaSearch,
     LocalSearch,
@@ -58,6 +59,7 @@ FACTORIES: dict[str, Callable[..., Any]] = {
     "hyperband": lambda space, **kw: Hyperband(space, min_fidelity=1, max_fidelity=12, **kw),
     "brpnas": lambda space, **kw: BRPNAS(space, **FAST_BRP, **kw),
     "lana": lambda space, **kw: LanaSearch(space, signatures=SIGNATURES, top=5, **kw),
+    "donna": lambda space, **kw: DonnaSearch(space, signatures=np.abs(SIGNATURES), n_init=8, top=4, cycles=60, **kw),
 }
 
 
@@ -268,7 +270,8 @@ def test_split_picks_rule() -> None:
 
 
 def test_registry_and_errors(backend: TabularReward) -> None:
-    assert set(AGENTS) == {"random", "evolution", "local", "reinforce", "sh", "hyperband", "brpnas", "sb3"}
+    assert set(AGENTS) == {"random", "evolution", "local", "reinforce", "sh", "hyperband", "brpnas", "sb3", "donna",
+                           "lana"}
     agent = make_agent("hyperband", backend.space, seed=0, min_fidelity=2, max_fidelity=12)
     assert isinstance(agent, Hyperband) and agent.rungs == [4, 12]
     with pytest.raises(InvalidArgumentError, match="allowed random, evolution"):

@@ -42,7 +42,7 @@ class CostLedger:
     evaluations: int = 0
     best: float = -math.inf
     best_index: int = -1
-    paid: dict[int, int] = field(default_factory=dict)
+    paid: dict[Any, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.cost_unit not in COST_UNITS:
@@ -59,8 +59,8 @@ class CostLedger:
     def left(self) -> float:
         return math.inf if self.budget is None else max(0.0, self.budget - self.spent)
 
-    def charge(self, index: int, fidelity: int, full_cost: float) -> float:
-        """Record one evaluation; returns what it costs this run."""
+    def charge(self, index: Any, fidelity: int, full_cost: float) -> float:
+        """Record one evaluation of model ``index`` (any hashable key); returns what it costs this run."""
         prev = self.paid.get(index, 0)
         if self.charge_repeats:
             cost = full_cost
@@ -115,9 +115,9 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
     store = spec.benchmark if isinstance(spec.benchmark, BloxStore) else open_store(spec.benchmark)
     if spec.benchmark is None:
         announce_default_store(store)
-    if spec.extra:
-        raise InvalidArgumentError(f"unknown arguments for the tabular reward: {', '.join(sorted(spec.extra))}")
-    return TabularReward(store, metric=spec.metric, run=spec.run, seed_mode=spec.seed_mode)
+    from blox_env.rewards_blockwise import make_tabular_backend
+
+    return make_tabular_backend(store, metric=spec.metric, run=spec.run, seed_mode=spec.seed_mode, **spec.extra)
 
 
 _ANNOUNCED: set[str] = set()

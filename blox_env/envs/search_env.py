@@ -66,14 +66,14 @@ class BloxSearchEnv(gym.Env):
     # ------------------------------------------------------------------ run and seeding
     def _reset_run(self, seed: int | None, options: dict[str, Any] | None) -> None:
         """``reset(seed=...)`` starts a new search run (a new experiment); plain ``reset()`` continues it."""
-        if seed is not None:
-            self.ledger.new_run()
         if options:
             unknown = set(options) - {"new_run"}
             if unknown:
                 raise InvalidArgumentError(f"unknown reset options {sorted(unknown)}: allowed 'new_run'")
-            if options.get("new_run"):
-                self.ledger.new_run()
+        if seed is not None or (options or {}).get("new_run"):
+            self.ledger.new_run()
+            if hasattr(self.backend, "new_run"):  # backends that charge shared work once per run (blockwise)
+                self.backend.new_run()
 
     def _hash(self, index: int) -> str:
         """Model hash: from the cached table for large benchmarks, computed once per model for small ones."""

@@ -45,8 +45,9 @@ class _BatchedSearch(VectorEnv):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgumentError(f"num_envs must be a positive integer, got {num_envs!r}")
         backend = backend or make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs))
-        if not isinstance(backend, TabularReward):
-            raise InvalidArgumentError("the vector envs need the tabular reward backend")
+        if not isinstance(backend, TabularReward) or hasattr(backend, "block_charge"):
+            raise InvalidArgumentError("the vector envs need the normal tabular reward backend (not live, surrogate "
+                                       "or blockwise: those charge shared work once per run)")
         if cost_unit not in COST_UNITS:
             raise InvalidArgumentError(f"cost_unit must be one of {', '.join(COST_UNITS)}, got {cost_unit!r}")
         if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):

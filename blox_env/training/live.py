@@ -10,7 +10,7 @@ and an interrupted search loses at most the model in training.
 Cost: the recorded wall seconds of the model's training (fine-tuning), as for
 the tabular backend, plus, the first time this backend needs them, the wall
 seconds of training the teacher and of distilling each block (a block is charged
-once per backend instance, i.e. per search run). ``metrics["compute_s"]`` is the
+once per search run: per backend instance, or since ``new_run()``). ``metrics["compute_s"]`` is the
 compute this very call spent (0 when the result came from the store). The
 fidelity is read from the stored curve (``val_top1`` best within ``fidelity``
 epochs) of the full recipe's run, and time scales with ``fidelity / epochs``.
@@ -80,7 +80,9 @@ class LiveReward:
         self.ft_recipe = self.recipe.with_(epochs=ft_epochs) if ft_epochs else self.recipe
         self.store = open_live_store(store, name=f"live-{self.data.name}")
         self.normal_run = f"live-{self.recipe.name}-e{self.recipe.epochs}-{self.data.name}"
-        self._paid: set[Any] = set()
+        from blox_env.rewards_blockwise import BlockCharges
+
+        self.charges = BlockCharges()
         self.library = None
         if mode == "blockwise":
             if teacher is None:
@@ -144,18 +146,14 @@ class LiveReward:
         return time.perf_counter() - t
 
     def _block_charge(self, arch: Arch) -> float:
-        """Distillation (and teacher) seconds this backend has not charged yet."""
+        """Distillation (and teacher) seconds this search run has not been charged yet."""
         assert self.library is not None  # noqa: S101
-        sig = self.library.signatures(self.distill)["distill_time_s"]
-        cost = 0.0
-        if "teacher" not in self._paid:
-            cost += float(self.library.attrs.get("train_time_s", 0.0))
-            self._paid.add("teacher")
-        for s, b in enumerate(arch.blocks):
-            if (s, b) not in self._paid:
-                cost += float(np.nan_to_num(sig[s, b]))
-                self._paid.add((s, b))
-        return cost
+        return self.charges.charge(arch, self.library.signatures(self.distill)["distill_time_s"],
+                                   float(self.library.attrs.get("train_time_s", 0.0)))
+
+    def new_run(self) -> None:
+        """A new search run pays for the teacher and the blocks again."""
+        self.charges.clear()
 
     # ---------------------------------------------------------------- Protocol
     def fidelity(self, fidelity: int | None) -> int:
