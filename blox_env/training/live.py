@@ -90,8 +90,10 @@ class LiveReward:
             from blox_env.training.library import BlockLibrary
 
             self.library = BlockLibrary(self.store, parse_arch(teacher))
-            self.ft_run = (f"{self.library.key}/finetune/{self.distill.key}-ft{self.ft_recipe.epochs}"
-                           f"-a{alpha:g}-T{temperature:g}-s{self.seed}")
+            from blox_env.datasets.blockwise_tables import finetune_run_name
+
+            self.ft_run = finetune_run_name(self.library.teacher, self.distill.key, self.ft_recipe.epochs,
+                                            alpha=alpha, temperature=temperature, seed=self.seed)
         self.run = self.ft_run if mode == "blockwise" else self.normal_run
         self.max_fidelity = (self.ft_recipe if mode == "blockwise" else self.recipe).epochs
         self.config = model_config_for(self.data, self.recipe)

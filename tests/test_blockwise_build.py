@@ -1,0 +1,86 @@
+"""The blockwise builder on a tiny real build: counts, determinism, resume, and agreement with live mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blox_env.datasets.blockwise_build import BlockwiseSpec, build_blockwise
+from blox_env.datasets.blockwise_tables import BlockwiseTables
+from blox_env.datasets.build import build_benchmark
+from blox_env.datasets.store import BloxStore, open_store
+from blox_env.errors import InvalidArgumentError, StoreError
+from blox_env.rewards_blockwise import BlockwiseTabularReward
+from blox_env.space import SubSpace
+from blox_env.training.recipes import Recipe
+
+TINY = Recipe(name="tiny", epochs=2, batch_size=32, eval_batch_size=256, lr=0.05, stem_channels=2)
+SPACE = SubSpace(((9,), (10,), (9, 11, 23, 2, 44)))  # 5 cheap models
+SPEC = BlockwiseSpec(recipe=TINY, data="synthetic", data_kwargs=(), distill_epochs=(1, 2), ft_epochs=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    path = tmp_path_factory.mktemp("bwb") / "s.zarr"
+    build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data="synthetic", seeds=(0,), progress=False)
+    return path, build_blockwise(path, spec=SPEC, progress=False)
+
+
+def test_build_counts_and_tables(built) -> None:
+    path, report = built
+    assert (report.trained_teachers, report.distill_passes, report.finetuned) == (5, 7, 2 * 2 * 5 + 3 * 5)
+    tables = BlockwiseTables(open_store(path))
+    assert np.isfinite(tables.matrix()).all()
+    for e in (1, 2):
+        assert np.isfinite(tables.finetuned("M1", e)).all() and np.isfinite(tables.finetuned("M5", e)).all()
+        sig = tables.signatures("M1", e)
+        assert np.isfinite(sig["distill_loss"][2, [9, 11, 23, 2, 44]]).all() and np.isnan(sig["distill_loss"]).sum() \
+            == 135 - 7
+    m3 = tables.signatures("M3")["lana_delta"]
+    assert np.isfinite(m3).sum() == 7  # only the blocks of M1..M5: 1 + 1 + 5
+    assert set(tables.attrs["build"]["seconds"]) == {"teacher", "distill", "finetune"}
+
+
+def test_teachers_retrain_to_the_runs_numbers(built) -> None:
+    path, _ = built
+    store = open_store(path)
+    tables = BlockwiseTables(store)
+    for arch in tables.teachers.values():
+        attrs = dict(store._group[f"blockwise/{arch.hash}"].attrs)
+        assert attrs["val_top1"] == pytest.approx(store.val_acc(arch, seed=0, run="r"), abs=1e-3)
+
+
+def test_rerun_is_a_no_op_and_a_torn_row_is_redone(built, tmp_path: Path) -> None:
+    path, _ = built
+    again = build_blockwise(path, spec=SPEC, progress=False)
+    assert (again.trained_teachers, again.distill_passes, again.finetuned) == (0, 0, 0)
+    store = BloxStore.open(path, mode="a")
+    run = BlockwiseTables(store).ft_run("M5", 1)
+    store.write_rows(run, "test_top1", [int(store.index[0])], [np.nan], seed=0)  # a row torn by a crash
+    redo = build_blockwise(path, spec=SPEC, progress=False)
+    assert redo.finetuned == 1 and np.isfinite(BlockwiseTables(open_store(path)).finetuned("M5", 1)).all()
+    with pytest.raises(StoreError, match="built differently"):
+        build_blockwise(path, spec=BlockwiseSpec(recipe=TINY, data="synthetic", data_kwargs=(), ft_epochs=(1, 3)),
+                        progress=False)
+    with pytest.raises(InvalidArgumentError, match="increasing positive"):
+        BlockwiseSpec(ft_epochs=(8, 1))
+    with pytest.raises(InvalidArgumentError, match="not one"):
+        build_blockwise(tmp_path / "missing.zarr", spec=SPEC, progress=False)
+
+
+def test_live_blockwise_reads_the_same_rows(built) -> None:
+    from blox_env.training.distill import DistillConfig
+    from blox_env.training.live import LiveReward
+
+    path, _ = built
+    store = BloxStore.open(path, mode="a")
+    tables = BlockwiseTables(store)
+    live = LiveReward(store=store, data="synthetic", recipe=TINY, mode="blockwise", teacher=tables.teachers["M1"],
+                      distill=DistillConfig(epochs=2), ft_epochs=2, device="cpu")
+    tab = BlockwiseTabularReward(store, teacher="M1", ft_epochs=2)
+    for arch in list(store)[:3]:
+        a, b = live.evaluate(arch), tab.evaluate(arch)
+        assert a.metrics["compute_s"] == 0.0  # read back, not retrained
+        assert a.metrics["val_top1"] == b.metrics["val_top1"] and a.cost == pytest.approx(b.cost)
