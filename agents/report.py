@@ -95,7 +95,16 @@ def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: Benc
         f"{spec.cost_unit} of recorded training time; search metric `{spec.metric}` (seed mode "
         f"{spec.seed_mode!r}), reported `{spec.report_metric}` of the best-`{spec.metric}` model found. "
         f"Benchmark best (by mean `{spec.metric}`): model {best_index}, {spec.report_metric} {best_report:.2f}. "
-        f"Wall time {seconds:.0f} s.\n\n" + markdown_table(rows, spec=spec) + f"\n\n![anytime]({plot_rel})\n"
+        f"Wall time {seconds:.0f} s.{_blockwise_note(spec)}\n\n" + markdown_table(rows, spec=spec)
+        + f"\n\n![anytime]({plot_rel})\n"
     )
     out.write_text(text)
     return out
+
+
+def _blockwise_note(spec: BenchSpec) -> str:
+    if spec.mode != "blockwise":
+        return ""
+    return (f" Blockwise mode (teacher {spec.teacher}, strategy {spec.strategy}): searches read fine-tuned "
+            "accuracies and pay fine-tuning, each distilled block and the teacher once per search; the reported "
+            f"`{spec.report_metric}` is the answer's normal test accuracy (seed mean).")

@@ -244,3 +244,17 @@ def test_study_end_to_end_on_a_tiny_store(bw_path: Path, tmp_path: Path) -> None
                 "q6_teachers", "table2_anytime"):
         assert (out / f"{fig}.png").read_bytes()[:4] == b"\x89PNG" and f"({fig}.png)" in text
     assert "| M1 |" in text and "0.25" in text and "| lana (M1) | blockwise |" in text
+
+
+def test_bench_cli_in_blockwise_mode(bw_path: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from blox_env.cli import app
+
+    t = float(np.median(open_store(bw_path).get("train_time_s", seed=0)))
+    res = CliRunner().invoke(app, ["bench", "--store", str(bw_path), "--mode", "blockwise", "--agents", "random",
+                                   "--strategy", "two-stage", "--seeds", "2", "--budgets", f"{10 * t:g},{20 * t:g}",
+                                   "--executor", "serial", "--plot", str(tmp_path / "p.png"),
+                                   "--report", str(tmp_path / "r.md")])
+    assert res.exit_code == 0, res.output
+    assert "| random+two-stage |" in res.output and "Blockwise mode" in (tmp_path / "r.md").read_text()

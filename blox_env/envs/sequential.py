@@ -2,7 +2,7 @@
 
 Spaces
     action: ``Discrete(K)`` with K the number of blocks per stage of the benchmark
-    (45 for BLOX, 9 for Blox-mini): the local block id of the next stage. An id
+    (45 for BLOX, 6 for Blox-mini): the local block id of the next stage. An id
     outside the current stage's range raises :class:`~blox_env.errors.InvalidActionError`.
     observation: ``MultiDiscrete([K0+1, K1+1, K2+1, 4])``: the blocks chosen so far
     (``K_s`` means unset) and the stage cursor (3 once the model is complete).
@@ -35,6 +35,11 @@ Arguments
     (default False: a model is charged only for epochs beyond what was already
     paid), ``reward_fn``, ``normalize``, ``constraint`` (e.g. ``{"params": 2.5e6}``),
     ``violation_reward``, ``run``, ``render_mode`` ("ansi").
+    Tabular blockwise rewards (stores with blockwise tables, e.g. Blox-mini):
+    ``mode="blockwise"``, ``teacher`` ("M1" | "M5" | its arch), ``ft_epochs``
+    (fine-tuning length), ``distill_epochs``, ``charge_teacher``: the reward is the
+    fine-tuned accuracy, the cost the recorded fine-tuning time plus the teacher and
+    each distilled block once per run (see :mod:`blox_env.rewards_blockwise`).
 """
 
 from __future__ import annotations

@@ -90,6 +90,7 @@ class LiveReward:
             from blox_env.training.library import BlockLibrary
 
             self.library = BlockLibrary(self.store, parse_arch(teacher))
+            self.teacher = self.library.teacher
             from blox_env.datasets.blockwise_tables import finetune_run_name
 
             self.ft_run = finetune_run_name(self.library.teacher, self.distill.key, self.ft_recipe.epochs,
