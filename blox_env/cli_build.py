@@ -91,12 +91,9 @@ def build_mini(
         from blox_env.datasets.mini import MINI_BLOCKWISE
 
         run_blockwise(out, spec=MINI_BLOCKWISE, executor=executor, workers=workers)
-    from pathlib import Path
+    from blox_env.datasets.mini import package_store
 
-    from blox_env.datasets.location import zip_directory
-
-    Path(package).parent.mkdir(parents=True, exist_ok=True)
-    zip_directory(Path(out), Path(package))
+    package_store(out, package)  # tables only: block and teacher weights stay in the build folder
     console.print(f"Blox-mini: {report.trained} trained, {report.skipped} reused; packaged {package}")
 
 

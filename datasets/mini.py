@@ -31,7 +31,7 @@ from blox_env.datasets.blockwise_build import BlockwiseSpec
 from blox_env.space import SubSpace
 
 __all__ = ["MINI_BLOCKS", "MINI_BLOCKWISE", "MINI_DATA", "MINI_RUN", "MINI_SEEDS", "MINI_SPACE", "build_mini",
-           "write_mini_latency"]
+           "package_store", "write_mini_latency"]
 
 MINI_BLOCKS = (1, 9, 10, 11, 23, 24)
 MINI_SPACE = SubSpace((MINI_BLOCKS, MINI_BLOCKS, MINI_BLOCKS))
@@ -51,17 +51,12 @@ def build_mini(out: str | Path = "build/blox-mini.zarr", *, package_zip: str | P
                executor: str = "process", workers: int = 2, progress: bool = True) -> Any:
     """Train (or finish training) Blox-mini into ``out``; then zip it to ``package_zip`` if given."""
     from blox_env.datasets.build import build_benchmark
-    from blox_env.datasets.location import zip_directory
 
     report = build_benchmark(out, archs=MINI_SPACE, run=MINI_RUN, recipe="digits_mini", data=MINI_DATA,
                              data_kwargs={"seed": 0}, seeds=MINI_SEEDS, executor=executor, workers=workers,
                              name="blox-mini", progress=progress)
     if package_zip is not None:
-        target = Path(package_zip)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".zip.tmp")
-        zip_directory(Path(out), tmp)
-        tmp.replace(target)
+        package_store(out, package_zip)
     return report
 
 
@@ -77,3 +72,29 @@ def write_mini_latency(out: str | Path, *, repeats: int = 30) -> None:
     store.write_latency(device_name(), latency_table(comps)[store.index],
                         attrs={"batch": 1, "threads": 1, "repeats": repeats, "model_config": vars(config),
                                "method": "per-component lookup at Blox-mini width, summed"})
+
+
+def package_store(src: str | Path, dest: str | Path, *, weights: bool = False) -> Path:
+    """Zip a store folder to ``dest`` (atomically); without ``weights`` the block libraries' and teachers'
+    weights are left out (the tables, signatures and fine-tuning results stay), which keeps the bundled
+    Blox-mini at a few MB (weights: ~8 MB more; they stay in the build folder)."""
+    import shutil
+    import tempfile
+
+    from blox_env.datasets.location import zip_directory
+
+    src, target = Path(src), Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".zip.tmp")
+    with tempfile.TemporaryDirectory() as work:
+        folder = src
+        if not weights and (src / "blockwise").is_dir():
+            folder = Path(work) / src.name
+            shutil.copytree(src, folder)
+            for teacher in (folder / "blockwise").iterdir():
+                if teacher.is_dir():
+                    shutil.rmtree(teacher / "library", ignore_errors=True)
+                    shutil.rmtree(teacher / "teacher", ignore_errors=True)
+        zip_directory(folder, tmp)
+    tmp.replace(target)
+    return target
