@@ -23,7 +23,7 @@ def study(
     workers: Annotated[int, typer.Option(help="parallel searches")] = 2,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
 ) -> None:
-    """Q1-Q6 and a Table-2 comparison as a Markdown report with PNG figures (see docs/study.md)."""
+    """Q1-Q6 and a Table-2 comparison as a Markdown report with PNG figures (see docs/study/study.md)."""
     from blox_env.agents.study import StudyConfig, run_study
     from blox_env.agents.study_report import write_study
     from blox_env.cli_build import _ints
