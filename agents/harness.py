@@ -182,7 +182,8 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
     trace: list[dict[str, Any]] = []
     for plan in sorted(spec.budgets):
         if spec.strategy == "two-stage":
-            short, full = backend_at(min(backend_at(None).tables.ft_epochs)), backend_at(None)
+            full = backend_at(None)
+            short = backend_at(min(full.tables.ft_epochs))
             agent = make_search_agent(task.agent, short, seed=task.seed, spec=spec)
             part = strategies.two_stage_search(agent, short, full, budget=plan, cost_unit=spec.cost_unit,
                                                seed=task.seed, metric=spec.metric, **spec.strategy_kwargs)

@@ -8,6 +8,7 @@ and 0.31 with a poor one (M5). Other questions print our numbers with no paper f
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def _f(x: Any, digits: int = 2) -> str:
 
 
 def _scatter(path: Path, series: list[tuple[str, np.ndarray, np.ndarray]], *, title: str, xlabel: str,
-             ylabel: str, vlines: list[tuple[str, float]] = ()) -> Path:  # type: ignore[assignment]
+             ylabel: str, vlines: Sequence[tuple[str, float]] = ()) -> Path:
     from blox_env.plotting import new_axes, save_axes
 
     fig, ax = new_axes((6, 4.5))

@@ -134,13 +134,13 @@ class NearestTeacherBackends:
         self.tables = BlockwiseTables(store)
         self.store, self.metric, self.ft_epochs = store, metric, ft_epochs
         self._normal = self.tables.normal(metric)
+        self._names = self.tables.full_teachers()
+        self._teacher_values = self._normal[store.rows([self.tables.teachers[n] for n in self._names])]
         self._backends: dict[str, BlockwiseTabularReward] = {}
 
     def __call__(self, arch: Arch) -> BlockwiseTabularReward:
         value = self._normal[int(self.store.rows([arch])[0])]
-        names = self.tables.full_teachers()
-        teacher_values = [self._normal[int(self.store.rows([self.tables.teachers[n]])[0])] for n in names]
-        name = names[int(np.argmin([abs(v - value) for v in teacher_values]))]
+        name = self._names[int(np.argmin(np.abs(self._teacher_values - value)))]
         if name not in self._backends:
             self._backends[name] = BlockwiseTabularReward(self.store, teacher=name, ft_epochs=self.ft_epochs,
                                                           metric=self.metric)

@@ -129,26 +129,25 @@ class BlockwiseTables:
         """Teachers fine-tuned over the whole sub-space (not only the 5 x 5 matrix)."""
         return [n for n, runs in self.attrs["finetune_runs"].items() if len(runs) == len(self.ft_epochs)]
 
+    def _path(self, table: str, teacher: Any, length: int | None, default: int, what: str) -> str:
+        """Store path of one teacher's entry of a ``tables`` mapping at a length (default: ``default``)."""
+        name = self.teacher_name(teacher)
+        e = default if length is None else length
+        paths = self.attrs[table].get(name, {})
+        if str(e) not in paths:
+            raise InvalidArgumentError(f"no {what} of length {e!r} for teacher {name}; tabulated lengths: "
+                                       f"{', '.join(paths) or 'none'}")
+        return str(paths[str(e)])
+
     def ft_run(self, teacher: Any, ft_epochs: int | None = None) -> str:
         """Run path of the fine-tuning results of a teacher at a length (default: the full length)."""
-        name = self.teacher_name(teacher)
-        e = max(self.ft_epochs) if ft_epochs is None else ft_epochs
-        runs = self.attrs["finetune_runs"].get(name, {})
-        if str(e) not in runs:
-            raise InvalidArgumentError(f"no fine-tuning of length {e!r} with teacher {name}; tabulated lengths: "
-                                       f"{', '.join(runs) or 'none'}")
-        return str(runs[str(e)])
+        return self._path("finetune_runs", teacher, ft_epochs, max(self.ft_epochs), "fine-tuning")
 
     # ---------------------------------------------------------------- values
     def signatures(self, teacher: Any, distill_epochs: int | None = None) -> dict[str, np.ndarray]:
         """``{distill_loss, lana_delta, distill_time_s}`` as ``[3, 45]`` arrays (NaN = not distilled)."""
-        name = self.teacher_name(teacher)
-        e = max(self.distill_epochs) if distill_epochs is None else distill_epochs
-        paths = self.attrs["signature_groups"].get(name, {})
-        if str(e) not in paths:
-            raise InvalidArgumentError(f"no signatures of distillation length {e!r} for teacher {name}; "
-                                       f"tabulated: {', '.join(paths) or 'none'}")
-        grp = self.store._group[paths[str(e)]]  # noqa: SLF001
+        path = self._path("signature_groups", teacher, distill_epochs, max(self.distill_epochs), "signatures")
+        grp = self.store._group[path]  # noqa: SLF001
         return {s: np.asarray(grp[s][...], dtype=np.float64) for s in SIGNATURE_NAMES}
 
     def finetuned(self, teacher: Any, ft_epochs: int | None = None, *, metric: str = "test_top1",

@@ -18,6 +18,7 @@ from blox_env.datasets.store import BloxStore, open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.datasets.synthetic_blockwise import synthetic_blockwise
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreError
+from blox_env.rewards import TabularReward
 from blox_env.rewards_blockwise import BlockwiseTabularReward, nearest_teacher_backends
 from blox_env.space import Arch, SubSpace
 
@@ -73,7 +74,7 @@ def test_tables_read_back(tables: BlockwiseTables) -> None:
     assert tables.teacher_name(tables.teachers["M5"].index) == "M5"
     with pytest.raises(InvalidArgumentError, match="no fine-tuning of length 3"):
         tables.ft_run("M1", 3)
-    with pytest.raises(InvalidArgumentError, match="no signatures of distillation length 1"):
+    with pytest.raises(InvalidArgumentError, match="no signatures of length 1"):
         tables.signatures("M3", 1)
     with pytest.raises(ArchitectureNotFoundError, match="not a tabulated teacher"):
         tables.teacher_name(Arch.from_index(int(SPACE.indices()[0])))
@@ -162,7 +163,7 @@ def test_iterative_teacher_strategy(bw_path: Path, tables: BlockwiseTables) -> N
     store = open_store(bw_path)
     backend_for = nearest_teacher_backends(store)
     assert backend_for(tables.teachers["M2"]).teacher_name == "M1"  # M2 is nearer M1 than M5 in accuracy
-    normal = BlockwiseTabularReward.__mro__[1](store, seed_mode=0)  # the normal TabularReward
+    normal = TabularReward(store, seed_mode=0)
     m5 = backend_for(tables.teachers["M5"])
     budget = 60 * float(np.median(m5.column("train_time_s", 6)))
     trace = iterative_teacher_search(lambda s: make_agent("random", m5.space, seed=s), backend_for, normal,
