@@ -16,6 +16,9 @@ __all__ = [
     "InvalidArgumentError",
     "PredictorNotFittedError",
     "ReleaseFormatError",
+    "MissingCostError",
+    "MissingDependencyError",
+    "StoreCorruptError",
     "StoreError",
     "StoreNotFoundError",
     "StoreReadOnlyError",
@@ -52,6 +55,22 @@ class StoreError(BloxError, ValueError):
 
 class StoreReadOnlyError(StoreError):
     """A write was attempted on a store opened read-only."""
+
+
+class StoreCorruptError(StoreError):
+    """A store's data or metadata is damaged (missing/garbled chunk, bad JSON, wrong shape or checksum).
+
+    The message names the array (and chunk where known) and how to recover
+    (re-import or rebuild the store).
+    """
+
+
+class MissingCostError(BloxError, ValueError):
+    """An evaluation has no recorded cost, so a budget cannot be charged for it."""
+
+
+class MissingDependencyError(BloxError, ImportError):
+    """A feature needs an optional dependency (an extra) that is not installed."""
 
 
 class StoreNotFoundError(BloxError, FileNotFoundError):
