@@ -79,7 +79,10 @@ def main() -> None:
     try:
         app()
     except BloxError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        from rich.text import Text
+
+        # a Text is never parsed as markup or emoji codes: file data such as "[/oops]" prints verbatim
+        Console(stderr=True).print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
         raise SystemExit(2) from None
 
 

@@ -6,19 +6,36 @@ as soon as it exists. Workers run one torch thread each (two threads on a busy
 2-core machine made training up to 8x slower). Ray is optional:
 ``pip install blox-env[distributed]``; ``address="auto"`` joins a running cluster,
 and a task asks for one GPU when the cluster has GPUs.
+
+Workers never outlive their driver: a pool worker arms the parent-death signal
+(Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``) and runs a watchdog thread that
+exits when its parent changes (every platform), so killing the driver, even
+with SIGKILL, stops its workers. The signal is tied to the thread that started
+the worker: drive a pool from a thread that outlives it (normally the main
+one). Ray tasks still in flight are cancelled (``force=True``) when the driver
+stops consuming results, raises, is interrupted or closes the executor.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import importlib.util
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, MissingDependencyError
 
-__all__ = ["EXECUTORS", "Executor", "ProcessExecutor", "RayExecutor", "SerialExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "ProcessExecutor", "RayExecutor", "SerialExecutor", "check_executor",
+           "make_executor"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,6 +51,37 @@ def worker_init() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+
+
+PR_SET_PDEATHSIG = 1
+WATCHDOG_INTERVAL_S = 0.5
+
+
+def _arm_parent_death_signal() -> bool:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies; False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(WATCHDOG_INTERVAL_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def pool_worker_init(parent: int) -> None:
+    """Pool-worker setup: die with the driver ``parent`` (death signal + watchdog), then one torch thread."""
+    _arm_parent_death_signal()
+    if os.getppid() != parent:  # the driver died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="blox-parent-watchdog", daemon=True).start()
+    worker_init()
 
 
 class Executor(Protocol):
@@ -90,7 +138,7 @@ class ProcessExecutor:
             raise InvalidArgumentError(f"workers must be a positive integer, got {workers!r}")
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=worker_init)
+                                         initializer=pool_worker_init, initargs=(os.getpid(),))
 
     def map_unordered(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[tuple[T, R]]:
         def finished(handles: list[Future]) -> Iterable[Future]:
@@ -112,8 +160,9 @@ class RayExecutor:
         try:
             import ray
         except ImportError as exc:
-            raise InvalidArgumentError("the Ray executor needs Ray: pip install 'blox-env[distributed]'") from exc
+            raise MissingDependencyError("the Ray executor needs Ray: pip install 'blox-env[distributed]'") from exc
         self._ray = ray
+        self._in_flight: set[Any] = set()
         if not ray.is_initialized():
             kwargs = {"address": address, "include_dashboard": False, "log_to_driver": False,
                       **({"num_cpus": workers} if workers and address is None else {}), **(ray_init_kwargs or {})}
@@ -129,20 +178,46 @@ class RayExecutor:
             worker_init()
             return fn(task)
 
+        def submit(task: Any) -> Any:
+            ref = remote.remote(task)
+            self._in_flight.add(ref)
+            return ref
+
+        def result(ref: Any) -> Any:
+            self._in_flight.discard(ref)
+            return ray.get(ref)
+
         remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_task)(run)
-        yield from _bounded(tasks, submit=remote.remote, finished=lambda refs: ray.wait(refs, num_returns=1)[0],
-                            result=ray.get, cancel=ray.cancel, limit=2 * self.workers)
+        yield from _bounded(tasks, submit=submit, finished=lambda refs: ray.wait(refs, num_returns=1)[0],
+                            result=result, cancel=self._cancel, limit=2 * self.workers)
+
+    def _cancel(self, ref: Any) -> None:
+        """Stop a task for good (``force=True`` kills its worker process), never masking the caller's error."""
+        self._in_flight.discard(ref)
+        with contextlib.suppress(Exception):  # already finished or the cluster is gone: nothing left to stop
+            self._ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        return None
+        """Cancel every task still in flight."""
+        for ref in list(self._in_flight):
+            self._cancel(ref)
+
+
+def check_executor(kind: str, *, workers: int = 2) -> None:
+    """Refuse a bad executor choice before any work starts: the name, the worker count, Ray installed."""
+    if not isinstance(kind, str) or kind not in EXECUTORS:
+        raise InvalidArgumentError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if kind != "serial" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InvalidArgumentError(f"workers must be a positive integer, got {workers!r}")
+    if kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise MissingDependencyError("the Ray executor needs Ray: pip install 'blox-env[distributed]'")
 
 
 def make_executor(kind: str = "serial", *, workers: int = 2, address: str | None = None) -> Executor:
     """``serial`` | ``process`` (``workers`` processes) | ``ray`` (``address`` of a cluster or None)."""
+    check_executor(kind, workers=workers)
     if kind == "serial":
         return SerialExecutor()
     if kind == "process":
         return ProcessExecutor(workers)
-    if kind == "ray":
-        return RayExecutor(address, workers=workers)
-    raise InvalidArgumentError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    return RayExecutor(address, workers=workers)

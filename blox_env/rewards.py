@@ -13,17 +13,67 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, MissingCostError
 from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, Arch, SubSpace, indices_to_blocks
 
 if TYPE_CHECKING:
     from blox_env.datasets.store import BloxStore
 
-__all__ = ["COST_UNITS", "SEED_MODES", "Evaluation", "RewardBackend", "TabularReward", "check_fidelity",
-           "space_of_index"]
+__all__ = ["COST_UNITS", "MISSING_COST_RULES", "SEED_MODES", "Evaluation", "InvalidArgumentTypeError", "RewardBackend",
+           "TabularReward", "check_fidelity", "check_missing_cost", "cost_is_missing", "impute_cost", "is_real",
+           "missing_cost_error", "space_of_index"]
 
 COST_UNITS = ("seconds", "epochs", "evaluations")
 SEED_MODES = ("random", "mean")
+MISSING_COST_RULES = ("error", "median", "max")
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has the wrong type: an :class:`InvalidArgumentError` that ``except TypeError`` also catches."""
+
+
+def is_real(value: Any) -> bool:
+    """True for a Python/numpy real number (0-d arrays included), False for bools, strings and arrays."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_missing_cost(rule: Any) -> str:
+    """The ``missing_cost`` rule: ``"error"`` (refuse), ``"median"`` or ``"max"`` (charge that recorded cost)."""
+    if not isinstance(rule, str) or rule not in MISSING_COST_RULES:
+        raise InvalidArgumentError(f"missing_cost must be one of {', '.join(map(repr, MISSING_COST_RULES))} "
+                                   f"(refuse an evaluation without a recorded cost, or charge the median/max recorded "
+                                   f"cost), got {rule!r}")
+    return rule
+
+
+def cost_is_missing(cost: Any) -> Any:
+    """True where a cost cannot be charged: NaN, infinite or negative (elementwise on arrays)."""
+    c = np.asarray(cost, dtype=np.float64)
+    return ~np.isfinite(c) | (c < 0)
+
+
+def impute_cost(rule: str, known: np.ndarray) -> float | None:
+    """The stated replacement for a missing cost: median or max of the ``known`` costs (None if there are none)."""
+    if rule not in ("median", "max") or len(known) == 0:
+        return None
+    return float(np.median(known) if rule == "median" else np.max(known))
+
+
+def missing_cost_error(model: str, column: str, value: Any, known: np.ndarray, unit: str) -> MissingCostError:
+    """The error for an evaluation without a recorded cost, naming the model, the column and the options."""
+    if len(known):
+        ref = (f"missing_cost='median' charges the median recorded cost ({np.median(known):.6g} {unit}, over the "
+               f"{len(known)} recorded values) and missing_cost='max' the maximum ({np.max(known):.6g} {unit}), "
+               "both flagged in info['cost_imputed']")
+    else:
+        ref = "nothing has a recorded cost to impute from, so missing_cost='median'/'max' cannot help here"
+    return MissingCostError(
+        f"model {model} has no recorded cost: {column} is {value!r}, so the budget cannot be charged for it "
+        f"(charging nothing would silently switch the budget off). Options: {ref}; cost_unit='epochs' or "
+        "'evaluations' needs no recorded time; or complete the store (rebuild or re-import it)."
+    )
 
 
 class Evaluation(NamedTuple):
@@ -36,6 +86,7 @@ class Evaluation(NamedTuple):
     source: str  # "tabular" | "surrogate" | "live"
     fidelity: int
     seed: int | str | None
+    cost_imputed: str | None = None  # the missing_cost rule ("median" | "max") that set ``cost``; None if recorded
 
 
 @runtime_checkable
@@ -56,7 +107,8 @@ def check_fidelity(fidelity: int | None, max_fidelity: int) -> int:
     """A fidelity (training epochs) in ``1..max_fidelity``; ``None`` means the full protocol."""
     if fidelity is None:
         return max_fidelity
-    if not isinstance(fidelity, (int, np.integer)) or not 1 <= int(fidelity) <= max_fidelity:
+    if isinstance(fidelity, (bool, np.bool_)) or not isinstance(fidelity, (int, np.integer)) \
+            or not 1 <= int(fidelity) <= max_fidelity:
         raise InvalidArgumentError(f"epochs (fidelity) must be an integer in 1..{max_fidelity}, got {fidelity!r}")
     return int(fidelity)
 
@@ -94,7 +146,7 @@ class TabularReward:
         self.store = store
         self.info = store.run_info(run)
         allowed = store.metrics(self.info.name)
-        if metric not in allowed:
+        if not isinstance(metric, str) or metric not in allowed:
             raise InvalidArgumentError(f"unknown metric {metric!r}: allowed {', '.join(allowed)}")
         self.metric = metric
         self.seed_mode = _check_seed_mode(seed_mode, self.info.seeds)
@@ -109,6 +161,7 @@ class TabularReward:
                         or m.startswith("latency/")}
         self._per_seed = [m for m in ("test_top1", "train_time_s") if m in self.info.metrics]
         self._scalar_cols: dict[int, list[tuple[str, np.ndarray]]] = {}
+        self._known: dict[int, np.ndarray] = {}
 
     # -------------------------------------------------------------- materialised columns
     def column(self, metric: str, fidelity: int) -> np.ndarray:
@@ -124,6 +177,29 @@ class TabularReward:
 
     def fidelity(self, fidelity: int | None) -> int:
         return check_fidelity(fidelity, self.max_fidelity)
+
+    def cost_column(self, cost_unit: str) -> str | None:
+        """The store column a cost in ``cost_unit`` is read from (None: the cost is a count, never missing)."""
+        return "train_time_s" if cost_unit == "seconds" else None
+
+    def known_costs(self, fidelity: int, cost_unit: str) -> np.ndarray:
+        """Every recorded (finite, non-negative) cost of this run at a fidelity, over seeds and models.
+
+        The reference of the ``missing_cost="median" | "max"`` rules; cached per fidelity.
+        """
+        if cost_unit != "seconds":
+            return np.array([float(self.cost_of({}, fidelity, cost_unit))])
+        if "train_time_s" not in self.info.metrics:
+            return np.empty(0)
+        known = self._known.get(fidelity)
+        if known is None:
+            col = self.column("train_time_s", fidelity).ravel()
+            known = self._known[fidelity] = col[~cost_is_missing(col)]
+        return known
+
+    def describe_cost(self, fidelity: int, seed: Any) -> str:
+        """Where a missing cost was looked up, for error messages."""
+        return f"train_time_s (run {self.info.name!r} of store {self.store.name!r}, seed {seed}, {fidelity} epochs)"
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """Store rows of model indices (-1 where a model is not in the store)."""

@@ -12,6 +12,14 @@ search run (this backend instance, or since :meth:`BlockwiseTabularReward.new_ru
 recorded distillation seconds of each of the model's blocks and, once, the teacher's recorded
 training time (``charge_teacher=False`` leaves it out, e.g. when the teacher is a given model).
 Costs in epochs or evaluations count fine-tuning only.
+
+A missing recorded time (NaN fine-tuning or distillation seconds, or a teacher without
+``train_time_s``) is never charged as 0: by default the evaluation is refused with
+:class:`~blox_env.errors.MissingCostError` before anything is marked paid;
+``missing_cost="median" | "max"`` charges the median / maximum recorded value of the same
+column instead (the fine-tuning times of the run, the distillation times of the teacher's
+blocks) and sets the evaluation's ``cost_imputed``. A missing teacher time has no column to
+impute from: pass ``charge_teacher=False`` to leave it out.
 """
 
 from __future__ import annotations
@@ -21,8 +29,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.datasets.blockwise_tables import BlockwiseTables
-from blox_env.errors import InvalidArgumentError
-from blox_env.rewards import Evaluation, TabularReward
+from blox_env.errors import InvalidArgumentError, MissingCostError
+from blox_env.rewards import (
+    Evaluation,
+    InvalidArgumentTypeError,
+    TabularReward,
+    check_missing_cost,
+    cost_is_missing,
+    impute_cost,
+    missing_cost_error,
+)
 from blox_env.space import Arch
 
 if TYPE_CHECKING:
@@ -41,16 +57,29 @@ class BlockCharges:
     def clear(self) -> None:
         self.paid.clear()
 
-    def charge(self, arch: Arch, distill_time_s: np.ndarray, teacher_time_s: float) -> float:
-        """Seconds of the teacher and of ``arch``'s blocks not charged yet in this run; marks them paid."""
-        cost = 0.0
+    def pending(self, arch: Arch, distill_time_s: np.ndarray, teacher_time_s: float) -> dict[Any, float]:
+        """The teacher and blocks of ``arch`` not charged yet in this run, with their recorded seconds (NaN: none)."""
+        out: dict[Any, float] = {}
         if "teacher" not in self.paid:
-            cost += teacher_time_s
-            self.paid.add("teacher")
+            out["teacher"] = float(teacher_time_s)
         for s, b in enumerate(arch.blocks):
             if (s, b) not in self.paid:
-                cost += float(np.nan_to_num(distill_time_s[s, b]))
-                self.paid.add((s, b))
+                out[(s, b)] = float(distill_time_s[s, b])
+        return out
+
+    def commit(self, keys: Any) -> None:
+        """Mark the teacher / blocks in ``keys`` as paid in this run."""
+        self.paid.update(keys)
+
+    def charge(self, arch: Arch, distill_time_s: np.ndarray, teacher_time_s: float) -> float:
+        """Seconds of the teacher and of ``arch``'s blocks not charged yet in this run; marks them paid.
+
+        A missing recorded time makes the result NaN and marks nothing paid (never charged as 0).
+        """
+        items = self.pending(arch, distill_time_s, teacher_time_s)
+        cost = float(sum(items.values()))
+        if not cost_is_missing(cost):
+            self.commit(items)
         return cost
 
 
@@ -58,7 +87,11 @@ class BlockwiseTabularReward(TabularReward):
     """Fine-tuning results of one teacher and length (see the module docstring)."""
 
     def __init__(self, store: BloxStore, *, teacher: Any = "M1", ft_epochs: int | None = None,
-                 distill_epochs: int | None = None, metric: str = "val_top1", charge_teacher: bool = True) -> None:
+                 distill_epochs: int | None = None, metric: str = "val_top1", charge_teacher: bool = True,
+                 missing_cost: str = "error") -> None:
+        if not isinstance(charge_teacher, (bool, np.bool_)):
+            raise InvalidArgumentTypeError(f"charge_teacher must be a bool, got {charge_teacher!r}")
+        self.missing_cost = check_missing_cost(missing_cost)
         tables = BlockwiseTables(store)
         name = tables.teacher_name(teacher)
         if name not in tables.full_teachers():
@@ -72,7 +105,7 @@ class BlockwiseTabularReward(TabularReward):
         self.ft_epochs = self.info.epochs
         self.signatures = tables.signatures(name, distill_epochs)
         lib_attrs = dict(store._group[f"blockwise/{self.teacher.hash}"].attrs)  # noqa: SLF001
-        self.teacher_time_s = float(lib_attrs.get("train_time_s", 0.0)) if charge_teacher else 0.0
+        self.teacher_time_s = float(lib_attrs.get("train_time_s", np.nan)) if charge_teacher else 0.0
         self._normal = {m: tables.normal(m) for m in ("test_top1", "val_top1")}
         self.charges = BlockCharges()
 
@@ -90,11 +123,37 @@ class BlockwiseTabularReward(TabularReward):
         row = int(self._row_of[arch.index])
         ev.metrics["normal_test_top1"] = float(self._normal["test_top1"][row])
         ev.metrics["normal_val_top1"] = float(self._normal["val_top1"][row])
-        extra = self.block_charge(arch)
-        ev.metrics["distill_cost_s"] = extra
+        distill = self.signatures["distill_time_s"]
+        items = self.charges.pending(arch, distill, self.teacher_time_s)
         if cost_unit != "seconds":
+            self.charges.commit(items)
+            ev.metrics["distill_cost_s"] = float(sum(items.values()))
             return ev
-        return ev._replace(cost=ev.cost + extra)
+        model = f"{arch.index} (hash {arch.hash}, blocks {arch.blocks})"
+        cost, imputed = ev.cost, None
+        if cost_is_missing(cost):  # fine-tuning time
+            known = self.known_costs(ev.fidelity, cost_unit)
+            cost = impute_cost(self.missing_cost, known)
+            if cost is None:
+                raise missing_cost_error(model, self.describe_cost(ev.fidelity, ev.seed), ev.cost, known, cost_unit)
+            imputed = self.missing_cost
+        extra = 0.0
+        for key, seconds in items.items():  # everything is resolved before anything is marked paid
+            if cost_is_missing(seconds):
+                if key == "teacher":
+                    raise MissingCostError(f"teacher {self.teacher_name} of model {model} has no recorded training "
+                                           "time (train_time_s attribute of its block library), so the budget "
+                                           "cannot be charged for it: pass charge_teacher=False to leave it out")
+                known = distill[~cost_is_missing(distill)]
+                value = impute_cost(self.missing_cost, known)
+                if value is None:
+                    raise missing_cost_error(model, f"distill_time_s of block {key[1]} at stage {key[0]} (teacher "
+                                             f"{self.teacher_name})", seconds, known, "seconds")
+                seconds, imputed = value, self.missing_cost
+            extra += seconds
+        self.charges.commit(items)
+        ev.metrics["distill_cost_s"] = extra
+        return ev._replace(cost=cost + extra, cost_imputed=imputed)
 
     def batch(self, rows: np.ndarray, fidelity: int, seed_pos: np.ndarray | None) -> dict[str, np.ndarray]:
         raise InvalidArgumentError("blockwise rewards charge distillation once per search run, which the "
@@ -102,8 +161,16 @@ class BlockwiseTabularReward(TabularReward):
 
 
 def make_tabular_backend(store: BloxStore, *, metric: str = "val_top1", run: str | None = None,
-                         seed_mode: int | str = "random", mode: str = "normal", **blockwise: Any) -> TabularReward:
-    """The tabular backend of an env or a benchmark: normal training, or a blockwise table (``mode``)."""
+                         seed_mode: int | str = "random", mode: str = "normal", missing_cost: str = "error",
+                         **blockwise: Any) -> TabularReward:
+    """The tabular backend of an env or a benchmark: normal training, or a blockwise table (``mode``).
+
+    ``missing_cost`` goes to the blockwise backend, which resolves missing times before charging shared work;
+    the normal backend reports missing costs as NaN and the env applies the rule.
+    """
+    check_missing_cost(missing_cost)
+    if not isinstance(mode, str):
+        raise InvalidArgumentTypeError(f"mode must be 'normal' or 'blockwise', got {mode!r}")
     if mode == "normal":
         if blockwise:
             raise InvalidArgumentError(f"unknown arguments for the tabular reward: {', '.join(sorted(blockwise))} "
@@ -118,7 +185,7 @@ def make_tabular_backend(store: BloxStore, *, metric: str = "val_top1", run: str
                                    f" allowed: {', '.join(sorted(allowed))}")
     if run is not None:
         raise InvalidArgumentError("run= selects a normal run; in blockwise mode use teacher= and ft_epochs=")
-    return BlockwiseTabularReward(store, metric=metric, **blockwise)
+    return BlockwiseTabularReward(store, metric=metric, missing_cost=missing_cost, **blockwise)
 
 
 class NearestTeacherBackends:

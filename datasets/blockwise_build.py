@@ -15,7 +15,10 @@ For a store whose normal run is complete, :func:`build_blockwise`:
 As in the normal builder, only the driver writes and each result is recorded as it arrives, so a
 rerun after a crash or Ctrl-C redoes only what is missing. Workers read the teacher weights and
 the library from the store (read-only). The description of the tables (``blockwise`` attribute
-``tables``) is written first and checked on reruns.
+``tables``) is written first (after every argument is checked) and checked on reruns. What counts
+as done is what was written last: a teacher whose weights carry their description, a distilled
+block whose signatures are recorded (they follow its weights), a fine-tuning run whose setup is
+complete (:func:`~.build_setup.prepare_run`); anything a crash left half-written is redone.
 """
 
 from __future__ import annotations
@@ -179,6 +182,22 @@ def _jsonish(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def _teacher_saved(lib: Any) -> bool:
+    """The teacher's weights exist and carry their tensor names (written after the values)."""
+    if not lib.exists:
+        return False
+    return "names" in lib.store._group[f"{lib.key}/teacher"].attrs  # noqa: SLF001 - no public reader of array attrs
+
+
+def _missing_blocks(lib: Any, candidates: list[tuple[int, int]], config: Any) -> list[tuple[int, int]]:
+    """Candidates not distilled yet: no weights, or no signatures (recorded after the weights)."""
+    try:
+        done = np.isfinite(lib.signatures(config)["distill_time_s"])
+    except KeyError:  # the signature group exists, an array of it was never created
+        done = np.zeros((3, 45), dtype=bool)
+    return [(s, b) for s, b in candidates if not (lib.has(s, b, config) and done[s, b])]
+
+
 def _tasks(store: BloxStore, spec: BlockwiseSpec, tables: dict[str, Any], kind: str) -> Iterator[BlockwiseTask]:
     """The unfinished tasks of one phase."""
     from blox_env.training.library import BlockLibrary
@@ -192,13 +211,13 @@ def _tasks(store: BloxStore, spec: BlockwiseSpec, tables: dict[str, Any], kind: 
     for name, arch in teachers.items():
         lib = BlockLibrary(store, arch)
         full = name in spec.full_teachers
-        if kind == "teacher" and not lib.exists:
+        if kind == "teacher" and not _teacher_saved(lib):
             yield BlockwiseTask("teacher", loc, arch.index, spec)
         elif kind == "distill":
             want = sorted({(s, int(b)) for s in range(3) for b in np.unique(sub_blocks[:, s])}) if full \
                 else mini_blocks
             for cfg in configs if full else configs[-1:]:
-                missing = lib.missing(want, cfg)
+                missing = _missing_blocks(lib, want, cfg)
                 if missing:
                     yield BlockwiseTask("distill", loc, arch.index, spec, cfg, tuple(missing))
         elif kind == "finetune":
@@ -213,23 +232,31 @@ def _tasks(store: BloxStore, spec: BlockwiseSpec, tables: dict[str, Any], kind: 
 def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, executor: str = "serial",
                     workers: int = 2, address: str | None = None, progress: bool = True) -> BlockwiseReport:
     """Build (or finish) the blockwise tables of a store opened for writing (see the module docstring)."""
-    from blox_env.executors import make_executor
+    from blox_env.datasets.build_setup import prepare_run
+    from blox_env.datasets.location import is_blox_store
+    from blox_env.executors import check_executor, make_executor
     from blox_env.model import BloxModel
     from blox_env.training.library import BlockLibrary
     from blox_env.training.recipes import get_recipe
-    from blox_env.training.results import ensure_run, record_result
+    from blox_env.training.results import record_result
     from blox_env.training.train import model_config_for
 
     spec = spec or BlockwiseSpec()
-    path = Path(store)
+    if not isinstance(spec, BlockwiseSpec):
+        raise InvalidArgumentError(f"spec must be a BlockwiseSpec, got {type(spec).__name__}")
+    path = Path(store).expanduser()
     if not path.is_dir():
         raise InvalidArgumentError(f"the blockwise builder writes into a store folder; {path} is not one "
                                    "(unzip a packaged store first)")
-    st = BloxStore.open(path, mode="a")
-    tables = _tables_attr(st, spec)
+    if not is_blox_store(path):
+        raise StoreError(f"{path} is not a blox store: build the normal run first (blox build)")
+    check_executor(executor, workers=workers)
     recipe = get_recipe(spec.recipe)
     data = _data(spec.data, spec.data_kwargs)
     config = model_config_for(data, recipe)
+    data_spec = {"data": data.name, "kwargs": dict(spec.data_kwargs)}
+    st = BloxStore.open(path, mode="a")
+    tables = _tables_attr(st, spec)
     counts = {"teacher": 0, "distill": 0, "finetune": 0}
     seconds: dict[str, float] = dict(tables["build"].get("seconds", {}))
     start = time.perf_counter()
@@ -239,10 +266,11 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
             if phase == "finetune":
                 for name, runs in tables["finetune_runs"].items():
                     for e_str, run in runs.items():
-                        ensure_run(st, run, seeds=[spec.seed], recipe=recipe.with_(epochs=int(e_str)), data=data,
-                                   attrs={"kind": "finetune", "teacher": tables["teachers"][name]["index"],
-                                          "teacher_name": name, "distill": tables["distill"][-1],
-                                          "alpha": spec.alpha, "temperature": spec.temperature})
+                        prepare_run(st, run, seeds=[spec.seed], recipe=recipe.with_(epochs=int(e_str)), data=data,
+                                    data_spec=data_spec,
+                                    attrs={"kind": "finetune", "teacher": tables["teachers"][name]["index"],
+                                           "teacher_name": name, "distill": tables["distill"][-1],
+                                           "alpha": spec.alpha, "temperature": spec.temperature})
             todo = list(_tasks(st, spec, tables, phase))
             if not todo:
                 continue

@@ -4,9 +4,12 @@ Only the driver writes to the store; workers train and return results, and the
 driver records each one as soon as it arrives (``test_top1`` last, so a row
 torn by a crash counts as unfinished). A rerun after a crash, a killed worker
 or Ctrl-C skips finished rows and redoes only the others: no lost, duplicate or
-torn rows. Per-row provenance: wall time, training time and the worker
-(host:pid, as codes into the run's ``workers`` attribute); per-run: code, torch
-and Python versions, platform, recipe, data.
+torn rows. The store and each run are set up transactionally
+(:mod:`.build_setup`): a crash during setup is completed by the rerun too, and
+a rerun with another spec is refused. Arguments are checked before anything is
+written. Per-row provenance: wall time, training time and the worker (host:pid,
+as codes into the run's ``workers`` attribute); per-run: code, torch and Python
+versions, platform, recipe, data.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blox_env.costs import macs_table, params_table
 from blox_env.datasets.encoding import Encoding
 from blox_env.datasets.store import BloxStore
 from blox_env.errors import InvalidArgumentError
@@ -83,45 +85,67 @@ def _run_provenance() -> dict[str, Any]:
             "torch_threads_per_worker": 1}
 
 
-def _open_or_create(location: str | Path, index: np.ndarray, *, name: str, config: Any) -> BloxStore:
-    path = Path(location)
-    if path.exists():
-        store = BloxStore.open(path, mode="a")
-        missing = np.setdiff1d(index, store.index)
-        if len(missing):
-            raise InvalidArgumentError(
-                f"store {path} has no rows for {len(missing)} of the requested models (e.g. {int(missing[0])}): "
-                "build into a new store"
-            )
-        return store
-    store = BloxStore.create(path, index=index, name=name, provenance={"source": "blox-env builder"})
-    store.write_static(params=params_table(config)[index], flops=macs_table(config)[index])
-    store.set_attrs(model_config=vars(config))
-    return store
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    """Seeds as distinct ints, refused before any work starts."""
+    try:
+        items = list(seeds)
+    except TypeError:
+        raise InvalidArgumentError(f"seeds must be a list of distinct integers, got {seeds!r}") from None
+    if not items or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in items) \
+            or len(set(map(int, items))) != len(items):
+        raise InvalidArgumentError(f"seeds must be a non-empty list of distinct integers, got {items}")
+    return [int(s) for s in items]
+
+
+def _check_device(device: str, executor: str) -> None:
+    """A device name the workers can use (CUDA only where this machine has it, unless Ray places the task)."""
+    import torch
+
+    from blox_env.training.train import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda" and executor != "ray" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"device {device!r} asks for CUDA, which this machine does not have: use 'cpu' "
+                                   "or 'auto'")
+
+
+def _indices(archs: SubSpace | Sequence[Arch]) -> np.ndarray:
+    if isinstance(archs, SubSpace):
+        return archs.indices()
+    if isinstance(archs, (str, bytes)) or not isinstance(archs, Sequence) \
+            or not all(isinstance(a, Arch) for a in archs) or not archs:
+        raise InvalidArgumentError("archs must be a SubSpace or a non-empty list of Arch")
+    return np.unique([a.index for a in archs]).astype(np.int64)
 
 
 def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run: str, recipe: Any, data: str,
                     data_kwargs: dict[str, Any] | None = None, seeds: Sequence[int] = (0, 1),
                     executor: str = "serial", workers: int = 2, address: str | None = None, device: str = "cpu",
                     name: str | None = None, progress: bool = True) -> BuildReport:
-    """Train every (arch, seed) not yet in ``store`` (created if missing) under ``runs/<run>``."""
+    """Train every (arch, seed) not yet in ``store`` (created if missing) under ``runs/<run>``.
+
+    Every argument is checked before the store is touched; the store and the run are set up
+    transactionally (:mod:`.build_setup`), so a rerun after a crash at any point completes them.
+    """
+    from blox_env.datasets.build_setup import prepare_run, prepare_store
+    from blox_env.executors import check_executor
     from blox_env.training.recipes import get_recipe
-    from blox_env.training.results import ensure_run, finished_mask, record_result
+    from blox_env.training.results import finished_mask, record_result
     from blox_env.training.train import model_config_for
 
     recipe = get_recipe(recipe)
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise InvalidArgumentError(f"seeds must be distinct integers, got {seeds}")
+    seeds = _check_seeds(seeds)
+    check_executor(executor, workers=workers)
+    _check_device(device, executor)
+    indices = _indices(archs)
     kwargs = tuple(sorted((data_kwargs or {}).items()))
     data_obj = _data(data, kwargs)
-    indices = archs.indices() if isinstance(archs, SubSpace) else np.unique([a.index for a in archs])
     config = model_config_for(data_obj, recipe)
-    st = _open_or_create(store, indices, name=name or f"blox-{data_obj.name}", config=config)
-    ensure_run(st, run, seeds=seeds, recipe=recipe, data=data_obj, attrs={"provenance": _run_provenance()})
+    st = prepare_store(store, indices, name=name or f"blox-{data_obj.name}", config=config)
+    prepare_run(st, run, seeds=seeds, recipe=recipe, data=data_obj,
+                data_spec={"data": data_obj.name, "kwargs": dict(kwargs)},
+                attrs={"provenance": _run_provenance()}, extra={"worker": (Encoding("raw", "int32"), False)})
     info = st.run_info(run)
-    if "worker" not in info.metrics:
-        st.allocate_metric(run, "worker", encoding=Encoding("raw", "int32"), per_epoch=False)
     workers_seen = list(info.attrs.get("workers", []))
     rows = st.rows(indices)
     todo = []

@@ -3,81 +3,91 @@
 Why a module of its own: the release files are large, the network is not always kind, and the
 importer must never read a half-written or corrupt file. So every download
 
-- goes to ``<dest>/<name>.part`` first and is resumed with an HTTP ``Range`` request when a part
-  exists (a server that ignores ``Range`` and answers 200 makes us restart from zero; 416 means the
-  part is already complete);
+- goes to ``<dest>/<name>.part`` first, with ``<name>.part.json`` recording the URL and the total size
+  the server announced. A part left by an earlier run is resumed (HTTP ``Range``) only when the
+  server still reports that total, or when the manifest's size/sha256 will check the result; any
+  other part is started over (a server that ignores ``Range`` and answers 200 restarts it too;
+  416 with the same total means the part is already complete);
+- counts as complete only when its length is known: the manifest's size, ``Content-Length``, the
+  total of a ``Content-Range``, or the terminating chunk of a chunked answer. A transfer that ended
+  early (short body; a chunked answer cut off, which ``http.client`` reports as ``IncompleteRead``)
+  never takes the final name, and its part is kept for a later resume only if the server accepts
+  ranges. An answer with no length at all is confirmed by one range request past its end; when the
+  server cannot confirm it and the manifest knows neither size nor sha256, the download is refused;
 - is retried with a short exponential backoff on connection errors, timeouts and 5xx answers,
   resuming from what was received; 404 and other 4xx answers fail at once;
 - is checked against the expected size and sha256 (when the manifest knows them) before it is
-  moved to its final name with :func:`os.replace`. A corrupt file never takes the final name.
+  moved to its final name with :func:`os.replace`. A corrupt file never takes the final name;
+- leaves a ``<name>.sha256`` sidecar (``sha256sum -c`` reads it) with the size and sha256 received.
+  An existing final file is skipped only when it matches the manifest's sha256, or else its sidecar
+  (and the manifest's size); otherwise it is fetched again. When the manifest knows neither, the
+  output says so, and :func:`verify_download` (``blox data verify``) compares against the sidecar.
 
 The URL and checksums of the official release are not verified here (no network on the build
-machines), so everything is driven by a :class:`ReleaseManifest` that the user can write as JSON
-and pass with ``--manifest``::
+machines), so everything is driven by a :class:`ReleaseManifest` (see
+:mod:`blox_env.datasets.download_manifest`) that the user can write as JSON and pass with ``--manifest``::
 
     blox data download --write-manifest > blox-release.json   # edit, add sizes and sha256
     blox data download --manifest blox-release.json
-
-:data:`DEFAULT_MANIFEST` lists the ``.blox`` files of seeds 0-2 with no size or checksum, which
-means only "downloaded completely" is checked. ``blox-bench-{device}`` files are not listed by
-default because the device names of the official release are not known here; add them to a
-manifest (or use :func:`official_manifest` with ``devices=``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
 import re
+import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from blox_env.datasets.download_manifest import (
+    DEFAULT_BENCH_DEVICES,
+    DEFAULT_MANIFEST,
+    DEFAULT_SEEDS,
+    OFFICIAL_RELEASE_URL,
+    RELEASE_FORMATS,
+    ReleaseAsset,
+    ReleaseManifest,
+    check_expectations,
+    check_url,
+    official_manifest,
+    release_asset_names,
+)
+from blox_env.datasets.download_records import (
+    DownloadRecord,
+    Report,
+    discard_part,
+    existing_problem,
+    keep_part,
+    mismatch,
+    part_record_path,
+    read_part_record,
+    read_record,
+    record_path,
+    sha256_file,
+    verify_download,
+    write_record,
+    write_text_atomic,
+)
 from blox_env.errors import DownloadError, InvalidArgumentError
 from blox_env.paths import blox_home
 
 __all__ = [
     "DEFAULT_BENCH_DEVICES", "DEFAULT_MANIFEST", "DEFAULT_SEEDS", "OFFICIAL_RELEASE_URL", "RELEASE_FORMATS",
-    "ReleaseAsset", "ReleaseManifest", "download_file", "download_release", "official_manifest",
-    "release_asset_names", "sha256_file",
+    "DownloadRecord", "ReleaseAsset", "ReleaseManifest", "download_file", "download_release", "official_manifest",
+    "read_record", "record_path", "release_asset_names", "sha256_file", "verify_download",
 ]
 
-OFFICIAL_RELEASE_URL = "https://github.com/SamsungLabs/blox/releases/download/v1.0/"
-"""Base URL of the official release (tag assumed, not verified offline; override with a manifest)."""
-RELEASE_FORMATS = ("blox", "csv", "pickle")
-DEFAULT_SEEDS = (0, 1, 2)
-DEFAULT_BENCH_DEVICES: tuple[str, ...] = ()
-ALLOWED_SCHEMES = ("http", "https", "file")
 RETRY_BACKOFF_S = 0.5
 """First retry waits this long, then doubles (capped at 8 s); tests shrink it."""
 _CHUNK = 1 << 16
 _USER_AGENT = "blox-env-downloader/0.1 (+urllib)"
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_SHA_RE = re.compile(r"[0-9a-f]{64}")
 _RANGE_RE = re.compile(r"bytes\s+(\d+|\*)(?:-\d+)?/(\d+|\*)")
-
-
-def _check_url(url: str) -> None:
-    """Only schemes urllib can fetch and we can reason about (no ftp, no data: URLs)."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower() if isinstance(url, str) else ""
-    if scheme not in ALLOWED_SCHEMES:
-        raise InvalidArgumentError(f"URL {url!r} has an unsupported scheme; allowed: {', '.join(ALLOWED_SCHEMES)}")
-
-
-def _check_expectations(*, size: int | None, sha256: str | None, what: str) -> None:
-    """Expected size/sha256 must be usable before any byte is fetched."""
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise InvalidArgumentError(f"{what}: size={size!r} must be a non-negative integer (bytes) or None")
-    if sha256 is not None and (not isinstance(sha256, str) or not _SHA_RE.fullmatch(sha256.lower())):
-        raise InvalidArgumentError(f"{what}: sha256={sha256!r} must be 64 hexadecimal characters or None")
 
 
 def _check_limits(*, timeout: float, retries: int) -> None:
@@ -88,151 +98,23 @@ def _check_limits(*, timeout: float, retries: int) -> None:
         raise InvalidArgumentError(f"retries={retries!r} must be a non-negative integer")
 
 
-@dataclass(frozen=True)
-class ReleaseAsset:
-    """One release file: its name and, when known, its size in bytes and sha256 (lower-case hex)."""
-
-    name: str
-    size: int | None = None
-    sha256: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name) or self.name.endswith(".part"):
-            raise InvalidArgumentError(
-                f"asset name {self.name!r} is not a plain file name; allowed: letters, digits, '.', '_', '-' "
-                "(no path separators, not ending in '.part')"
-            )
-        _check_expectations(size=self.size, sha256=self.sha256, what=self.name)
-        if self.sha256 is not None:
-            object.__setattr__(self, "sha256", self.sha256.lower())
+def _to_stderr(message: str) -> None:
+    """Default ``report``: notes go to stderr so stdout stays the list of paths."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
-@dataclass(frozen=True)
-class ReleaseManifest:
-    """Where the release lives (``base_url``) and which files it holds; editable as JSON."""
-
-    base_url: str
-    assets: tuple[ReleaseAsset, ...]
-
-    def __post_init__(self) -> None:
-        _check_url(self.base_url)
-        object.__setattr__(self, "assets", tuple(self.assets))
-        if not all(isinstance(a, ReleaseAsset) for a in self.assets):
-            raise InvalidArgumentError("manifest assets must be ReleaseAsset objects (use from_json for plain data)")
-        names = [a.name for a in self.assets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise InvalidArgumentError(f"manifest lists assets more than once: {', '.join(dupes)}")
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Asset names in manifest order."""
-        return tuple(a.name for a in self.assets)
-
-    def asset(self, name: str) -> ReleaseAsset:
-        """The asset called ``name``; unknown names raise :class:`InvalidArgumentError` listing the known ones."""
-        for a in self.assets:
-            if a.name == name:
-                return a
-        raise InvalidArgumentError(f"unknown release file {name!r}; the manifest has: {', '.join(self.names)}")
-
-    def url(self, name: str) -> str:
-        """Full download URL of one asset (``base_url`` joined with the quoted file name)."""
-        return self.base_url.rstrip("/") + "/" + urllib.parse.quote(self.asset(name).name)
-
-    @classmethod
-    def from_json(cls, path_or_text: str | os.PathLike[str]) -> ReleaseManifest:
-        """Read a manifest from a JSON file or JSON text (a string starting with ``{``).
-
-        Format: ``{"base_url": "...", "assets": [{"name": "...", "size": 123, "sha256": "..."}, ...]}``;
-        an asset may also be a bare name string.
-        """
-        if isinstance(path_or_text, str) and path_or_text.lstrip().startswith("{"):
-            text, source = path_or_text, "manifest text"
-        else:
-            path = Path(path_or_text).expanduser()
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-                raise InvalidArgumentError(f"manifest file {path} cannot be read ({exc.strerror}); "
-                                           "pass a JSON file path or JSON text") from None
-            source = str(path)
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"{source} is not valid JSON: {exc}") from None
-        return cls._from_obj(raw, source=source)
-
-    @classmethod
-    def _from_obj(cls, raw: Any, *, source: str) -> ReleaseManifest:
-        if not isinstance(raw, dict) or not isinstance(raw.get("base_url"), str) or not isinstance(
-            raw.get("assets"), list
-        ):
-            raise InvalidArgumentError(f"{source}: expected an object with 'base_url' (string) and 'assets' (list)")
-        unknown = sorted(set(raw) - {"base_url", "assets"})
-        if unknown:
-            raise InvalidArgumentError(f"{source}: unknown keys {unknown}; allowed: base_url, assets")
-        assets = []
-        for item in raw["assets"]:
-            if isinstance(item, str):
-                item = {"name": item}
-            if not isinstance(item, dict) or not set(item) <= {"name", "size", "sha256"} or "name" not in item:
-                raise InvalidArgumentError(f"{source}: asset {item!r} must be a name or an object with keys "
-                                           "name, size (optional), sha256 (optional)")
-            assets.append(ReleaseAsset(name=item["name"], size=item.get("size"), sha256=item.get("sha256")))
-        return cls(base_url=raw["base_url"], assets=tuple(assets))
-
-    def to_json(self) -> str:
-        """The manifest as indented JSON (what :meth:`from_json` reads back)."""
-        assets = [{"name": a.name, "size": a.size, "sha256": a.sha256} for a in self.assets]
-        return json.dumps({"base_url": self.base_url, "assets": assets}, indent=2) + "\n"
-
-
-def release_asset_names(
-    *, seeds: Sequence[int] = DEFAULT_SEEDS, devices: Sequence[str] = DEFAULT_BENCH_DEVICES, ext: str = "blox"
-) -> tuple[str, ...]:
-    """Official file names: ``blox-info``, ``blox-{base,ext,env}-{seed}``, ``blox-bench-{device}``, one format."""
-    if ext not in RELEASE_FORMATS:
-        raise InvalidArgumentError(f"ext={ext!r} is not a release format; allowed: {', '.join(RELEASE_FORMATS)}")
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise InvalidArgumentError(f"seeds={list(seeds)!r} must be non-negative integers")
-    stems = ["blox-info"] + [f"blox-{part}-{s}" for s in seeds for part in ("base", "ext", "env")]
-    stems += [f"blox-bench-{d}" for d in devices]
-    return tuple(f"{stem}.{ext}" for stem in stems)
-
-
-def official_manifest(
-    *, base_url: str = OFFICIAL_RELEASE_URL, seeds: Sequence[int] = DEFAULT_SEEDS,
-    devices: Sequence[str] = DEFAULT_BENCH_DEVICES, ext: str = "blox",
-) -> ReleaseManifest:
-    """A manifest of the official file names with unknown sizes and checksums."""
-    names = release_asset_names(seeds=seeds, devices=devices, ext=ext)
-    return ReleaseManifest(base_url=base_url, assets=tuple(ReleaseAsset(name=n) for n in names))
-
-
-DEFAULT_MANIFEST = official_manifest()
-"""The official ``.blox`` files of seeds 0-2 (no bench files, no checksums); see the module docstring."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Lower-case hex sha256 of a file, read in chunks (release files are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
+# downloads --------------------------------------------------------------------------------------
 def download_release(
     *, dest: Path | None = None, manifest: ReleaseManifest = DEFAULT_MANIFEST, names: Sequence[str] | None = None,
-    timeout: float = 60.0, retries: int = 3, progress: bool = True,
+    timeout: float = 60.0, retries: int = 3, progress: bool = True, report: Report | None = None,
 ) -> list[Path]:
     """Download the manifest's files (or just ``names``) into ``dest`` (default ``blox_home()/"release"``).
 
-    Files already present and matching their size/sha256 are skipped. Every file is attempted; if
-    any fails, one :class:`DownloadError` lists all failures after the others finished, so finished
-    work is kept and a second call only fetches what is missing. Returns the final paths in the
-    order requested.
+    Files already present and matching their size/sha256 (or their sidecar) are skipped. Every file
+    is attempted; if any fails, one :class:`DownloadError` lists all failures after the others
+    finished, so finished work is kept and a second call only fetches what is missing. Returns the
+    final paths in the order requested. ``report`` receives notes (default: stderr).
     """
     if isinstance(names, str):
         names = [names]
@@ -249,7 +131,7 @@ def download_release(
         asset = manifest.asset(name)
         try:
             paths.append(download_file(manifest.url(name), folder / name, size=asset.size, sha256=asset.sha256,
-                                       timeout=timeout, retries=retries, progress=progress))
+                                       timeout=timeout, retries=retries, progress=progress, report=report))
         except DownloadError as exc:
             failures.append(exc)
     if failures:
@@ -260,52 +142,54 @@ def download_release(
 
 def download_file(
     url: str, dest: Path, *, size: int | None = None, sha256: str | None = None, timeout: float = 60.0,
-    retries: int = 3, progress: bool = True,
+    retries: int = 3, progress: bool = True, report: Report | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part`` with resume, retries and verification.
 
-    ``retries`` counts extra attempts after the first. A final file that already matches ``size``
-    and ``sha256`` (or exists, when neither is given) is not downloaded again. If verification fails
-    after resuming an old part, the file is fetched once more from zero before giving up.
+    ``retries`` counts extra attempts after the first. A final file that already matches ``size`` and
+    ``sha256`` (or, when no sha256 is given, its ``.sha256`` sidecar) is not downloaded again. If
+    verification fails after resuming an old part, the file is fetched once more from zero before
+    giving up. ``report`` receives notes for the user (default: stderr).
     """
-    _check_url(url)
-    _check_expectations(size=size, sha256=sha256, what=url)
+    check_url(url)
+    check_expectations(size=size, sha256=sha256, what=url)
     _check_limits(timeout=timeout, retries=retries)
+    say = report if report is not None else _to_stderr
     sha = sha256.lower() if sha256 is not None else None
     dest = Path(dest).expanduser()
-    if dest.is_file() and _mismatch(dest, size=size, sha256=sha) is None:
-        return dest
+    if dest.is_file():
+        problem = existing_problem(dest, size=size, sha256=sha)
+        if problem is None:
+            return dest
+        say(f"{dest.name}: {problem}; downloading it again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    resumed = part.is_file() and part.stat().st_size > 0
-    fetch = {"url": url, "part": part, "size": size, "timeout": timeout, "retries": retries, "progress": progress}
-    _fetch_with_retries(**fetch)
-    problem = _mismatch(part, size=size, sha256=sha)
-    if problem is not None and resumed:  # the old prefix may be the corrupt bit: one clean try
-        part.unlink(missing_ok=True)
-        _fetch_with_retries(**fetch)
-        problem = _mismatch(part, size=size, sha256=sha)
+    resumed = keep_part(part, url=url, size=size, sha256=sha, say=say)
+    unsized = size is None and sha is None
+    with _progress_bar(label=dest.name, enabled=progress) as bar:
+        fetcher = _Fetcher(url=url, part=part, size=size, checked=not unsized, timeout=timeout, bar=bar)
+        fetcher.fetch(retries=retries, need_length=unsized)
+        problem = mismatch(part, size=size, sha256=sha)
+        if problem is not None and resumed:  # the old prefix may be the corrupt bit: one clean try
+            discard_part(part)
+            fetcher.fetch(retries=retries, need_length=unsized)
+            problem = mismatch(part, size=size, sha256=sha)
     if problem is not None:
-        part.unlink(missing_ok=True)
+        discard_part(part)
         raise DownloadError(f"{dest.name}: {problem} (from {url}); the partial file was deleted")
+    digest = sha if sha is not None else sha256_file(part)
+    nbytes = part.stat().st_size
     os.replace(part, dest)
+    write_record(dest, size=nbytes, sha256=digest, url=url)
+    part_record_path(part).unlink(missing_ok=True)
+    if unsized:
+        say(f"no size or checksum known for {dest.name}; recorded sha256 {digest} ({nbytes} bytes) in "
+            f"{record_path(dest).name} so `blox data verify` can compare later")
     return dest
 
 
 class _Transient(Exception):
     """A failure worth retrying (connection lost, timeout, 5xx); never leaves this module."""
-
-
-def _mismatch(path: Path, *, size: int | None, sha256: str | None) -> str | None:
-    """Why ``path`` does not match the expectations, or None when it does."""
-    actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        return f"size mismatch: expected {size} bytes, got {actual_size}"
-    if sha256 is not None:
-        actual = sha256_file(path)
-        if actual != sha256:
-            return f"sha256 mismatch: expected {sha256}, got {actual}"
-    return None
 
 
 @contextlib.contextmanager
@@ -323,88 +207,149 @@ def _progress_bar(*, label: str, enabled: bool) -> Iterator[Callable[..., None]]
         yield lambda **kw: bar.update(task, **kw)
 
 
-def _fetch_with_retries(*, url: str, part: Path, size: int | None, timeout: float, retries: int,
-                        progress: bool) -> None:
-    """Call :func:`_fetch_once` until it succeeds or ``retries`` extra attempts failed (backoff in between)."""
-    with _progress_bar(label=part.name.removesuffix(".part"), enabled=progress) as bar:
+class _Fetcher:
+    """Moves one URL into one ``.part`` file: requests, resumes, retries; knows whether the server takes ranges."""
+
+    def __init__(self, *, url: str, part: Path, size: int | None, checked: bool, timeout: float,
+                 bar: Callable[..., None]) -> None:
+        self.url, self.part, self.size, self.timeout, self.bar = url, part, size, timeout, bar
+        self.checked = checked  # the manifest's size or sha256 will check the result
+        self.ranges_ok = False  # the server answered 206 or announced "Accept-Ranges: bytes"
+        self._last_416_total: int | None = None
+
+    def fetch(self, *, retries: int, need_length: bool) -> None:
+        """Fill the part; with ``need_length``, refuse (and delete) a transfer whose length nobody can confirm."""
+        if self._with_retries(retries) or not need_length:
+            return
+        if self.ranges_ok and self._with_retries(retries):  # a range request past the end confirms the total
+            return
+        kept = self.part.stat().st_size if self.part.is_file() else 0
+        discard_part(self.part)
+        raise DownloadError(
+            f"{self.url}: the server sent {kept} bytes with no Content-Length and cannot confirm the total with a "
+            "range request, so a dropped connection cannot be told from the end of the file; nothing was kept. "
+            f"Add size and sha256 for {self.part.name.removesuffix('.part')} to a manifest (--manifest)")
+
+    def _with_retries(self, retries: int) -> bool:
+        """Call :meth:`_once` until it succeeds or ``retries`` extra attempts failed (backoff in between)."""
         for attempt in range(retries + 1):
             try:
-                _fetch_once(url=url, part=part, size=size, timeout=timeout, bar=bar, may_restart=True)
-                return
+                return self._once(may_restart=True)
             except _Transient as exc:
-                if attempt == retries:
-                    kept = part.stat().st_size if part.is_file() else 0
-                    raise DownloadError(f"{url}: {exc} (gave up after {attempt + 1} attempt(s); {kept} bytes kept "
-                                        f"in {part}, run again to resume)") from exc
-                time.sleep(min(RETRY_BACKOFF_S * 2**attempt, 8.0))
+                if attempt < retries:
+                    time.sleep(min(RETRY_BACKOFF_S * 2**attempt, 8.0))
+                    continue
+                kept = self.part.stat().st_size if self.part.is_file() else 0
+                resumable = self.checked or read_part_record(self.part, self.url) is not None
+                if self.ranges_ok and kept and resumable:
+                    where = f"{kept} bytes kept in {self.part}, run again to resume"
+                else:
+                    discard_part(self.part)
+                    where = ("nothing received" if not kept else "the partial file was deleted: " + (
+                        "the server does not accept range requests" if not self.ranges_ok
+                        else "its total size is unknown, so a later run could not check it"))
+                raise DownloadError(f"{self.url}: {exc} (gave up after {attempt + 1} attempt(s); {where})") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
+    def _restart(self) -> None:
+        discard_part(self.part)
 
-def _fetch_once(
-    *, url: str, part: Path, size: int | None, timeout: float, bar: Callable[..., None], may_restart: bool
-) -> None:
-    """One request: append to ``part`` from where it ends (or restart it); raise _Transient to retry."""
-    offset = part.stat().st_size if part.is_file() else 0
-    if size is not None and offset > size:
-        part.unlink()
-        offset = 0
-    if size is not None and offset == size and offset > 0:
-        return  # complete; the caller verifies it
-    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    restart = {"url": url, "part": part, "size": size, "timeout": timeout, "bar": bar, "may_restart": False}
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        with contextlib.closing(exc):
-            if exc.code == 416 and offset and may_restart:
-                _, total = _content_range(exc.headers.get("Content-Range"))
-                if total == offset:
-                    return  # the part already holds the whole file
-                part.unlink()
-                return _fetch_once(**restart)
-            if exc.code == 404:
-                raise DownloadError(f"not found (HTTP 404): {url}") from None
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
-            raise DownloadError(f"HTTP {exc.code} {exc.reason}: {url}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, FileNotFoundError | IsADirectoryError):
-            raise DownloadError(f"not found: {url}") from None
-        raise _Transient(f"cannot connect: {exc.reason}") from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise _Transient(f"request failed: {exc!r}") from exc
-    with response:
-        status = response.getcode()  # None for file: URLs, which always send the whole file
-        length = response.headers.get("Content-Length")
-        length_n = int(length) if length is not None and length.isdigit() else None
-        if offset and status == 206:
-            start, total = _content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                if not may_restart:
-                    raise _Transient(f"server sent bytes from {start}, asked for {offset}")
-                part.unlink()
-                response.close()
-                return _fetch_once(**restart)
-            expected = total if total is not None else (offset + length_n if length_n is not None else None)
-            mode = "ab"
-        else:  # 200 (Range ignored or not sent): start over
-            offset, expected, mode = 0, length_n, "wb"
-        bar(completed=offset, total=expected if expected is not None else size)
+    def _write_part_record(self, total: int | None) -> None:
+        write_text_atomic(part_record_path(self.part), json.dumps({"url": self.url, "total": total}))
+
+    def _open(self, offset: int) -> http.client.HTTPResponse | None:
+        """The response for the bytes from ``offset``; None when a 416 answer ends the transfer itself."""
+        headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            return urllib.request.urlopen(urllib.request.Request(self.url, headers=headers), timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            with contextlib.closing(exc):
+                if exc.code == 416 and offset:
+                    self.ranges_ok = True
+                    self._last_416_total = _content_range(exc.headers.get("Content-Range"))[1]
+                    return None
+                if exc.code == 404:
+                    raise DownloadError(f"not found (HTTP 404): {self.url}") from None
+                if exc.code >= 500 or exc.code in (408, 429):
+                    raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
+                raise DownloadError(f"HTTP {exc.code} {exc.reason}: {self.url}") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, FileNotFoundError | IsADirectoryError):
+                raise DownloadError(f"not found: {self.url}") from None
+            raise _Transient(f"cannot connect: {exc.reason}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Transient(f"request failed: {exc!r}") from exc
+
+    def _once(self, *, may_restart: bool) -> bool:
+        """One request appending to the part (or restarting it); True when the answer's length was known and met."""
+        offset = self.part.stat().st_size if self.part.is_file() else 0
+        want = read_part_record(self.part, self.url) if offset else None
+        want = want if want is not None else self.size
+        if want is not None and offset > want:
+            self._restart()
+            offset = 0
+        if want is not None and offset == want and offset > 0:
+            return True  # complete; the caller verifies it
+        response = self._open(offset)
+        if response is None:  # 416: the part is complete only if the server's total is what we hold
+            return self._after_416(offset, want, may_restart)
+        with response:
+            status = response.getcode()  # None for file: URLs, which always send the whole file
+            if status == 206 or (response.headers.get("Accept-Ranges") or "").strip().lower() == "bytes":
+                self.ranges_ok = True
+            length = response.headers.get("Content-Length")
+            length_n = int(length) if length is not None and length.isdigit() else None
+            if offset and status == 206:
+                start, total = _content_range(response.headers.get("Content-Range"))
+                if start != offset or (want is not None and total != want):
+                    if not may_restart:
+                        raise _Transient(f"server sent bytes {start} of {total}, asked for {offset} of {want}")
+                    response.close()
+                    self._restart()
+                    return self._once(may_restart=False)
+                expected = total if total is not None else (offset + length_n if length_n is not None else None)
+                if want is None and expected is not None:
+                    self._write_part_record(expected)
+                mode = "ab"
+            else:  # 200 (Range ignored or not sent): start over
+                offset, expected, mode = 0, length_n, "wb"
+                self._write_part_record(expected)
+            received = self._copy(response, mode=mode, offset=offset, expected=expected)
+            chunked = bool(getattr(response, "chunked", False))  # ended with its terminating chunk
+        if expected is not None and received < expected:
+            raise _Transient(f"connection closed after {received} of {expected} bytes")
+        return expected is not None or chunked
+
+    def _after_416(self, offset: int, want: int | None, may_restart: bool) -> bool:
+        """416 to ``bytes=offset-``: done if the server's total equals ``offset`` (and the expected total)."""
+        total = self._last_416_total
+        if total == offset and want in (None, total):
+            return True
+        if not may_restart:
+            raise _Transient(f"server answered 416 (total {total}) for a part of {offset} bytes")
+        self._restart()
+        return self._once(may_restart=False)
+
+    def _copy(self, response: http.client.HTTPResponse, *, mode: str, offset: int, expected: int | None) -> int:
+        """Stream the body into the part; returns the part's size afterwards. Read errors are transient."""
+        self.bar(completed=offset, total=expected if expected is not None else self.size)
         received = offset
-        with open(part, mode) as fh:  # disk errors are not transient: they propagate as they are
+        with open(self.part, mode) as fh:  # disk errors are not transient: they propagate as they are
             while True:
                 try:
                     chunk = response.read(_CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise _Transient(f"connection lost after {received} bytes: {exc!r}") from exc
+                except (OSError, http.client.HTTPException) as exc:  # IncompleteRead: chunked answer cut off
+                    if isinstance(exc, http.client.IncompleteRead) and exc.partial:  # whole chunks: good bytes
+                        fh.write(exc.partial)
+                        received += len(exc.partial)
+                    raise _Transient(f"connection lost after {received} bytes: {type(exc).__name__}") from exc
                 if not chunk:
-                    break
+                    return received
                 fh.write(chunk)
                 received += len(chunk)
-                bar(advance=len(chunk))
-    if expected is not None and received < expected:
-        raise _Transient(f"connection closed after {received} of {expected} bytes")
+                self.bar(advance=len(chunk))
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:

@@ -6,6 +6,13 @@ micro-units. Integers compress several times better than float32 and decode to
 exactly the values of the official files. Every array carries its encoding in
 its attributes, and every encoding has a sentinel for missing values (decoded
 to NaN, never to 0).
+
+``fill_missing`` (set on every array written since store format 2) records that
+the array's Zarr fill value is the missing sentinel, so an absent chunk decodes
+as missing. For delta-encoded curves the differences are stored minus one
+(modulo 2**bits): an all-sentinel chunk then decodes to the sentinel at every
+epoch. Arrays without the flag (format 1) use plain differences and fill 0;
+the store detects their absent chunks explicitly (see ``store_integrity``).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class Encoding:
     dtype: str
     denominator: int = 0
     delta: bool = False  # integer curves stored as differences along the last axis (mod 2**bits)
+    fill_missing: bool = False  # fill value == missing sentinel; delta differences stored minus one
 
     def __post_init__(self) -> None:
         if self.kind not in ("count", "fixed", "raw"):
@@ -71,11 +79,16 @@ class Encoding:
         if self.delta and stored.ndim and stored.shape[-1] > 1:
             stored = stored.copy()
             stored[..., 1:] = np.diff(stored, axis=-1)  # wraps modulo 2**bits: lossless
+            if self.fill_missing:
+                stored[..., 1:] -= np.array(1, dtype=stored.dtype)  # all-sentinel disk == all missing
         return stored
 
     def unpack(self, disk: np.ndarray) -> np.ndarray:
         """What was read from disk (a whole last axis) -> stored values."""
         if self.delta:
+            if self.fill_missing and disk.ndim and disk.shape[-1] > 1:
+                disk = disk.copy()
+                disk[..., 1:] += np.array(1, dtype=disk.dtype)
             return np.cumsum(disk, axis=-1, dtype=disk.dtype)
         return disk
 

@@ -7,29 +7,48 @@ files. Every value goes through the store's exact encodings (accuracies as
 image counts, losses as micro-units), and a value that does not fit them is a
 format error, not a silent rounding. The store is built in a temporary
 sibling folder and moved into place only when complete, so a failed import
-leaves nothing behind.
+leaves nothing behind; what a killed import left (its temporary sibling) is
+removed by the next import to the same output, with a message, and nothing
+else is ever touched. ``overwrite`` replaces only a blox store (or an empty
+folder), never the release folder itself or a folder containing it.
+
+A release is complete when every file has a row for each of the 91,125 models
+(and every training seed has each kind of file the others have). Anything
+less is refused with :class:`PartialReleaseError` unless ``allow_partial``;
+the store always records the coverage in ``attrs["coverage"]`` and the size
+and sha256 of every source file in ``attrs["provenance"]["files"]``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import logging
 import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blox_env.datasets.encoding import Encoding
-from blox_env.datasets.location import atomic_directory, commit_directory, default_store_path
+from blox_env.datasets.location import (
+    atomic_directory,
+    clean_stale_temporaries,
+    commit_directory,
+    default_store_path,
+    discard_directory,
+)
 from blox_env.datasets.release import ReleaseFile, find_release_files, read_release_file, read_release_header
 from blox_env.datasets.schema import CURVE_METRICS, ENV_COLUMNS, FINAL_METRICS
 from blox_env.datasets.store import BloxStore
 from blox_env.errors import ReleaseFormatError, StoreError, StoreNotFoundError
 from blox_env.hashes import hash_to_index
+from blox_env.space import N_MODELS
 
-__all__ = ["ORIGINAL_PROTOCOL", "import_release", "metric_encoding"]
+__all__ = ["ORIGINAL_PROTOCOL", "PartialReleaseError", "import_release", "metric_encoding"]
+
+_log = logging.getLogger(__name__)
 
 #: The original benchmark's training protocol (recorded in the run's attributes).
 ORIGINAL_PROTOCOL: dict[str, Any] = {
@@ -39,6 +58,12 @@ ORIGINAL_PROTOCOL: dict[str, Any] = {
     "split": "train permuted with numpy seed 0: first 45,000 train, last 5,000 val; 10,000 test",
 }
 _PREFERENCE = ("blox", "pickle", "csv")
+_ALLOW = ("pass allow_partial=True (`blox data import --allow-partial`) to import it anyway, with the coverage "
+          "recorded in the store's attrs['coverage']")
+
+
+class PartialReleaseError(ReleaseFormatError):
+    """A release file covers fewer than all 91,125 models, or a seed lacks a file the other seeds have."""
 
 
 def metric_encoding(metric: str) -> Encoding:
@@ -86,8 +111,14 @@ def _scatter(values: Any, rows: np.ndarray, n: int, epochs: int | None) -> np.nd
 
 
 def import_release(folder: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-                   overwrite: bool = False, progress: bool = True, prefer: Sequence[str] = _PREFERENCE) -> Path:
-    """Import every recognised release file of ``folder`` into a new store; returns its path."""
+                   overwrite: bool = False, progress: bool = True, prefer: Sequence[str] = _PREFERENCE,
+                   allow_partial: bool = False, report: Callable[[str], None] | None = None) -> Path:
+    """Import every recognised release file of ``folder`` into a new store; returns its path.
+
+    ``report`` receives one line per notable action (stale temporaries removed, a partial import);
+    by default they go to this module's logger as warnings.
+    """
+    say = report or _log.warning
     src = Path(folder).expanduser()
     if not src.is_dir():
         raise StoreNotFoundError(f"release folder {src} does not exist")
@@ -97,17 +128,78 @@ def import_release(folder: str | os.PathLike[str], *, out: str | os.PathLike[str
             f"{src}: no blox-base-<seed> file (.blox, .pickle or .csv) found; found {[f.path.name for f in files]}"
         )
     final = Path(out).expanduser() if out is not None else default_store_path()
-    tmp = atomic_directory(final, overwrite=overwrite)
+    for message in clean_stale_temporaries(final):
+        say(message)
+    tmp = atomic_directory(final, overwrite=overwrite, protect=(src,))
     try:
-        _build(files, tmp, progress=progress)
+        coverage = _build(files, tmp, progress=progress, allow_partial=allow_partial)
         commit_directory(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_directory(tmp)
         raise
+    if not coverage["complete"]:
+        short = [f"{e['file']} ({e['rows']:,} of {e['expected']:,})" for e in coverage["files"] if e["missing"]]
+        say(f"partial release imported into {final}: {', '.join(short[:6])}{' ...' if len(short) > 6 else ''}; "
+            "coverage recorded in the store's attrs['coverage']")
     return final
 
 
-def _build(files: list[Any], tmp: Path, *, progress: bool) -> None:
+class _Coverage:
+    """Models covered by each file against the full space; refuses a partial release unless allowed."""
+
+    def __init__(self, *, allow_partial: bool) -> None:
+        self.allow = allow_partial
+        self.files: list[dict[str, Any]] = []
+
+    def absent_files(self, files: list[Any], seeds: list[int]) -> None:
+        """A seed lacking a base/ext/env file that other seeds have is a partial release."""
+        for kind in ("base", "ext", "env"):
+            have = {int(f.seed) for f in files if f.kind == kind and f.seed is not None}
+            for seed in sorted(set(seeds) - have) if have else []:
+                name = f"blox-{kind}-{seed}"
+                self.files.append({"file": name, "kind": kind, "seed": seed, "present": False, "rows": 0,
+                                   "expected": N_MODELS, "missing": N_MODELS})
+                if not self.allow:
+                    raise PartialReleaseError(
+                        f"{name}.(blox|pickle|csv) is missing: the release has {kind} files for seeds "
+                        f"{sorted(have)} but trains seeds {seeds}; {_ALLOW}"
+                    )
+
+    def add(self, f: Any, found: int, release_models: int) -> None:
+        """Record that file ``f`` has rows for ``found`` distinct models (the reader refuses duplicates)."""
+        entry: dict[str, Any] = {"file": f.path.name, "kind": f.kind, "present": True, "rows": found,
+                                 "expected": N_MODELS, "missing": N_MODELS - found}
+        if f.seed is not None:
+            entry["seed"] = int(f.seed)
+        if f.device is not None:
+            entry["device"] = str(f.device)
+        self.files.append(entry)
+        if found < N_MODELS and not self.allow:
+            elsewhere = release_models - found
+            raise PartialReleaseError(
+                f"{f.path.name}: rows for {found:,} of the {N_MODELS:,} models of the BLOX space "
+                f"({N_MODELS - found:,} missing"
+                + (f", {elsewhere:,} of them present in other files of this release" if elsewhere > 0 else "")
+                + "): a complete release has every model in every file, so this file is truncated or the "
+                f"release partial; re-download it, or {_ALLOW}"
+            )
+
+    def attrs(self, n: int) -> dict[str, Any]:
+        """The ``coverage`` attribute of the store."""
+        return {"complete": all(e["missing"] == 0 for e in self.files), "models": n, "space_models": N_MODELS,
+                "files": self.files}
+
+
+def _build(files: list[Any], tmp: Path, *, progress: bool, allow_partial: bool) -> dict[str, Any]:
+    """Write the store into ``tmp``; returns the coverage record."""
+    bar = _Progress(len(files), enabled=progress)
+    try:
+        return _build_files(files, tmp, bar, allow_partial=allow_partial)
+    finally:
+        bar.close()
+
+
+def _build_files(files: list[Any], tmp: Path, bar: _Progress, *, allow_partial: bool) -> dict[str, Any]:
     headers = {f.path: read_release_header(f.path) for f in files}
     train = [f for f in files if f.kind in ("base", "ext")]
     epochs = {headers[f.path].epochs for f in train}
@@ -117,24 +209,32 @@ def _build(files: list[Any], tmp: Path, *, progress: bool) -> None:
     n_epochs, dataset = int(epochs.pop()), str(datasets.pop())
     seeds = sorted({int(f.seed) for f in train})
     info_file = next((f for f in files if f.kind == "info"), None)
+    coverage = _Coverage(allow_partial=allow_partial)
+    coverage.absent_files(files, seeds)
+    sources = {f.path: _source(f, headers[f.path]) for f in files}
 
-    bar = _Progress(len(files), enabled=progress)
     loaded: dict[Any, ReleaseFile] = {}
     if info_file is not None:
-        info = read_release_file(info_file.path)
+        info = _read(info_file, sources)
         indices = np.array([hash_to_index(h) for h in info.columns["model_hash"]], dtype=np.int64)
         bar.advance(info_file.path.name)
     else:
         info = None
         for f in files:
             if f.kind == "base":
-                loaded[f.path] = read_release_file(f.path)
+                loaded[f.path] = _read(f, sources)
                 bar.advance(f.path.name)
-        indices = np.array(sorted({hash_to_index(h) for rf in loaded.values() for h in rf.columns["model_hash"]}))
+        indices = np.array(sorted({hash_to_index(h) for rf in loaded.values() for h in rf.columns["model_hash"]}),
+                           dtype=np.int64)
     order = np.argsort(indices)
     index = indices[order]
     lookup = {int(i): r for r, i in enumerate(index.tolist())}
     n = len(index)
+    if n == 0:
+        names = [f.path.name for f in files if f.kind in ("info", "base")]
+        raise ReleaseFormatError(f"{', '.join(names)}: a header and no rows, so the release has no models to import")
+    if info_file is not None:
+        coverage.add(info_file, n, n)
 
     store = BloxStore.create(tmp, index=index, name=f"blox-{dataset}", overwrite=True)
     if info is not None:
@@ -145,16 +245,14 @@ def _build(files: list[Any], tmp: Path, *, progress: bool) -> None:
     allocated: set[str] = set()
     env: dict[str, list[list[str]]] = {}
     env_seeds: list[int] = []
-    sources = []
     for f in files:
         if f.kind == "info":
-            sources.append(_source(f, headers[f.path]))
             continue
-        rf = loaded.pop(f.path, None) or read_release_file(f.path)
+        rf = loaded.pop(f.path, None) or _read(f, sources)
         if f.path.name not in bar.done:
             bar.advance(f.path.name)
-        sources.append(_source(f, headers[f.path]))
         rows = _rows_of(rf, lookup)
+        coverage.add(f, len(rows), n)
         if f.kind in ("base", "ext"):
             for metric, values in rf.columns.items():
                 if metric == "model_hash":
@@ -186,15 +284,30 @@ def _build(files: list[Any], tmp: Path, *, progress: bool) -> None:
         "source": "official BLOX release",
         "imported_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "imported_with": _version(),
-        "files": sources,
-    })
+        "files": [{k: v for k, v in sources[f.path].items() if k != "_stat"} for f in files],
+    }, coverage=coverage.attrs(n))
     store.close()
-    bar.close()
+    return coverage.attrs(n)
 
 
 def _source(f: Any, header: Any) -> dict[str, Any]:
-    return {"name": f.path.name, "bytes": f.path.stat().st_size, "format": header.format,
-            "version": header.version, "kind": f.kind}
+    """Provenance of one source file: name, size, sha256 (plus its stat, to detect a change while importing)."""
+    digest = hashlib.sha256()
+    with f.path.open("rb") as fh:
+        st = os.fstat(fh.fileno())
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": f.path.name, "bytes": st.st_size, "sha256": digest.hexdigest(), "format": header.format,
+            "version": header.version, "kind": f.kind, "_stat": (st.st_size, st.st_mtime_ns)}
+
+
+def _read(f: Any, sources: dict[Path, dict[str, Any]]) -> ReleaseFile:
+    """Read a release file, refusing it when it changed after its sha256 was taken."""
+    rf = read_release_file(f.path)
+    st = f.path.stat()
+    if sources[f.path]["_stat"] != (st.st_size, st.st_mtime_ns):
+        raise ReleaseFormatError(f"{f.path.name}: the file changed while it was being imported; import it again")
+    return rf
 
 
 def _version() -> str:

@@ -1,39 +1,67 @@
 """The ``custom`` (``.blox``) payload codec of the BLOX release files, both directions.
 
-Layout: one zlib stream of ``uint64 LE total_bits``, ``uint32 LE nrows``, then
-the rows, bit-packed LSB-first (bit i is bit i%8 of byte i//8; a k-bit value
-is written least significant bit first). Columns follow the header order and
-every column value is padded to a byte boundary after it, so each value starts
-on a byte: ``hash`` (16 bytes, the hex string's 128-bit little-endian integer),
-``str`` (u8 length + ASCII), ``int`` (u32), ``float`` (24-bit ``round(x*1e6)``),
-``arch`` (one byte per stage ``((opA*3+opB)<<3)|prev<<2|inp<<1|sc``),
-``b_{min}_{max}_{bits}`` (a quantised accuracy: ``count - min`` in ``bits``
-bits, value ``round(count/N*100, 3)``) and ``list[T]`` (u8 length, elements
-packed back to back, then padding).
+Layout, as the original BLOX writer (``blox/io.py``) emits it: one zlib stream of
+``uint64 LE total_bits``, ``uint32 LE nrows``, then the rows, bit-packed LSB-first
+(bit i is bit i%8 of byte i//8; a k-bit value is written least significant bit
+first). Columns follow the header order and every column value is padded to a
+byte boundary after it, so each value starts on a byte: ``hash`` (16 bytes, the
+hex string's 128-bit little-endian integer), ``str`` (u8 length + ASCII), ``int``
+(u32), ``float`` (24-bit ``round(x*1e6)``), ``arch`` (one byte per stage
+``((opA*3+opB)<<3)|prev<<2|inp<<1|sc``), ``b_{min}_{max}_{bits}`` (a quantised
+accuracy: ``count - min`` in ``bits`` bits, value ``round(count/N*100, 3)``) and
+``list[T]`` (u8 length, elements packed back to back, then padding).
+
+``total_bits`` is the original writer's bit counter (see :func:`original_total_bits`):
+it counts the 32-bit row count and every value's bits, and its ``pad_write()``
+adds the *bit offset within the last byte* rather than the bits up to the
+boundary (a lone 14-bit value adds 14 + 6 while the buffer grows by 16 bits).
+The reader derives the row layout from ``nrows`` and the column types (the
+rows must fill the stream exactly: truncated or trailing data is refused with
+the file, row and column) and accepts ``total_bits`` equal to the original's
+count, or to ``8 * len(rows)``, which blox-env's writer emitted before it
+followed the original (legacy files); any other value is refused. The writer
+emits the original's count, so its files load in the original reader.
+
+Memory is bounded by the format's own limits before anything is allocated:
+``nrows`` is at most :data:`MAX_ROWS` (a file holds one row per model of the
+space), the stream is inflated in steps and refused as soon as it exceeds the
+most ``nrows`` rows of these types can take (lists of at most 255 values,
+strings of at most 255 bytes), and ``nrows`` rows must fit the bytes inflated.
 
 Speed comes from numpy: when every row has the same layout (no strings, equal
 list lengths, the common case) rows are fixed-size records sliced as a matrix;
 otherwise one cheap pass finds each value's offset and rows with equal list
-lengths are decoded together. Shared by :mod:`blox_env.datasets.release`
-(reader) and :mod:`blox_env.datasets.release_writer` (writer).
+lengths are decoded together. Column types and value helpers live in
+:mod:`blox_env.datasets.release_types` (re-exported here).
 """
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from blox_env.errors import ReleaseFormatError
+from blox_env.datasets.release_types import (
+    ColumnType,
+    accuracy_denominator,
+    accuracy_values,
+    arch_codes,
+    codes_to_vecs,
+    fit_accuracy_type,
+    list_matrix,
+    parse_column_type,
+    quantise_accuracy,
+    release_error,
+    show,
+)
+from blox_env.space import N_MODELS
 
 __all__ = [
+    "MAX_ROWS",
     "ColumnType",
     "accuracy_denominator",
     "accuracy_values",
@@ -43,185 +71,98 @@ __all__ = [
     "encode_custom",
     "fit_accuracy_type",
     "list_matrix",
+    "original_total_bits",
     "parse_column_type",
     "quantise_accuracy",
     "release_error",
 ]
 
+#: Most rows a ``.blox`` file may declare: one per model of the BLOX space.
+MAX_ROWS = N_MODELS
+_PREFIX = 12  # u64 total_bits + u32 nrows
+_STEP = 1 << 22  # inflate at most 4 MiB per step
 _CHUNK = 8192  # rows per numpy batch: bounds temporaries to tens of MB
 
 
-def release_error(path: Path | str, msg: str, *, row: int | None = None,
-                  column: str | None = None) -> ReleaseFormatError:
-    """A :class:`ReleaseFormatError` whose message starts with the file, the 0-based data row and the column."""
-    where = [str(path)] + ([f"row {row}"] if row is not None else []) + ([f"column {column!r}"] if column else [])
-    return ReleaseFormatError(f"{', '.join(where)}: {msg}")
+def original_total_bits(types: Sequence[ColumnType], nrows: int, lengths: Sequence[Any]) -> int:
+    """``total_bits`` as the original BLOX writer counts it for ``nrows`` rows of ``types``.
 
-
-@dataclass(frozen=True)
-class ColumnType:
-    """A ``custom`` column type: ``hash``, ``str``, ``int``, ``float``, ``arch``, ``b_{lo}_{hi}_{bits}``, ``list[T]``.
-
-    ``lo``/``hi``/``bits`` are the quantisation parameters of ``b`` types (0 otherwise).
+    ``lengths[j]`` holds each row's element count of list column ``j`` (bytes of a
+    ``str`` column; ``None`` for scalars). The count is 32 (the row count) plus,
+    per value, its bits and then ``pad_write()``'s addition: the bit offset within
+    the last byte (``bits % 8``), 0 for byte-sized values.
     """
-
-    base: str
-    is_list: bool = False
-    lo: int = 0
-    hi: int = 0
-    bits: int = 0
-
-    @property
-    def family(self) -> str:
-        """The type without its quantisation parameters, e.g. ``list[b]``."""
-        return f"list[{self.base}]" if self.is_list else self.base
-
-    @property
-    def elem_bytes(self) -> int:
-        """Bytes of one scalar (``b``: of one padded scalar); 0 for ``str``."""
-        return {"hash": 16, "int": 4, "float": 3, "arch": 3, "str": 0}.get(self.base, (self.bits + 7) // 8)
-
-    def list_bytes(self, length: int) -> int:
-        """Bytes of a list of ``length`` elements after its length byte (elements packed, then padded)."""
-        return (length * self.bits + 7) // 8 if self.base == "b" else length * self.elem_bytes
-
-    def __str__(self) -> str:
-        inner = f"b_{self.lo}_{self.hi}_{self.bits}" if self.base == "b" else self.base
-        return f"list[{inner}]" if self.is_list else inner
+    total = 32
+    for t, lens in zip(types, lengths):
+        if t.is_list or t.base == "str":
+            n = np.asarray(lens, dtype=np.int64)
+            if t.base == "b":
+                bits = n * t.bits
+                total += 8 * nrows + int(bits.sum()) + int((bits % 8).sum())
+            else:
+                total += 8 * nrows + 8 * (t.elem_bytes or 1) * int(n.sum())
+        elif t.base == "b":
+            total += nrows * (t.bits + t.bits % 8)
+        else:
+            total += nrows * 8 * t.elem_bytes
+    return total
 
 
-def parse_column_type(text: Any) -> ColumnType:
-    """Parse a ``column_types`` entry; ``ReleaseFormatError`` (without file context) if invalid."""
-    if not isinstance(text, str):
-        raise ReleaseFormatError(f"a column type is a string, got {text!r}")
-    inner, is_list = (text[5:-1], True) if text.startswith("list[") and text.endswith("]") else (text, False)
-    if inner in ("hash", "int", "float", "arch", "str") and not (is_list and inner in ("str", "hash", "arch")):
-        return ColumnType(inner, is_list)
-    m = re.fullmatch(r"b_(\d+)_(\d+)_(\d+)", inner)
-    if m is None:
-        raise ReleaseFormatError(f"unknown column type {text!r}: allowed hash, str, int, float, arch, "
-                                 "b_{min}_{max}_{bits}, list[int|float|b_...]")
-    lo, hi, bits = (int(g) for g in m.groups())
-    if not (lo <= hi and 1 <= bits <= 32 and hi - lo < 2**bits):
-        raise ReleaseFormatError(f"column type {text!r}: need min <= max, 1 <= bits <= 32, max - min < 2**bits")
-    return ColumnType("b", is_list, lo, hi, bits)
+def _row_limit(nrows: int, types: Sequence[ColumnType], path: Path) -> int:
+    """The most bytes ``nrows`` rows of ``types`` can take; refuses a row count beyond :data:`MAX_ROWS`."""
+    if nrows > MAX_ROWS:
+        raise release_error(path, f"nrows = {nrows:,} in the stream prefix: a release file holds at most one row "
+                                  f"per model of the BLOX space ({MAX_ROWS:,} rows)")
+    return nrows * sum(t.max_bytes for t in types)
 
 
-# --------------------------------------------------------------------------- values
+def _inflate(payload: bytes, types: Sequence[ColumnType], path: Path) -> tuple[int, int, bytearray]:
+    """Inflate in steps, never past what the declared rows can take -> ``(total_bits, nrows, rows bytes)``."""
+    inflater = zlib.decompressobj()
+    data, pending = bytearray(), payload
+    limit, nrows, total_bits = _PREFIX, -1, 0
+    try:
+        while True:
+            chunk = inflater.decompress(pending, min(_STEP, limit + 1 - len(data)))
+            progress = bool(chunk) or len(inflater.unconsumed_tail) != len(pending)
+            pending = inflater.unconsumed_tail
+            data += chunk
+            if nrows < 0 and len(data) >= _PREFIX:
+                total_bits, nrows = struct.unpack_from("<QI", data)
+                limit = _PREFIX + _row_limit(nrows, types, path)
+            if len(data) > limit:
+                raise release_error(path, f"the inflated rows exceed {limit - _PREFIX:,} bytes, the most {nrows:,} "
+                                          "rows of these column types can take (lists of at most 255 values, "
+                                          "strings of at most 255 bytes): refusing to inflate further (a corrupt "
+                                          "row count or a zlib bomb)")
+            if inflater.eof or not progress:
+                break
+    except zlib.error as exc:
+        raise release_error(path, f"bad zlib stream: {exc}") from None
+    if not inflater.eof:
+        raise release_error(path, "truncated zlib stream: the payload ends before the compressed data does")
+    if inflater.unused_data or inflater.unconsumed_tail:
+        extra = len(inflater.unused_data) + len(inflater.unconsumed_tail)
+        raise release_error(path, f"{extra} trailing bytes after the zlib stream")
+    if nrows < 0:
+        raise release_error(path, "truncated stream: shorter than the 12-byte total_bits/nrows prefix")
+    del data[:_PREFIX]
+    need = nrows * sum(t.min_bytes for t in types)
+    if len(data) < need:
+        raise release_error(path, f"nrows = {nrows:,} rows of these column types need at least {need:,} bytes, the "
+                                  f"stream holds {len(data):,} (truncated data or a corrupt row count)")
+    return total_bits, nrows, data
 
 
-def accuracy_denominator(column: str) -> int:
-    """Images behind a quantised accuracy: 45000 for ``train`` columns, 5000 for ``val``, else 10000."""
-    return 45000 if "train" in column else 5000 if "val" in column else 10000
-
-
-@lru_cache(maxsize=4)
-def _accuracy_table(denominator: int) -> np.ndarray:
-    table = np.array([round(c / denominator * 100, 3) for c in range(denominator + 1)])
-    table.setflags(write=False)
-    return table
-
-
-def accuracy_values(counts: Any, denominator: int) -> np.ndarray:
-    """``round(count / N * 100, 3)`` for an array of counts, exactly as Python's ``round`` gives it."""
-    return _accuracy_table(denominator)[np.asarray(counts, dtype=np.int64)]
-
-
-def quantise_accuracy(values: np.ndarray, column: str, path: Path | str) -> np.ndarray:
-    """Image counts ``round(value * N / 100)`` of accuracies (NaN -> -1); error outside ``0..100``."""
-    n = accuracy_denominator(column)
-    with np.errstate(invalid="ignore"):
-        counts = np.rint(np.asarray(values, dtype=np.float64) * n / 100)
-        bad = ~((counts >= 0) & (counts <= n)) & ~np.isnan(counts)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise release_error(path, f"accuracy {np.asarray(values).reshape(len(bad), -1)[row]} outside 0..100 "
-                                  "cannot be quantised", row=row, column=column)
-    return np.where(np.isnan(counts), -1, counts).astype(np.int64)
-
-
-def fit_accuracy_type(counts: np.ndarray, *, is_list: bool) -> ColumnType:
-    """The tightest ``b_{min}_{max}_{bits}`` for these counts (negative = missing, ignored)."""
-    valid = counts[counts >= 0]
-    lo, hi = (int(valid.min()), int(valid.max())) if valid.size else (0, 0)
-    return ColumnType("b", is_list, lo, hi, max(1, (hi - lo).bit_length()))
-
-
-def arch_codes(values: Sequence[Any], column: str, path: Path | str) -> np.ndarray:
-    """Raw arch vectors ``[[[opA],[opB,prev,inp,sc]]] * 3`` -> ``int64 (N, 3, 5)``; error naming the row."""
-    try:  # common case in a few C-level passes; ``(f0,), second`` unpacking enforces the [[opA], [...]] shape
-        if set(map(len, values)) <= {3}:
-            stages = [(f0, *second) for vec in values for (f0,), second in vec]
-            if {type(x) for st in stages for x in st} <= {int}:
-                out = np.array(stages, dtype=np.int64).reshape(len(values), 3, 5)
-                if ((out >= 0) & (out < np.array([3, 3, 2, 2, 2]))).all():
-                    return out
-    except (TypeError, ValueError):
-        pass
-    out = np.zeros((len(values), 3, 5), dtype=np.int64)
-    for r, vec in enumerate(values):
-        try:
-            if isinstance(vec, np.ndarray):
-                vec = vec.tolist()
-            if not isinstance(vec, (list, tuple)) or len(vec) != 3:
-                raise ValueError
-            for s, (first, second) in enumerate(vec):
-                if len(first) != 1 or len(second) != 4:
-                    raise ValueError
-                row = (first[0], *second)
-                if not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
-                    raise ValueError
-                out[r, s] = row
-        except (ValueError, TypeError):
-            raise release_error(path, f"arch vector {vec!r} is not [[[opA],[opB,prev,inp,sc]]] * 3",
-                                row=r, column=column) from None
-    limits = np.array([3, 3, 2, 2, 2])
-    bad = np.flatnonzero(((out < 0) | (out >= limits)).any(axis=(1, 2)))
-    if bad.size:
-        raise release_error(path, f"arch vector {values[int(bad[0])]!r} has an op outside 0..2 or a bit outside "
-                                  "0..1", row=int(bad[0]), column=column)
-    return out
-
-
-def codes_to_vecs(codes: np.ndarray) -> list[list[list[list[int]]]]:
-    """``int (N, 3, 5)`` -> list of raw arch vectors ``[[[opA],[opB,prev,inp,sc]]] * 3``."""
-    return [[[[a], [b, pv, ip, sc]] for a, b, pv, ip, sc in row] for row in np.asarray(codes).tolist()]
-
-
-def list_matrix(values: Any, column: str, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row number lists -> ``float64 (N, E)`` padded with NaN, and each row's length.
-
-    ``values`` is a 2-D array (trailing NaN = a shorter list; NaN inside a list is an
-    error) or a sequence of lists/tuples of int/float (bool and str are refused).
-    """
-    if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype.kind in "fiu":
-        mat = values.astype(np.float64, copy=False)
-        present = ~np.isnan(mat)
-        lengths = np.where(present.any(axis=1), mat.shape[1] - np.argmax(present[:, ::-1], axis=1), 0)
-        holes = np.flatnonzero(~present.all(axis=1) & (present.sum(axis=1) != lengths))
-        if holes.size:
-            raise release_error(path, "NaN inside a list (only trailing NaN pads a shorter list)",
-                                row=int(holes[0]), column=column)
-        return mat, lengths.astype(np.int64)
-    try:  # common case: equal-length lists of numbers in one numpy call
-        mat = np.array(values)
-        if mat.ndim == 2 and mat.dtype.kind in "fiu" and len(values) == len(mat):
-            return mat.astype(np.float64, copy=False), np.full(len(mat), mat.shape[1], dtype=np.int64)
-    except (ValueError, TypeError):
-        pass
-    lengths = np.zeros(len(values), dtype=np.int64)
-    for r, row in enumerate(values):
-        if not isinstance(row, (list, tuple, np.ndarray)) or not all(
-                isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in row):
-            raise release_error(path, f"expected a list of numbers, got {str(row)[:80]}", row=r, column=column)
-        lengths[r] = len(row)
-    mat = np.full((len(values), int(lengths.max(initial=0))), np.nan)
-    for r, row in enumerate(values):
-        mat[r, :len(row)] = row
-    return mat, lengths
-
-
-# --------------------------------------------------------------------------- custom payload
+def _check_total_bits(total_bits: int, nrows: int, types: Sequence[ColumnType], lengths: np.ndarray,
+                      size: int, path: Path) -> None:
+    """Accept the original writer's ``total_bits`` or the legacy ``8 * len(rows)``; refuse anything else."""
+    expected = original_total_bits(types, nrows, [lengths[:, j] if t.is_list or t.base == "str" else None
+                                                  for j, t in enumerate(types)])
+    if total_bits not in (expected, 8 * size):
+        raise release_error(path, f"total_bits = {total_bits} does not match the row data: expected {expected} "
+                                  f"(the original BLOX writer's count for these {nrows} rows) or {8 * size} (8 x the "
+                                  f"{size} bytes of rows, written by earlier blox-env versions)")
 
 
 def _gather(arr: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
@@ -248,6 +189,8 @@ def _unpack_bits(mat: np.ndarray, count: int, bits: int) -> np.ndarray:
             acc |= chunk[:, first + t].astype(np.uint64) << np.uint64(8 * t)
         out[a:a + _CHUNK] = (acc >> shift) & mask
     return out
+
+
 
 
 def _layout(body: bytes, nrows: int, types: list[ColumnType], names: Sequence[str],
@@ -285,11 +228,11 @@ def _layout(body: bytes, nrows: int, types: list[ColumnType], names: Sequence[st
                 srow[j] = pos
                 pos += t.elem_bytes
             if pos > size:
-                raise release_error(path, f"the stream ends inside this value: total_bits says {size} bytes of "
-                                          f"rows, nrows says {nrows} rows", row=r, column=names[j])
+                raise release_error(path, f"the stream ends inside this value: {size} bytes of rows do not hold "
+                                          f"the {nrows} rows nrows declares (truncated data)", row=r, column=names[j])
     if pos != size:
-        raise release_error(path, f"{size - pos} trailing bytes after the last row: total_bits ({8 * size}) "
-                                  f"and nrows ({nrows}) disagree with the row data")
+        raise release_error(path, f"{size - pos} trailing bytes after the last row: nrows ({nrows}) disagrees with "
+                                  f"the {size} bytes of row data")
     return starts, lengths
 
 
@@ -319,24 +262,10 @@ def decode_custom(payload: bytes, names: Sequence[str], types: Sequence[ColumnTy
     list lengths of the list columns.
     """
     p = Path(path)
-    inflater = zlib.decompressobj()
-    try:
-        data = inflater.decompress(payload)
-    except zlib.error as exc:
-        raise release_error(p, f"bad zlib stream: {exc}") from None
-    if not inflater.eof:
-        raise release_error(p, "truncated zlib stream: the payload ends before the compressed data does")
-    if inflater.unused_data:
-        raise release_error(p, f"{len(inflater.unused_data)} trailing bytes after the zlib stream")
-    if len(data) < 12:
-        raise release_error(p, "truncated stream: shorter than the 12-byte total_bits/nrows prefix")
-    total_bits, nrows = struct.unpack_from("<QI", data)
-    body = data[12:]
-    if total_bits % 8 or total_bits // 8 != len(body):
-        raise release_error(p, f"total_bits = {total_bits} does not match the {8 * len(body)} bits of row data "
-                               f"({'truncated' if total_bits // 8 > len(body) else 'trailing bytes'})")
     tps = list(types)
+    total_bits, nrows, body = _inflate(payload, tps, p)
     starts, lengths = _layout(body, nrows, tps, names, p)
+    _check_total_bits(total_bits, nrows, tps, lengths, len(body), p)
     arr = np.frombuffer(body, dtype=np.uint8)
     out: dict[str, Any] = {}
     lens_out: dict[str, np.ndarray] = {}
@@ -371,6 +300,7 @@ def decode_custom(payload: bytes, names: Sequence[str], types: Sequence[ColumnTy
             out[name] = values
             lens_out[name] = np.asarray(lens, dtype=np.int64)
     return out, lens_out
+
 
 
 def _pack_bits(vals: np.ndarray, count: int, bits: int) -> np.ndarray:
@@ -411,24 +341,31 @@ def encode_custom(names: Sequence[str], types: Sequence[ColumnType], columns: di
                   lengths: dict[str, np.ndarray], path: Path | str = "<payload>") -> bytes:
     """Encode normalised columns into a ``custom`` payload (the inverse of :func:`decode_custom`).
 
+    The layout and ``total_bits`` are the original BLOX writer's, so the file loads in the original reader.
+
     Columns: ``hash``/``str`` -> lists of str; ``arch`` -> ``int (N, 3, 5)`` codes;
     ``int``/``float`` -> numbers; ``b_`` -> image counts (see :func:`quantise_accuracy`).
     List columns are ``(N, E)`` matrices whose row ``r`` holds ``lengths[name][r]`` elements.
     """
     n = len(columns[names[0]]) if names else 0
+    if n > MAX_ROWS:
+        raise release_error(path, f"{n:,} rows: a release file holds at most one row per model ({MAX_ROWS:,})")
     parts: list[Any] = []
+    counts: list[Any] = []  # per column: each row's list length / string bytes (None for scalars)
     for name, t in zip(names, types):
         col = columns[name]
+        counts.append(None)
         if t.base == "hash":
             parts.append(np.frombuffer(b"".join(bytes.fromhex(h)[::-1] for h in col), np.uint8).reshape(n, 16))
         elif t.base == "str":
             enc = []
             for r, v in enumerate(col):
                 if not isinstance(v, str) or not v.isascii() or len(v) > 255:
-                    raise release_error(path, f"{v!r} is not an ASCII string of at most 255 characters",
+                    raise release_error(path, f"{show(v)} is not an ASCII string of at most 255 characters",
                                         row=r, column=name)
                 enc.append(bytes([len(v)]) + v.encode("ascii"))
             parts.append(enc)
+            counts[-1] = [len(e) - 1 for e in enc]
         elif t.base == "arch":
             c = np.asarray(col, dtype=np.int64).reshape(n, 3, 5)
             parts.append((((c[..., 0] * 3 + c[..., 1]) << 3) | c[..., 2] << 2 | c[..., 3] << 1 | c[..., 4])
@@ -440,6 +377,7 @@ def encode_custom(names: Sequence[str], types: Sequence[ColumnType], columns: di
             if (lens > 255).any():
                 raise release_error(path, "a list holds at most 255 elements", row=int(np.argmax(lens > 255)),
                                     column=name)
+            counts[-1] = lens
             uniq = np.unique(lens).tolist()
             if len(uniq) <= 1:
                 width = uniq[0] if uniq else 0
@@ -458,4 +396,4 @@ def encode_custom(names: Sequence[str], types: Sequence[ColumnType], columns: di
     else:
         cols = [[m.tobytes() for m in p] if isinstance(p, np.ndarray) else p for p in parts]
         body = b"".join(b"".join(row) for row in zip(*cols))
-    return zlib.compress(struct.pack("<QI", 8 * len(body), n) + body, 6)
+    return zlib.compress(struct.pack("<QI", original_total_bits(types, n, counts), n) + body, 6)

@@ -6,13 +6,21 @@ __all__ = [
     "CURVE_METRICS",
     "ENV_COLUMNS",
     "FINAL_METRICS",
+    "INDEX_FILL",
+    "READABLE_VERSIONS",
     "STATIC_METRICS",
     "STORE_FORMAT",
     "STORE_VERSION",
 ]
 
 STORE_FORMAT = "blox-store"
-STORE_VERSION = 1
+#: Format 2: every array's fill value is its missing sentinel (``Encoding.fill_missing``), every chunk is
+#: written, ``index`` fills with -1, root attrs hold ``n_rows`` and per-array ``checksums``. Format 1 stores
+#: (fill 0 for curves, absent chunks possible) are still read; their absent chunks are detected explicitly.
+STORE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: Fill value of ``index``: never a valid model index, so an absent chunk cannot pass validation.
+INDEX_FILL = -1
 #: Per-epoch metrics, arrays ``[S, N, E]``.
 CURVE_METRICS = ("val_top1", "train_top1", "train_loss", "train_top5", "val_loss", "val_top5")
 #: Metrics of the final model, arrays ``[S, N]``.

@@ -26,13 +26,22 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blox_env.datasets.encoding import Encoding, best_mode, quiet_nan, running_best
+from blox_env.datasets.encoding import Encoding, best_mode, quiet_nan
 from blox_env.datasets.location import resolve_location, zarr_store
-from blox_env.datasets.schema import CURVE_METRICS, FINAL_METRICS, STATIC_METRICS, STORE_FORMAT, STORE_VERSION
+from blox_env.datasets.schema import (
+    CURVE_METRICS,
+    FINAL_METRICS,
+    INDEX_FILL,
+    READABLE_VERSIONS,
+    STATIC_METRICS,
+    STORE_FORMAT,
+    STORE_VERSION,
+)
+from blox_env.datasets.store_integrity import guard, read_index
 from blox_env.datasets.store_queries import QueryMixin
+from blox_env.datasets.store_reads import ReadMixin
 from blox_env.datasets.store_write import StoreWriter
 from blox_env.errors import (
-    ArchitectureNotFoundError,
     BloxError,
     InvalidArchitectureError,
     InvalidArgumentError,
@@ -57,12 +66,15 @@ class RunInfo(NamedTuple):
     attrs: dict[str, Any]
 
 
-class BloxStore(QueryMixin, StoreWriter):
+class BloxStore(QueryMixin, ReadMixin, StoreWriter):
     """A benchmark store. Open with :func:`open_store` / :meth:`open`, create with :meth:`create`.
 
     ``rng`` (seed or Generator) drives ``seed=None`` queries, which pick one of a
     run's seeds at random as the original API does; pass ``rng=`` per call to
     control it, or ``seed="mean"`` for the mean over seeds.
+
+    Damaged data or metadata raises :class:`~blox_env.errors.StoreCorruptError`;
+    an absent chunk reads as missing (see :mod:`.store_integrity`).
     """
 
     def __init__(self, group: Any, *, location: str, mode: str, rng: int | np.random.Generator | None = None,
@@ -70,19 +82,23 @@ class BloxStore(QueryMixin, StoreWriter):
         attrs = dict(group.attrs)
         if attrs.get("format") != STORE_FORMAT:
             raise StoreError(f"{location} is not a blox store (format attribute {attrs.get('format')!r})")
-        if attrs.get("format_version") != STORE_VERSION:
+        if attrs.get("format_version") not in READABLE_VERSIONS:
             raise StoreError(
                 f"{location}: store format version {attrs.get('format_version')!r} is not supported "
-                f"(this blox-env reads version {STORE_VERSION})"
+                f"(this blox-env reads versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
         self._group = group
-        self._zstore = zstore
+        self._zstore = zstore if zstore is not None else group.store
         self.location = location
         self.mode = mode
         self.attrs = attrs
         self._rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        self.index = np.asarray(group["index"][:], dtype=np.int64)
+        expected = attrs.get("n_rows")
+        self.index = read_index(group, group.store, location, expected=int(expected) if expected is not None else None)
         self.index.setflags(write=False)
+        self._dirty: set[str] = set()
+        self._warned: set[tuple[str, tuple[str, ...]]] = set()
+        self._closed = False
         self._full = len(self.index) == N_MODELS
         self._arrays: dict[str, tuple[Any, Encoding, int]] = {}
         self._chunks: dict[tuple[str, int, int], np.ndarray] = {}
@@ -100,10 +116,11 @@ class BloxStore(QueryMixin, StoreWriter):
             raise InvalidArgumentError(f"open mode must be 'r' or 'a' (use BloxStore.create to write), got {mode!r}")
         resolved = resolve_location(location)
         zstore = zarr_store(resolved, mode=mode)
-        try:
-            group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
-            raise StoreNotFoundError(f"no blox store at {resolved}") from exc
+        with guard(str(resolved), "the root metadata zarr.json"):
+            try:
+                group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+                raise StoreNotFoundError(f"no blox store at {resolved}") from exc
         return cls(group, location=str(resolved), mode=mode, rng=rng, zstore=zstore)
 
     @classmethod
@@ -113,7 +130,7 @@ class BloxStore(QueryMixin, StoreWriter):
         """Create an empty store whose rows are the models ``index`` (sorted, unique)."""
         import zarr
 
-        from blox_env.datasets.store_write import space_definition
+        from blox_env.datasets.store_write import _codecs, space_definition
 
         idx = np.asarray(index, dtype=np.int64)
         if idx.ndim != 1 or idx.size == 0:
@@ -127,28 +144,41 @@ class BloxStore(QueryMixin, StoreWriter):
             raise InvalidArgumentError(f"{resolved} exists: pass overwrite=True to replace it")
         zstore = zarr_store(resolve_location(location), mode="w")
         group = zarr.open_group(zstore, mode="w")
-        arr = group.create_array("index", shape=idx.shape, dtype="int32", chunks=idx.shape)
+        arr = group.create_array("index", shape=idx.shape, dtype="int32", chunks=idx.shape, fill_value=INDEX_FILL,
+                                 **_codecs("int32"))
         arr[:] = idx
         group.attrs.update({
             "format": STORE_FORMAT,
             "format_version": STORE_VERSION,
+            "n_rows": int(idx.size),
             "name": name,
             "search_space": space_definition(),
             "provenance": provenance or {},
             "default_run": None,
         })
-        return cls(group, location=str(resolved), mode="w", rng=rng, zstore=zstore)
+        store = cls(group, location=str(resolved), mode="w", rng=rng, zstore=zstore)
+        store._touch("index")
+        return store
 
-    def close(self) -> None:
-        """Release the underlying store (needed to finish writing a zip)."""
+    def close(self, *, checksums: bool = True) -> None:
+        """Record the checksums of the arrays written since opening (writable stores), then release the
+        underlying store (needed to finish writing a zip). ``checksums=False`` skips the recording."""
+        if self._closed:
+            return
+        if checksums and self.mode != "r" and self._dirty:
+            from blox_env.datasets.store_integrity import record_checksums
+
+            record_checksums(self, sorted(self._dirty))
+            self._dirty.clear()
+        self._closed = True
         if self._zstore is not None and hasattr(self._zstore, "close"):
             self._zstore.close()
 
     def __enter__(self) -> BloxStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(checksums=exc_type is None)  # a failed block's arrays stay unchecked, never blessed
 
     def clear_cache(self) -> None:
         """Drop decoded chunks held in memory."""
@@ -177,9 +207,7 @@ class BloxStore(QueryMixin, StoreWriter):
 
     @property
     def runs(self) -> list[str]:
-        if "runs" not in self._group:
-            return []
-        return sorted(self._group["runs"].group_keys())
+        return self._children("runs", arrays=False)
 
     @property
     def default_run(self) -> str:
@@ -198,12 +226,14 @@ class BloxStore(QueryMixin, StoreWriter):
         name = run or self.default_run
         if name not in self._runs:
             path = self.run_path(name)
-            if path not in self._group or (not name.startswith("blockwise/") and name not in self.runs):
+            grp = self._node(path)
+            if grp is None or (not name.startswith("blockwise/") and name not in self.runs):
                 raise InvalidArgumentError(f"unknown run {name!r}: this store has {', '.join(self.runs) or 'none'}")
-            grp = self._group[path]
-            attrs = dict(grp.attrs)
-            self._runs[name] = RunInfo(name, tuple(attrs["seeds"]), int(attrs["epochs"]),
-                                       tuple(sorted(grp.array_keys())), attrs)
+            with guard(self.location, f"metadata of run {path!r}"):
+                attrs = dict(grp.attrs)
+                info = RunInfo(name, tuple(int(s) for s in attrs["seeds"]), int(attrs["epochs"]),
+                               tuple(self._children(path, arrays=True)), attrs)
+            self._runs[name] = info
         return self._runs[name]
 
     @property
@@ -213,93 +243,9 @@ class BloxStore(QueryMixin, StoreWriter):
     def metrics(self, run: str | None = None) -> list[str]:
         """Every metric name :meth:`get` accepts for a run."""
         out = list(self.run_info(run).metrics) if self.runs else []
-        if "static" in self._group:
-            out += sorted(self._group["static"].array_keys())
+        out += self._children("static", arrays=True)
         out += [f"latency/{d}" for d in self.latency_devices]
         return out
-
-    # ------------------------------------------------------------------ low-level reads
-    def _row_or_none(self, model_index: int) -> int | None:
-        if self._full:
-            return model_index
-        pos = int(np.searchsorted(self.index, model_index))
-        return pos if pos < len(self.index) and self.index[pos] == model_index else None
-
-    def rows(self, archs: Any) -> np.ndarray:
-        """Row positions of many models (Archs, indices, hashes or vectors)."""
-        if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
-            idx = archs.astype(np.int64, copy=False)
-        else:
-            idx = np.fromiter((parse_arch(a).index for a in archs), dtype=np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= N_MODELS):
-            raise InvalidArchitectureError(f"model index outside 0..{N_MODELS - 1}")
-        if self._full:
-            return idx
-        pos = np.minimum(np.searchsorted(self.index, idx), len(self.index) - 1)
-        bad = self.index[pos] != idx
-        if bad.any():
-            raise ArchitectureNotFoundError(
-                f"{int(bad.sum())} model(s) not in store {self.name!r}, e.g. index {int(idx[bad][0])}"
-            )
-        return pos
-
-    def _row(self, arch: Any) -> int:
-        i = arch.index if isinstance(arch, Arch) else parse_arch(arch).index
-        row = self._row_or_none(i)
-        if row is None:
-            raise ArchitectureNotFoundError(f"model {i} is not in store {self.name!r} ({len(self)} models)")
-        return row
-
-    def _array(self, path: str) -> tuple[Any, Encoding, int]:
-        """(zarr array, encoding, model axis) of a stored array, cached."""
-        entry = self._arrays.get(path)
-        if entry is None:
-            try:
-                arr = self._group[path]
-            except KeyError:
-                raise InvalidArgumentError(f"store {self.name!r} has no array {path!r}") from None
-            enc = Encoding.from_attrs(dict(arr.attrs).get("encoding", {"kind": "raw", "dtype": str(arr.dtype)}))
-            entry = (arr, enc, 0 if arr.ndim == 1 else 1)
-            self._arrays[path] = entry
-        return entry
-
-    def _block(self, path: str, seed_pos: int, chunk: int, best: str | None = None) -> np.ndarray:
-        """One chunk of stored values along the model axis, cached; ``best`` = running max/min."""
-        key = (path, seed_pos, chunk, best)
-        block = self._chunks.get(key)
-        if block is None:
-            arr, enc, axis = self._array(path)
-            if best is None:
-                size = arr.chunks[axis]
-                sl = slice(chunk * size, (chunk + 1) * size)
-                block = enc.unpack(arr[sl] if axis == 0 else arr[seed_pos, sl])
-            else:
-                block = running_best(self._block(path, seed_pos, chunk), enc, best)
-            self._chunks[key] = block
-        return block
-
-    def _gather(self, path: str, seed_pos: int, rows: np.ndarray, col: int | None = None,
-                best: str | None = None) -> np.ndarray:
-        """Stored values of ``rows`` (any order), optionally at one epoch column."""
-        arr, _, axis = self._array(path)
-        size = arr.chunks[axis]
-        order = np.argsort(rows, kind="stable")
-        srows = rows[order]
-        rest = () if col is not None else arr.shape[axis + 1 :]
-        out = None
-        first, last = int(srows[0]) // size if len(srows) else 0, int(srows[-1]) // size if len(srows) else -1
-        bounds = np.searchsorted(srows, np.arange(first, last + 2) * size)
-        for k, c in enumerate(range(first, last + 1)):
-            lo, hi = int(bounds[k]), int(bounds[k + 1])
-            if hi == lo:
-                continue
-            blk = self._block(path, seed_pos, c, best)
-            local = srows[lo:hi] - c * size
-            vals = blk[local] if col is None else blk[local, col]
-            if out is None:
-                out = np.empty((len(rows), *rest), dtype=blk.dtype)
-            out[order[lo:hi]] = vals
-        return out if out is not None else np.empty((0, *rest))
 
     # ------------------------------------------------------------------ seeds and epochs
     def _seed_positions(self, info: RunInfo, seed: SeedArg, n: int, rng: np.random.Generator | None) -> Any:
@@ -368,15 +314,6 @@ class BloxStore(QueryMixin, StoreWriter):
             out[sel] = one_seed(p, rows[sel])
         return out
 
-    def metric_paths(self) -> set[str]:
-        """``static/...`` and ``latency/...`` arrays (listed once; writes reset the cache)."""
-        if self._paths is None:
-            paths = set()
-            for grp in ("static", "latency"):
-                if grp in self._group:
-                    paths |= {f"{grp}/{k}" for k in self._group[grp].array_keys()}
-            self._paths = paths
-        return self._paths
 
 def open_store(location: str | os.PathLike[str] | None = None, *, mode: str = "r",
                rng: int | np.random.Generator | None = None) -> BloxStore:

@@ -15,6 +15,7 @@ import numpy as np
 
 from blox_env.datasets.encoding import best_mode, quiet_nan
 from blox_env.datasets.schema import CURVE_METRICS, STATIC_METRICS
+from blox_env.datasets.store_integrity import corrupt, guard
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import parse_arch
 
@@ -90,11 +91,18 @@ class QueryMixin:
 
     def params(self: BloxStore, arch: Any) -> int:
         """Parameter count."""
-        return int(self._static("static/params", arch))
+        return self._static_int("static/params", arch)
 
     def flops(self: BloxStore, arch: Any) -> int:
         """Multiply-accumulates of one forward pass (the original's ``flops``)."""
-        return int(self._static("static/flops", arch))
+        return self._static_int("static/flops", arch)
+
+    def _static_int(self: BloxStore, path: str, arch: Any) -> int:
+        value = self._static(path, arch)
+        if np.isnan(value):  # static costs are written for every row: missing means a lost chunk
+            raise corrupt(self.location, f"array {path!r}", f"no value for model {parse_arch(arch).index}, "
+                          "its chunk is missing")
+        return int(value)
 
     def _static(self: BloxStore, path: str, arch: Any) -> float:
         if path not in self.metric_paths():
@@ -114,19 +122,18 @@ class QueryMixin:
 
     def env_info(self: BloxStore, arch: Any, seed: SeedArg = None) -> dict[str, str]:
         """Software/hardware environment strings recorded when the model was trained."""
-        if "env" not in self._group:
-            return {}
         row = self._row(arch)
         out = {}
-        for col in sorted(self._group["env"].array_keys()):
-            arr = self._group[f"env/{col}"]
-            cats = list(arr.attrs["categories"])
-            seeds = list(arr.attrs["seeds"])
+        for col in self._children("env", arrays=True):
+            arr, _, _ = self._array(f"env/{col}")
+            with guard(self.location, f"metadata of array 'env/{col}'"):
+                cats = list(arr.attrs["categories"])
+                seeds = list(arr.attrs["seeds"])
             pos = 0 if seed in (None, "mean") else seeds.index(seed) if seed in seeds else None
             if pos is None:
                 raise InvalidArgumentError(f"seed must be one of {seeds}, got {seed!r}")
             code = int(self._block(f"env/{col}", pos, row // arr.chunks[1])[row % arr.chunks[1]])
-            out[col] = cats[code] if code >= 0 else ""
+            out[col] = cats[code] if 0 <= code < len(cats) else ""
         return out
 
     def curve(self: BloxStore, metric: str, arch: Any, seed: SeedArg = None, *, rng: np.random.Generator | None = None,
@@ -154,7 +161,8 @@ class QueryMixin:
         info: dict[str, Any] = {"index": a.index, "hash": a.hash, "blocks": list(a.blocks), "arch_vec": a.vec}
         for m in STATIC_METRICS:
             if f"static/{m}" in self.metric_paths():
-                info[m] = int(self._static(f"static/{m}", a))
+                value = self._static(f"static/{m}", a)
+                info[m] = None if np.isnan(value) else int(value)
         if self.latency_devices:
             info["latency"] = self.latency(a)
         if self.runs:
@@ -169,7 +177,7 @@ class QueryMixin:
                     info[m] = float(self.get(m, [a], seed=chosen, run=r.name)[0])
             if "val_top1" in r.metrics:
                 info["val_top1_best"] = self.val_acc(a, seed=chosen, run=r.name)
-            if "env" in self._group and chosen != "mean":
+            if chosen != "mean" and self._children("env", arrays=True):
                 info["env"] = self.env_info(a, chosen)
         return info
 

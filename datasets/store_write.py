@@ -7,16 +7,24 @@ vectors use chunks of 32,768 rows. Integer curves are stored as differences
 along epochs (the encoding's ``delta`` flag; curves change slowly from epoch
 to epoch) and compressed with Blosc/zstd and byte shuffle: only standard Zarr
 v3 codecs, so any Zarr reader can open the store.
+
+Integrity (store format 2): every array's fill value is its encoding's missing
+sentinel (``Encoding.fill_missing``) and every chunk is written, even an
+all-missing one, so an absent chunk is damage and still decodes as missing.
+The first write to an array in a session drops its checksum; ``close()``
+records it again (see :mod:`.store_integrity`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from blox_env.datasets.encoding import Encoding, detect_encoding
+from blox_env.datasets.store_integrity import CHECKSUMS_ATTR, chunk_coords, chunk_key, corrupt, guard, key_exists
 from blox_env.errors import InvalidArgumentError, StoreReadOnlyError
 
 if TYPE_CHECKING:
@@ -43,10 +51,15 @@ def space_definition() -> dict[str, Any]:
     }
 
 
-def _codecs(dtype: str) -> dict[str, Any]:
-    from zarr.codecs import BloscCodec, BloscShuffle
+#: Every chunk on disk, even one holding only missing values: an absent chunk is then always damage.
+_KEEP_CHUNKS = {"write_empty_chunks": True}
 
-    return {"compressors": [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)]}
+
+def _codecs(dtype: str) -> dict[str, Any]:
+    """Blosc/zstd with byte shuffle, then a crc32c checksum: a damaged chunk fails to decode."""
+    from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
+
+    return {"compressors": [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle), Crc32cCodec()]}
 
 
 class StoreWriter:
@@ -58,22 +71,33 @@ class StoreWriter:
 
     def _new_array(self: BloxStore, path: str, values: np.ndarray | None, *, shape: tuple[int, ...],
                    model_axis: int, encoding: Encoding, attrs: dict[str, Any] | None = None) -> Any:
+        encoding = replace(encoding, fill_missing=True)
+        packed = None if values is None else encoding.pack(values)  # refuse bad values before touching the store
+        self._touch(path)
         chunk_rows = CURVE_CHUNK_ROWS if len(shape) == 3 else VECTOR_CHUNK_ROWS
         chunks = tuple(1 if ax < model_axis else min(chunk_rows, n) if ax == model_axis else n
                        for ax, n in enumerate(shape))
         arr = self._group.create_array(
-            path, shape=shape, chunks=chunks, dtype=encoding.dtype,
-            fill_value=0 if encoding.delta else encoding.missing, overwrite=True, **_codecs(encoding.dtype),
+            path, shape=shape, chunks=chunks, dtype=encoding.dtype, fill_value=encoding.missing, overwrite=True,
+            config=_KEEP_CHUNKS, **_codecs(encoding.dtype),
         )
         arr.attrs.update({"encoding": encoding.to_attrs(), **(attrs or {})})
-        if values is not None:
-            arr[...] = encoding.pack(values)
-        elif encoding.delta:  # all missing: the first epoch holds the sentinel, differences are 0
-            arr[..., 0] = encoding.missing
+        arr[...] = packed if packed is not None else encoding.missing  # all missing: the sentinel everywhere
         self._arrays.pop(path, None)
         self._paths = None
         self._invalidate(path)
         return arr
+
+    def _touch(self: BloxStore, path: str) -> None:
+        """Before the first write to ``path`` in this session: drop its checksum (recorded again on close)."""
+        if path in self._dirty:
+            return
+        self._dirty.add(path)
+        sums = self.attrs.get(CHECKSUMS_ATTR)
+        if isinstance(sums, dict) and path in sums:
+            sums = {k: v for k, v in sums.items() if k != path}
+            self._group.attrs[CHECKSUMS_ATTR] = sums
+            self.attrs[CHECKSUMS_ATTR] = sums
 
     def _check_rows(self: BloxStore, values: np.ndarray, what: str) -> None:
         if values.shape[0] != len(self):
@@ -141,7 +165,9 @@ class StoreWriter:
         v = np.asarray(values, dtype=np.float64)
         if v.shape != arr.shape[1:]:
             raise InvalidArgumentError(f"{metric} of one seed must have shape {arr.shape[1:]}, got {v.shape}")
-        arr[pos] = enc.pack(v)
+        packed = enc.pack(v)
+        self._touch(path)
+        arr[pos] = packed
         self._invalidate(path)
 
     def write_rows(self: BloxStore, run: str, metric: str, archs: Any, values: Any, *, seed: int) -> None:
@@ -149,6 +175,7 @@ class StoreWriter:
         path, arr, enc, pos = self._seed_target(run, metric, seed)
         rows = self.rows(archs)
         data = enc.pack(np.asarray(values, dtype=np.float64))
+        self._touch(path)
         for r, row_values in zip(rows.tolist(), data):
             arr[pos, r] = row_values
         self._invalidate(path)
@@ -198,6 +225,8 @@ class StoreWriter:
         if not name or "/" in name:
             raise InvalidArgumentError(f"trace name must be non-empty without '/', got {name!r}")
         path = f"traces/{name}"
+        for key in self._trace_columns(path):
+            self._touch(f"{path}/{key}")
         if path in self._group:
             del self._group[path]
         grp = self._group.require_group(path)
@@ -213,7 +242,9 @@ class StoreWriter:
         for key, values in columns.items():
             if len(values) != len(records):
                 raise InvalidArgumentError(f"trace field {key!r} is missing from some records")
-            arr = grp.create_array(key, shape=(len(values),), dtype="float64", chunks=(max(len(values), 1),))
+            self._touch(f"{path}/{key}")
+            arr = grp.create_array(key, shape=(len(values),), dtype="float64", chunks=(max(len(values), 1),),
+                                   fill_value=np.nan, config=_KEEP_CHUNKS, **_codecs("float64"))
             arr[...] = np.asarray(values, dtype=np.float64)
 
     def read_trace(self: BloxStore, name: str) -> dict[str, np.ndarray]:
@@ -222,11 +253,22 @@ class StoreWriter:
         if path not in self._group:
             have = sorted(self._group["traces"].group_keys()) if "traces" in self._group else []
             raise InvalidArgumentError(f"no trace {name!r}: this store has {have or 'none'}")
-        grp = self._group[path]
-        out = {k: np.asarray(a[...]) for k, a in grp.arrays()}
-        if "metrics" in grp:
-            out.update({f"metrics/{k}": np.asarray(a[...]) for k, a in grp["metrics"].arrays()})
+        out = {}
+        for key in self._trace_columns(path):
+            arr = self._node(f"{path}/{key}")
+            with guard(self.location, f"array '{path}/{key}'"):
+                keys = [chunk_key(arr, c) for c in chunk_coords(arr)]
+                absent = [k for k in keys if not key_exists(self._group.store, k)]
+                out[key] = np.asarray(arr[...])
+                legacy = not np.isnan(arr.fill_value)  # format-1 traces: fill 0, all-zero chunks never written
+            if absent and not legacy:  # every chunk is written: an absent one is damage, not missing values
+                raise corrupt(self.location, f"array '{path}/{key}' chunk {', '.join(absent)}", "the chunk is missing")
         return out
+
+    def _trace_columns(self: BloxStore, path: str) -> list[str]:
+        """Column keys of a stored trace (``metrics/<key>`` for metric columns)."""
+        metrics = self._children(f"{path}/metrics", arrays=True)
+        return self._children(path, arrays=True) + [f"metrics/{k}" for k in metrics]
 
     def set_attrs(self: BloxStore, **attrs: Any) -> None:
         """Update root attributes (provenance, name, ...)."""

@@ -29,6 +29,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 import numpy as np
 
 from blox_env.errors import InvalidArgumentError, PredictorNotFittedError
+from blox_env.predictors.folders import (
+    READ_ERRORS,
+    PredictorFolderError,
+    config_from_meta,
+    load_tensors,
+    number,
+    read_meta,
+    require_keys,
+)
 from blox_env.space import N_MODELS, Arch, parse_arch
 
 if TYPE_CHECKING:
@@ -39,6 +48,7 @@ __all__ = [
     "BasePredictor",
     "PairwisePredictor",
     "Predictor",
+    "PredictorFolderError",
     "PredictorNotFittedError",
     "TargetScaler",
     "as_indices",
@@ -48,6 +58,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+MAX_LAYERS = 64
+MAX_WIDTH = 16384
+"""Bounds of layer counts and widths (``hidden``, ``classifier_hidden``): far beyond useful, far below an OOM."""
+_WIDTHS = ("hidden", "classifier_hidden")
 META_FILE = "predictor.json"
 WEIGHTS_FILE = "weights.pt"
 ARRAYS_FILE = "arrays.npz"
@@ -148,6 +162,9 @@ def check_config(config: Any) -> None:
             raise InvalidArgumentError(f"{f.name} must be a positive integer, got {value!r}")
         elif isinstance(value, (int, float)) and not value > 0:
             raise InvalidArgumentError(f"{f.name} must be positive, got {value!r}")
+        elif (f.name == "layers" and value > MAX_LAYERS) or (f.name in _WIDTHS and value > MAX_WIDTH):
+            limit = MAX_LAYERS if f.name == "layers" else MAX_WIDTH
+            raise InvalidArgumentError(f"{f.name} = {value!r} is too large: allowed 1..{limit}")
     if getattr(config, "device", "cpu") not in ("cpu", "cuda") and not str(config.device).startswith("cuda:"):
         raise InvalidArgumentError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {config.device!r}")
 
@@ -193,24 +210,35 @@ class BasePredictor:
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        """Read a predictor written by :meth:`save` (of this class)."""
+        """Read a predictor written by :meth:`save` (of this class), validating the folder before building.
+
+        Any problem (missing or damaged file, edited JSON, out-of-range hyperparameter, tensor that
+        does not fit the config) raises one :class:`PredictorFolderError` naming the folder.
+        """
         folder = Path(path)
-        meta_path = folder / META_FILE
-        if not meta_path.is_file():
-            raise InvalidArgumentError(f"{folder} is not a saved predictor: {META_FILE} is missing")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("predictor") != cls.__name__:
-            raise InvalidArgumentError(f"{folder} holds a {meta.get('predictor')!r}, not a {cls.__name__}")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise InvalidArgumentError(f"{folder}: predictor format {meta.get('format_version')!r} is not supported "
-                                       f"(this blox-env reads {FORMAT_VERSION})")
-        return cls._restore(folder, meta)
+        try:
+            meta = read_meta(folder, meta_file=META_FILE, expected=cls.__name__, version=FORMAT_VERSION)
+            return cls._restore(folder, meta)
+        except READ_ERRORS as exc:  # PredictorFolderError included: say which folder and what was expected
+            what = str(exc) if isinstance(exc, PredictorFolderError) else f"{type(exc).__name__}: {exc}"
+            raise PredictorFolderError(f"{folder} is not a usable saved {cls.__name__}: {what}") from exc
 
 
-def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a frozen config dataclass from its ``asdict`` form, ignoring unknown keys."""
-    names = {f.name for f in fields(config_cls)}
-    return config_cls(**{k: v for k, v in data.items() if k in names})
+def meta_keys(meta: dict[str, Any], *required: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``meta`` after checking it has exactly the class's keys (plus the name and format version)."""
+    return require_keys(meta, what=META_FILE, required=("predictor", "format_version", *required), optional=optional)
+
+
+def scaler_from_meta(data: Any) -> TargetScaler:
+    """A saved :class:`TargetScaler`: finite mean, positive finite std."""
+    data = require_keys(data, what="scaler", required=("mean", "std"))
+    return TargetScaler(float(number(data["mean"], what="scaler.mean")),
+                        float(number(data["std"], what="scaler.std", positive=True)))
+
+
+def config_from_dict(config_cls: type, data: Any) -> Any:
+    """Rebuild a frozen config dataclass from its ``asdict`` form: all fields, their types, no unknown keys."""
+    return config_from_meta(config_cls, data)
 
 
 def config_dict(config: Any) -> dict[str, Any]:
@@ -235,13 +263,9 @@ def save_state(folder: Path, module: torch.nn.Module) -> None:
     torch.save({k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, folder / WEIGHTS_FILE)
 
 
-def load_state(folder: Path) -> dict[str, torch.Tensor]:
-    import torch
-
-    path = folder / WEIGHTS_FILE
-    if not path.is_file():
-        raise InvalidArgumentError(f"{folder} is not a saved torch predictor: {WEIGHTS_FILE} is missing")
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_state(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The weights of a saved torch predictor, checked against the ``shapes`` its config implies (before building)."""
+    return load_tensors(folder / WEIGHTS_FILE, shapes)
 
 
 def train_torch_regressor(model: torch.nn.Module, make_input: Callable[[np.ndarray], Any], y: np.ndarray, *,

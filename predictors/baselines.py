@@ -34,11 +34,14 @@ from blox_env.predictors.base import (
     config_dict,
     config_from_dict,
     load_state,
+    meta_keys,
     rng_seed,
     save_state,
+    scaler_from_meta,
     seeded_torch,
     train_torch_regressor,
 )
+from blox_env.predictors.folders import load_arrays, number
 from blox_env.space import N_BLOCKS, N_STAGES, indices_to_blocks
 
 __all__ = ["ConstantPredictor", "MLPConfig", "MLPPredictor", "TreePredictor", "one_hot_blocks"]
@@ -96,6 +99,14 @@ class MLPPredictor(BasePredictor):
         mods.append(nn.Linear(dims[-1], 1))
         return nn.Sequential(*mods, nn.Flatten(0)).to(c.device)
 
+    def _state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of :meth:`_build`'s state dict (``nn.Sequential`` indices), computed without building it."""
+        c = self.config
+        dims = [N_STAGES * N_BLOCKS] + [c.hidden] * c.layers
+        shapes = {k: s for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+                  for k, s in ((f"{3 * i}.weight", (b, a)), (f"{3 * i}.bias", (b,)))}
+        return {**shapes, f"{3 * c.layers}.weight": (1, dims[-1]), f"{3 * c.layers}.bias": (1,)}
+
     def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self:
         """Train from scratch; ``seed`` fixes initialisation, dropout and shuffling."""
         import torch
@@ -132,10 +143,12 @@ class MLPPredictor(BasePredictor):
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
+        meta_keys(meta, "config", "scaler")
         pred = cls(config=config_from_dict(MLPConfig, meta["config"]))
-        pred.scaler = TargetScaler(**meta["scaler"])
+        pred.scaler = scaler_from_meta(meta["scaler"])
+        state = load_state(folder, pred._state_shapes())  # checked before the model is built
         pred.model = pred._build()
-        pred.model.load_state_dict(load_state(folder))
+        pred.model.load_state_dict(state)
         pred.model.eval()
         pred.fitted_ = True
         return pred
@@ -151,17 +164,24 @@ class TreePredictor(BasePredictor):
     """
 
     KINDS: ClassVar[tuple[str, ...]] = ("gbrt", "rf")
+    MAX_ESTIMATORS: ClassVar[int] = 100_000
+    MAX_DEPTH: ClassVar[int] = 256
 
     def __init__(self, *, kind: str = "gbrt", n_estimators: int = 300, max_depth: int | None = 3,
                  learning_rate: float = 0.05) -> None:
         if kind not in self.KINDS:
             raise InvalidArgumentError(f"kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
-        if not isinstance(n_estimators, int) or n_estimators < 1:
-            raise InvalidArgumentError(f"n_estimators must be a positive integer, got {n_estimators!r}")
-        if max_depth is not None and (not isinstance(max_depth, int) or max_depth < 1):
-            raise InvalidArgumentError(f"max_depth must be a positive integer or None, got {max_depth!r}")
-        if not learning_rate > 0:
-            raise InvalidArgumentError(f"learning_rate must be positive, got {learning_rate!r}")
+        if isinstance(n_estimators, bool) or not isinstance(n_estimators, int) or not (
+                1 <= n_estimators <= self.MAX_ESTIMATORS):
+            raise InvalidArgumentError(f"n_estimators must be an integer in 1..{self.MAX_ESTIMATORS}, "
+                                       f"got {n_estimators!r}")
+        if max_depth is not None and (isinstance(max_depth, bool) or not isinstance(max_depth, int) or not (
+                1 <= max_depth <= self.MAX_DEPTH)):
+            raise InvalidArgumentError(f"max_depth must be an integer in 1..{self.MAX_DEPTH} or None, "
+                                       f"got {max_depth!r}")
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float) or not (
+                0 < learning_rate < float("inf")):
+            raise InvalidArgumentError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
         self.kind, self.n_estimators, self.max_depth, self.learning_rate = kind, n_estimators, max_depth, learning_rate
         self.fitted_ = False
         self.seed_ = 0
@@ -203,10 +223,12 @@ class TreePredictor(BasePredictor):
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
+        meta_keys(meta, "kind", "n_estimators", "max_depth", "learning_rate", "seed", "sklearn")
         pred = cls(kind=meta["kind"], n_estimators=meta["n_estimators"], max_depth=meta["max_depth"],
-                   learning_rate=meta["learning_rate"])
-        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as data:
-            return pred.fit(np.asarray(data["indices"]), np.asarray(data["targets"]), seed=int(meta["seed"]))
+                   learning_rate=meta["learning_rate"])  # the constructor bounds the ensemble's size
+        seed = number(meta["seed"], what="seed", integer=True, minimum=0)
+        data = load_arrays(folder / ARRAYS_FILE, {"indices": (1, "iu"), "targets": (1, "f")})
+        return pred.fit(data["indices"], data["targets"], seed=seed)  # fit checks lengths, range, finiteness
 
 
 class ConstantPredictor(BasePredictor):
@@ -232,7 +254,8 @@ class ConstantPredictor(BasePredictor):
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
+        meta_keys(meta, "value")
         pred = cls()
-        pred.value_ = float(meta["value"])
+        pred.value_ = float(number(meta["value"], what="value"))
         pred.fitted_ = True
         return pred

@@ -44,11 +44,13 @@ from blox_env.predictors.base import (
     config_dict,
     config_from_dict,
     load_state,
+    meta_keys,
     rng_seed,
     save_state,
     seeded_torch,
 )
-from blox_env.predictors.gcn import GCNPredictor, GraphEncoder
+from blox_env.predictors.folders import number
+from blox_env.predictors.gcn import GCNPredictor, GraphEncoder, encoder_shapes
 
 __all__ = ["BRPConfig", "BRPPredictor", "RelationModel"]
 
@@ -82,6 +84,14 @@ class RelationModel(nn.Module):
                                     dropout=config.dropout)
         self.first = nn.Linear(2 * config.hidden, config.classifier_hidden)
         self.second = nn.Linear(config.classifier_hidden, 1)
+
+    @staticmethod
+    def state_shapes(config: BRPConfig) -> dict[str, tuple[int, ...]]:
+        """Parameter shapes implied by ``config``, computed without building the model."""
+        enc = encoder_shapes(GCNPredictor._conv_shapes, layers=config.layers, hidden=config.hidden)
+        ch = config.classifier_hidden
+        return {**{f"encoder.{k}": s for k, s in enc.items()}, "first.weight": (ch, 2 * config.hidden),
+                "first.bias": (ch,), "second.weight": (1, ch), "second.bias": (1,)}
 
     def _half(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projections of embeddings through the a-half and the b-half of the first layer."""
@@ -252,10 +262,12 @@ class BRPPredictor(BasePredictor):
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
+        meta_keys(meta, "config", "n_train")
         pred = cls(config=config_from_dict(BRPConfig, meta["config"]))
+        pred.n_train_ = int(number(meta["n_train"], what="n_train", integer=True, minimum=0))
+        state = load_state(folder, RelationModel.state_shapes(pred.config))  # checked before the model is built
         pred.model = RelationModel(pred.config).to(pred.config.device)
-        pred.model.load_state_dict(load_state(folder))
+        pred.model.load_state_dict(state)
         pred.model.eval()
         pred.fitted_ = True
-        pred.n_train_ = int(meta.get("n_train", 0))
         return pred

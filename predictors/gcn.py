@@ -36,12 +36,15 @@ from blox_env.predictors.base import (
     config_dict,
     config_from_dict,
     load_state,
+    meta_keys,
     rng_seed,
     save_state,
+    scaler_from_meta,
     seeded_torch,
     train_torch_regressor,
 )
 from blox_env.predictors.base import as_indices as _as_indices
+from blox_env.predictors.folders import number
 
 __all__ = ["GCNConfig", "GCNPredictor", "GraphEncoder", "GraphRegressor", "global_node_ids"]
 
@@ -62,6 +65,14 @@ class GCNConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+
+
+def encoder_shapes(conv_shapes: Callable[[int, int], dict[str, tuple[int, ...]]], *, layers: int,
+                   hidden: int) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of a :class:`GraphEncoder` (``convs.i.*``), computed without building it."""
+    dims = [N_FEATURES] + [hidden] * layers
+    return {f"convs.{i}.{k}": s for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+            for k, s in conv_shapes(a, b).items()}
 
 
 def global_node_ids(graph: dgl.DGLGraph) -> torch.Tensor:
@@ -132,6 +143,17 @@ class GCNPredictor(BasePredictor):
 
         return GraphConv(in_dim, out_dim, norm="both", weight=True, bias=True)
 
+    @staticmethod
+    def _conv_shapes(in_dim: int, out_dim: int) -> dict[str, tuple[int, ...]]:
+        """Parameter shapes of one ``_make_conv(in_dim, out_dim)`` (DGL ``GraphConv``: weight ``[in, out]``)."""
+        return {"weight": (in_dim, out_dim), "bias": (out_dim,)}
+
+    def _state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The state dict's shapes that the config implies: checked against a saved file before building."""
+        c = self.config
+        enc = encoder_shapes(self._conv_shapes, layers=c.layers, hidden=c.hidden)
+        return {**{f"encoder.{k}": s for k, s in enc.items()}, "head.weight": (1, c.hidden), "head.bias": (1,)}
+
     def _build(self) -> GraphRegressor:
         c = self.config
         enc = GraphEncoder(make_conv=self._make_conv, layers=c.layers, hidden=c.hidden, dropout=c.dropout)
@@ -180,13 +202,15 @@ class GCNPredictor(BasePredictor):
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
+        meta_keys(meta, "config", "scaler", "n_train")
         pred = cls(config=config_from_dict(cls.config_cls, meta["config"]))
-        pred.scaler = TargetScaler(**meta["scaler"])
+        pred.scaler = scaler_from_meta(meta["scaler"])
+        pred.n_train_ = int(number(meta["n_train"], what="n_train", integer=True, minimum=0))
+        state = load_state(folder, pred._state_shapes())  # checked before the model is built
         pred.model = pred._build()
-        pred.model.load_state_dict(load_state(folder))
+        pred.model.load_state_dict(state)
         pred.model.eval()
         pred.fitted_ = True
-        pred.n_train_ = int(meta.get("n_train", 0))
         return pred
 
 

@@ -28,7 +28,8 @@ from typing import Any, Self
 import numpy as np
 
 from blox_env.errors import InvalidArgumentError
-from blox_env.predictors.base import BasePredictor, as_indices
+from blox_env.predictors.base import BasePredictor, as_indices, meta_keys
+from blox_env.predictors.folders import PredictorFolderError, number
 from blox_env.space import N_BLOCKS, N_STAGES, indices_to_blocks
 
 __all__ = ["DonnaPredictor", "LanaPredictor", "poly2", "signature_features"]
@@ -73,8 +74,20 @@ def _json_array(arr: np.ndarray) -> list[Any]:
     return [[None if np.isnan(v) else float(v) for v in row] for row in arr]
 
 
-def _from_json_array(data: list[Any]) -> np.ndarray:
-    return np.array([[np.nan if v is None else v for v in row] for row in data], dtype=np.float64)
+def _from_json_array(data: Any) -> np.ndarray:
+    """Saved signatures: a ``[3][45]`` list of finite numbers or null (a block that was not distilled)."""
+    if not isinstance(data, list) or len(data) != N_STAGES or not all(
+            isinstance(row, list) and len(row) == N_BLOCKS for row in data):
+        raise PredictorFolderError(f"signatures must be a [{N_STAGES}][{N_BLOCKS}] list of numbers or null")
+    return np.array([[np.nan if v is None else number(v, what="signatures[...]") for v in row] for row in data],
+                    dtype=np.float64)
+
+
+def _vector(data: Any, n: int, what: str, *, positive: bool = False) -> np.ndarray:
+    """A saved list of ``n`` finite numbers."""
+    if not isinstance(data, list) or len(data) != n:
+        raise PredictorFolderError(f"{what} must be a list of {n} numbers")
+    return np.array([number(v, what=what, positive=positive) for v in data], dtype=np.float64)
 
 
 def _library_signatures(library: Any, config: Any, name: str) -> np.ndarray:
@@ -132,11 +145,12 @@ class DonnaPredictor(BasePredictor):
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
-        pred = cls(signatures=_from_json_array(meta["signatures"]), alpha=meta["alpha"])
-        pred.x_mean_ = np.array(meta["x_mean"], dtype=np.float64)
-        pred.x_std_ = np.array(meta["x_std"], dtype=np.float64)
-        pred.coef_ = np.array(meta["coef"], dtype=np.float64)
-        pred.intercept_ = float(meta["intercept"])
+        meta_keys(meta, "alpha", "signatures", "x_mean", "x_std", "coef", "intercept")
+        pred = cls(signatures=_from_json_array(meta["signatures"]), alpha=number(meta["alpha"], what="alpha"))
+        pred.x_mean_ = _vector(meta["x_mean"], N_STAGES, "x_mean")
+        pred.x_std_ = _vector(meta["x_std"], N_STAGES, "x_std", positive=True)
+        pred.coef_ = _vector(meta["coef"], poly2(np.zeros((1, N_STAGES))).shape[1], "coef")
+        pred.intercept_ = float(number(meta["intercept"], what="intercept"))
         pred.fitted_ = True
         return pred
 
@@ -188,7 +202,11 @@ class LanaPredictor(BasePredictor):
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
+        meta_keys(meta, "signatures", "scale", "offset", "fitted")
         pred = cls(signatures=_from_json_array(meta["signatures"]))
-        pred.scale_, pred.offset_ = float(meta["scale"]), float(meta["offset"])
-        pred.fitted_ = bool(meta.get("fitted", True))
+        pred.scale_ = float(number(meta["scale"], what="scale"))
+        pred.offset_ = float(number(meta["offset"], what="offset"))
+        if not isinstance(meta["fitted"], bool):
+            raise PredictorFolderError(f"fitted must be true or false, got {meta['fitted']!r}")
+        pred.fitted_ = meta["fitted"]
         return pred

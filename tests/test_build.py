@@ -120,9 +120,11 @@ def test_ray_executor_matches_serial(serial: Path, tmp_path: Path) -> None:
 def test_builder_rejects_bad_input(serial: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="seeds"):
         build_benchmark(tmp_path / "x.zarr", archs=SPACE, run="r", recipe=TINY, data=DATA, seeds=(1, 1))
+    assert not (tmp_path / "x.zarr").exists()
     with pytest.raises(InvalidArgumentError, match="executor"):
         build_benchmark(tmp_path / "y.zarr", archs=SPACE, run="r", recipe=TINY, data=DATA, executor="mpi")
+    assert not (tmp_path / "y.zarr").exists()  # refused before the store was created
     with pytest.raises(InvalidArgumentError, match="no rows"):
         build_benchmark(serial, archs=SubSpace(((0,), (0,), (0,))), run="r", recipe=TINY, data=DATA)
-    with pytest.raises(InvalidArgumentError, match="exists with seeds"):
+    with pytest.raises(InvalidArgumentError, match="exists with a different spec .*epochs: 2 in the store vs 3"):
         build_benchmark(serial, archs=SPACE, run="r", recipe=TINY.with_(epochs=3), data=DATA, seeds=(0,))

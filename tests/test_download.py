@@ -75,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
                     status = 206
                     headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
             else:
-                status, headers, body = 200, {}, data
+                status, headers, body = 200, {"Accept-Ranges": "bytes"} if state.support_range else {}, data
             if status in (200, 206):
                 headers["Content-Length"] = str(len(body))
                 if drop:
@@ -200,7 +200,7 @@ def test_server_without_range_restarts_cleanly(server: tuple[str, ServerState], 
     state.support_range = False
     dest = tmp_path / "blox-base-0.blox"
     dest.with_name(dest.name + ".part").write_bytes(b"garbage" * 10)
-    _get(base + "blox-base-0.blox", dest)  # no checksum: only the 200 restart makes this right
+    _get(base + "blox-base-0.blox", dest, sha256=PAYLOAD_SHA)  # only the 200 restart makes this right
     assert dest.read_bytes() == PAYLOAD
     assert state.log == [("blox-base-0.blox", "bytes=70-", 200)]
 
@@ -217,7 +217,7 @@ def test_oversized_part_after_416_restarts(server: tuple[str, ServerState], tmp_
     base, state = server
     dest = tmp_path / "blox-base-0.blox"
     dest.with_name(dest.name + ".part").write_bytes(PAYLOAD + b"extra")
-    _get(base + "blox-base-0.blox", dest)
+    _get(base + "blox-base-0.blox", dest, sha256=PAYLOAD_SHA)
     assert dest.read_bytes() == PAYLOAD and [s for *_, s in state.log] == [416, 200]
 
 

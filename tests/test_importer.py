@@ -33,7 +33,8 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def stores(releases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("imported")
-    return {fmt: import_release(folder, out=base / f"{fmt}.zarr", progress=False) for fmt, folder in releases.items()}
+    return {fmt: import_release(folder, out=base / f"{fmt}.zarr", progress=False, allow_partial=True)
+            for fmt, folder in releases.items()}
 
 
 def _all_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -115,7 +116,7 @@ def test_failed_import_leaves_nothing(releases: dict[str, Path], tmp_path: Path)
     (folder / "blox-base-1.blox").write_bytes(data[: len(data) - 50])  # truncated stream
     out = tmp_path / "out" / "store.zarr"
     with pytest.raises(ReleaseFormatError, match="blox-base-1.blox"):
-        import_release(folder, out=out, progress=False)
+        import_release(folder, out=out, progress=False, allow_partial=True)
     assert not out.exists() and list((tmp_path / "out").iterdir()) == []
 
 
@@ -129,7 +130,7 @@ def test_models_missing_from_info_are_reported(releases: dict[str, Path], tmp_pa
     if base_hashes <= info_hashes:
         pytest.skip("the smaller synthetic info happens to cover the base file")
     with pytest.raises(ReleaseFormatError, match="not in blox-info"):
-        import_release(folder, out=tmp_path / "s.zarr", progress=False)
+        import_release(folder, out=tmp_path / "s.zarr", progress=False, allow_partial=True)
     assert not (tmp_path / "s.zarr").exists()
 
 
@@ -140,15 +141,16 @@ def test_import_errors(releases: dict[str, Path], tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(ReleaseFormatError, match="no blox-base"):
         import_release(empty, out=tmp_path / "x.zarr", progress=False)
-    out = import_release(releases["custom"], out=tmp_path / "y.zarr", progress=False)
+    out = import_release(releases["custom"], out=tmp_path / "y.zarr", progress=False, allow_partial=True)
     with pytest.raises(InvalidArgumentError, match="overwrite"):
-        import_release(releases["custom"], out=out, progress=False)
-    assert import_release(releases["custom"], out=out, overwrite=True, progress=False) == out
+        import_release(releases["custom"], out=out, progress=False, allow_partial=True)
+    assert import_release(releases["custom"], out=out, overwrite=True, progress=False, allow_partial=True) == out
 
 
 def test_zip_output_and_cli(releases: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(app, ["data", "import", str(releases["custom"]), "--out", str(tmp_path / "s.zip"), "--quiet"])
+    res = runner.invoke(app, ["data", "import", str(releases["custom"]), "--out", str(tmp_path / "s.zip"), "--quiet",
+                                 "--allow-partial"])
     assert res.exit_code == 0, res.output
     store = open_store(tmp_path / "s.zip")
     assert len(store) == N

@@ -328,10 +328,11 @@ def test_custom_types_round_trip() -> None:
     assert np.isnan(out["val_list"][~mask]).all() and out_lens["val_list"].tolist() == lens.tolist()
     assert np.array_equal(out["loss_list"], np.where(mask, floats, np.nan), equal_nan=True)
     assert np.array_equal(out["val_eq"], accuracy_values(cols["val_eq"], 5000))
-    # exact bit layout: u8 length 3, then 1, 2, 3 as 3-bit values LSB-first: bits 100 010 110 -> 0xD1 0x00
+    # exact bit layout: u8 length 3, then 1, 2, 3 as 3-bit values LSB-first: bits 100 010 110 -> 0xD1 0x00;
+    # total_bits as the original writer counts it: 32 (nrows) + 8 (length) + 9 (values) + 9 % 8 (pad_write quirk)
     payload = encode_custom(["val_x"], [parse_column_type("list[b_0_7_3]")], {"val_x": np.array([[1, 2, 3]])},
                             {"val_x": np.array([3])})
-    assert zlib.decompress(payload) == struct.pack("<QI", 24, 1) + bytes([3, 0xD1, 0x00])
+    assert zlib.decompress(payload) == struct.pack("<QI", 50, 1) + bytes([3, 0xD1, 0x00])
     payload = encode_custom(["model_hash", "latency", "arch_vec"],
                             [ColumnType("hash"), ColumnType("float"), ColumnType("arch")],
                             {"model_hash": [h[0]], "latency": np.array([1.5]), "arch_vec": arch[:1]}, {})

@@ -7,6 +7,13 @@ docstrings): an evaluation is started only while budget is left; the one that
 crosses the budget completes, is charged in full and returned, and its step
 reports ``truncated=True`` with ``info["budget_exhausted"] = True``; every later
 step returns ``truncated=True`` without evaluating anything.
+
+Missing costs (NaN, infinite or negative, e.g. a partially built store's
+``train_time_s``) never reach the ledger: by default the evaluation is refused
+with :class:`~blox_env.errors.MissingCostError` naming the model; with
+``missing_cost="median" | "max"`` it is charged the median/max recorded cost of
+the run's column at that fidelity (backends without a column: of the costs
+recorded so far in the search run), and ``info["cost_imputed"]`` says so.
 """
 
 from __future__ import annotations
@@ -18,10 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError
-from blox_env.rewards import COST_UNITS, Evaluation, RewardBackend, TabularReward
+from blox_env.envs.checks import check_benchmark, check_budget, check_choice, check_reward_output
+from blox_env.errors import InvalidArgumentError, MissingCostError
+from blox_env.rewards import (
+    COST_UNITS,
+    Evaluation,
+    RewardBackend,
+    TabularReward,
+    cost_is_missing,
+    impute_cost,
+    missing_cost_error,
+)
 
-__all__ = ["BackendSpec", "CostLedger", "make_backend", "reward_value"]
+__all__ = ["BackendSpec", "CostLedger", "make_backend", "resolve_cost", "reward_value"]
 
 REWARD_SOURCES = ("tabular", "surrogate", "live")
 
@@ -43,13 +59,11 @@ class CostLedger:
     best: float = -math.inf
     best_index: int = -1
     paid: dict[Any, int] = field(default_factory=dict)
+    recorded: list[float] = field(default_factory=list)  # full costs charged as recorded (not imputed) this run
 
     def __post_init__(self) -> None:
-        if self.cost_unit not in COST_UNITS:
-            raise InvalidArgumentError(f"cost_unit must be one of {', '.join(COST_UNITS)}, got {self.cost_unit!r}")
-        if self.budget is not None and not (isinstance(self.budget, (int, float)) and self.budget > 0):
-            raise InvalidArgumentError(f"budget must be a positive number of {self.cost_unit} or None, "
-                                       f"got {self.budget!r}")
+        self.cost_unit = check_choice("cost_unit", self.cost_unit, COST_UNITS)
+        self.budget = check_budget(self.budget, self.cost_unit)
 
     @property
     def exhausted(self) -> bool:
@@ -59,8 +73,16 @@ class CostLedger:
     def left(self) -> float:
         return math.inf if self.budget is None else max(0.0, self.budget - self.spent)
 
-    def charge(self, index: Any, fidelity: int, full_cost: float) -> float:
-        """Record one evaluation of model ``index`` (any hashable key); returns what it costs this run."""
+    def charge(self, index: Any, fidelity: int, full_cost: float, *, imputed: bool = False) -> float:
+        """Record one evaluation of model ``index`` (any hashable key); returns what it costs this run.
+
+        A missing ``full_cost`` (NaN, infinite, negative) raises :class:`MissingCostError` and changes nothing:
+        the run's spent budget can never become NaN (resolve a missing cost first, see :func:`resolve_cost`).
+        """
+        if cost_is_missing(full_cost):
+            raise MissingCostError(f"model {index} has no recorded cost ({full_cost!r} {self.cost_unit}): a budget "
+                                   "cannot be charged for it; refuse the evaluation or charge a stated replacement "
+                                   "(the envs' missing_cost='median' | 'max')")
         prev = self.paid.get(index, 0)
         if self.charge_repeats:
             cost = full_cost
@@ -73,6 +95,8 @@ class CostLedger:
         self.paid[index] = max(prev, fidelity)
         self.spent += cost
         self.evaluations += 1
+        if not imputed:
+            self.recorded.append(float(full_cost))
         return cost
 
     def observe(self, index: int, value: float) -> None:
@@ -82,6 +106,7 @@ class CostLedger:
     def new_run(self) -> None:
         self.spent, self.evaluations, self.best, self.best_index = 0.0, 0, -math.inf, -1
         self.paid.clear()
+        self.recorded.clear()
 
 
 @dataclass(frozen=True)
@@ -94,12 +119,13 @@ class BackendSpec:
     run: str | None = None
     seed_mode: int | str = "random"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    missing_cost: str = "error"
 
 
 def make_backend(spec: BackendSpec) -> RewardBackend:
     """Build the reward backend an env asked for (``backend=`` objects are used as they are)."""
-    if spec.reward not in REWARD_SOURCES:
-        raise InvalidArgumentError(f"reward must be one of {', '.join(REWARD_SOURCES)}, got {spec.reward!r}")
+    check_choice("reward", spec.reward, REWARD_SOURCES)
+    check_benchmark(spec.benchmark)
     if spec.reward == "live":
         from blox_env.training.live import LiveReward
 
@@ -117,7 +143,8 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
         announce_default_store(store)
     from blox_env.rewards_blockwise import make_tabular_backend
 
-    return make_tabular_backend(store, metric=spec.metric, run=spec.run, seed_mode=spec.seed_mode, **spec.extra)
+    return make_tabular_backend(store, metric=spec.metric, run=spec.run, seed_mode=spec.seed_mode,
+                                missing_cost=spec.missing_cost, **spec.extra)
 
 
 _ANNOUNCED: set[str] = set()
@@ -139,12 +166,12 @@ def announce_default_store(store: Any) -> None:
 
 
 def reward_value(metrics: Mapping[str, Any], metric: str, *, normalize: bool,
-                 reward_fn: Callable[[dict[str, Any]], Any] | None) -> Any:
+                 reward_fn: Callable[[dict[str, Any]], Any] | None, batch: int | None = None) -> Any:
     """Reward of an evaluation: ``reward_fn(metrics)`` if given, else the metric (accuracy as a fraction,
-    losses negated so that higher is better). Scalars in, float out; arrays in, array out."""
+    losses negated so that higher is better). Scalars in, float out; arrays (``batch`` sub-envs) in, array out.
+    A ``reward_fn`` must return finite real numbers (InvalidArgumentError otherwise)."""
     if reward_fn is not None:
-        out = reward_fn(dict(metrics))
-        return float(out) if np.ndim(out) == 0 else np.asarray(out, dtype=np.float64)
+        return check_reward_output(reward_fn(dict(metrics)), metrics, batch=batch)
     value = metrics[metric]
     if "loss" in metric:
         return -value
@@ -164,9 +191,30 @@ def constraint_grid(backend: Any, constraint: Mapping[str, float] | None) -> np.
     for metric, limit in (constraint or {}).items():
         static = backend._static.get(metric)  # noqa: SLF001 - the backend's materialised static columns
         if static is None:
-            raise InvalidArgumentError(f"constraint metric {metric!r} unknown: allowed {sorted(backend._static)}")
+            raise InvalidArgumentError(f"constraint key {metric!r} is not a static cost of this benchmark: allowed "
+                                       f"{', '.join(map(repr, sorted(backend._static)))}")  # noqa: SLF001
         allowed &= np.where(rows >= 0, static[np.maximum(rows, 0)] <= limit, False)
     return allowed
+
+
+def resolve_cost(ev: Evaluation, *, rule: str, backend: Any, ledger: CostLedger, model: str) -> Evaluation:
+    """``ev`` with a chargeable cost: as recorded, replaced by the ``missing_cost`` rule (flagged), or refused.
+
+    The rule's reference is the backend's recorded costs at that fidelity (``known_costs``) or, for backends
+    without a cost column, the costs recorded so far in this search run. Raises :class:`MissingCostError`.
+    """
+    if ev.cost_imputed is not None or not cost_is_missing(ev.cost):
+        return ev
+    if hasattr(backend, "known_costs"):
+        known = np.asarray(backend.known_costs(ev.fidelity, ev.cost_unit), dtype=np.float64)
+        column = backend.describe_cost(ev.fidelity, ev.seed)
+    else:
+        known = np.asarray(ledger.recorded, dtype=np.float64)
+        column = f"the cost {type(backend).__name__} reported ({ev.cost_unit}; reference: this run's recorded costs)"
+    value = impute_cost(rule, known)
+    if value is None:
+        raise missing_cost_error(model, column, ev.cost, known, ev.cost_unit)
+    return ev._replace(cost=value, cost_imputed=rule)
 
 
 def evaluation_info(ev: Evaluation, *, charged: float, ledger: CostLedger, local: tuple[int, ...],
@@ -184,6 +232,8 @@ def evaluation_info(ev: Evaluation, *, charged: float, ledger: CostLedger, local
         "cost": charged,
         "full_cost": ev.cost,
         "cost_unit": ev.cost_unit,
+        "cost_imputed": ev.cost_imputed is not None,
+        "cost_rule": ev.cost_imputed or "recorded",
         "cumulative_cost": ledger.spent,
         "budget_left": ledger.left,
         "evaluations": ledger.evaluations,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from gymnasium import error, spaces
 
+from blox_env.envs.checks import check_reset
 from blox_env.envs.search_env import BloxSearchEnv
 from blox_env.errors import InvalidActionError
 
@@ -50,6 +51,7 @@ class BloxOneShotEnv(BloxSearchEnv):
         self._done = True
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        seed, _ = check_reset(seed, options)
         super().reset(seed=seed)
         self._reset_run(seed, options)
         self._done = False

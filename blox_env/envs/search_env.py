@@ -9,9 +9,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from blox_env.envs.base import BackendSpec, CostLedger, constraint_grid, evaluation_info, make_backend, reward_value
+from blox_env.envs.base import (
+    BackendSpec,
+    CostLedger,
+    constraint_grid,
+    evaluation_info,
+    make_backend,
+    resolve_cost,
+    reward_value,
+)
+from blox_env.envs.checks import (
+    check_bool,
+    check_constraint,
+    check_epochs,
+    check_optional_str,
+    check_real,
+    check_reset,
+    check_seed_mode,
+)
 from blox_env.errors import InvalidActionError, InvalidArgumentError
-from blox_env.rewards import RewardBackend, TabularReward
+from blox_env.rewards import InvalidArgumentTypeError, RewardBackend, TabularReward, check_fidelity, check_missing_cost
 from blox_env.space import Arch
 
 __all__ = ["BloxSearchEnv"]
@@ -28,25 +45,40 @@ class BloxSearchEnv(gym.Env):
                  reward_fn: Callable[[dict[str, float]], float] | None = None, normalize: bool = True,
                  constraint: Mapping[str, float] | None = None, violation_reward: float = 0.0,
                  backend: RewardBackend | None = None, run: str | None = None, render_mode: str | None = None,
-                 verbose: bool = False, **backend_kwargs: Any) -> None:
+                 verbose: bool = False, missing_cost: str = "error", **backend_kwargs: Any) -> None:
         super().__init__()
+        # every argument is checked before the (possibly slow) backend is built
+        if not isinstance(metric, str):
+            raise InvalidArgumentTypeError(f"metric must be a metric name (a str) such as 'val_top1', got {metric!r}")
+        check_optional_str("run", run, "the name of one of the store's runs")
+        check_epochs(epochs)
+        check_seed_mode(seed_mode)
+        self.ledger = CostLedger(budget, cost_unit, check_bool("charge_repeats", charge_repeats))
+        if reward_fn is not None and not callable(reward_fn):
+            raise InvalidArgumentTypeError(f"reward_fn must be None or a callable metrics dict -> finite real "
+                                           f"number, got {reward_fn!r}")
+        self.normalize = check_bool("normalize", normalize)
+        self.violation_reward = check_real("violation_reward", violation_reward)
+        if render_mode is not None and (not isinstance(render_mode, str)
+                                        or render_mode not in self.metadata["render_modes"]):
+            err = InvalidArgumentError if isinstance(render_mode, str) else InvalidArgumentTypeError
+            raise err(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        verbose = check_bool("verbose", verbose)
+        constraint = check_constraint(constraint)
+        self.missing_cost = check_missing_cost(missing_cost)
         if backend is None:
-            backend = make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs))
+            backend = make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs,
+                                               self.missing_cost))
         elif not isinstance(backend, RewardBackend):
-            raise InvalidArgumentError(f"backend must implement RewardBackend (evaluate, space, ...), got {backend!r}")
+            raise InvalidArgumentTypeError(f"backend must implement RewardBackend (evaluate, space, max_fidelity, "
+                                           f"source), got {backend!r}")
         self.backend = backend
         if verbose:
             print(f"blox-env: {type(backend).__name__} on {getattr(getattr(backend, 'store', None), 'name', '?')}")
         self.metric = metric
-        self.fidelity = backend.fidelity(epochs) if hasattr(backend, "fidelity") else (epochs or backend.max_fidelity)
-        self.ledger = CostLedger(budget, cost_unit, bool(charge_repeats))
-        if reward_fn is not None and not callable(reward_fn):
-            raise InvalidArgumentError(f"reward_fn must be callable on the metrics dict, got {reward_fn!r}")
+        self.fidelity = (backend.fidelity(epochs) if hasattr(backend, "fidelity")
+                         else check_fidelity(epochs, backend.max_fidelity))
         self.reward_fn = reward_fn
-        self.normalize = bool(normalize)
-        self.violation_reward = float(violation_reward)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise InvalidArgumentError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
         self.space_sizes: tuple[int, ...] = backend.space.sizes
         self.n_blocks = max(self.space_sizes)
@@ -65,12 +97,11 @@ class BloxSearchEnv(gym.Env):
 
     # ------------------------------------------------------------------ run and seeding
     def _reset_run(self, seed: int | None, options: dict[str, Any] | None) -> None:
-        """``reset(seed=...)`` starts a new search run (a new experiment); plain ``reset()`` continues it."""
-        if options:
-            unknown = set(options) - {"new_run"}
-            if unknown:
-                raise InvalidArgumentError(f"unknown reset options {sorted(unknown)}: allowed 'new_run'")
-        if seed is not None or (options or {}).get("new_run"):
+        """``reset(seed=...)`` starts a new search run (a new experiment); plain ``reset()`` continues it.
+
+        Arguments are checked by :func:`~blox_env.envs.checks.check_reset` before ``gym.Env.reset``.
+        """
+        if seed is not None or check_reset(None, options)[1]:
             self.ledger.new_run()
             if hasattr(self.backend, "new_run"):  # backends that charge shared work once per run (blockwise)
                 self.backend.new_run()
@@ -139,8 +170,10 @@ class BloxSearchEnv(gym.Env):
                     "constraint_violated": not allowed, "missing": bool(missing)}
             return self.violation_reward, False, info
         ev = self.backend.evaluate(arch, self.fidelity, cost_unit=self.ledger.cost_unit, rng=self.np_random)
-        charged = self.ledger.charge(index, ev.fidelity, ev.cost)
+        ev = resolve_cost(ev, rule=self.missing_cost, backend=self.backend, ledger=self.ledger,
+                          model=f"{index} (hash {self._hash(index)}, blocks {arch.blocks})")
         reward = reward_value(ev.metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn)
+        charged = self.ledger.charge(index, ev.fidelity, ev.cost, imputed=ev.cost_imputed is not None)
         if math.isfinite(reward):
             self.ledger.observe(index, reward)
         info = evaluation_info(ev, charged=charged, ledger=self.ledger, local=local, model_hash=self._hash(index))

@@ -34,7 +34,15 @@ Arguments
     ("random" | "mean" | a seed), ``budget``, ``cost_unit``, ``charge_repeats``
     (default False: a model is charged only for epochs beyond what was already
     paid), ``reward_fn``, ``normalize``, ``constraint`` (e.g. ``{"params": 2.5e6}``),
-    ``violation_reward``, ``run``, ``render_mode`` ("ansi").
+    ``violation_reward``, ``run``, ``render_mode`` ("ansi"), ``missing_cost``:
+    what an evaluation whose recorded cost is missing (NaN, e.g. a partially built
+    store) is charged: ``"error"`` (default) refuses it with ``MissingCostError``
+    naming the model; ``"median"`` / ``"max"`` charge the median / maximum
+    recorded cost of the run at that fidelity and set ``info["cost_imputed"]``
+    (``info["cost_rule"]`` names the rule; it is ``"recorded"`` otherwise).
+    Every argument is validated up front: wrong types raise
+    ``InvalidArgumentTypeError`` (an ``InvalidArgumentError`` and a ``TypeError``),
+    wrong values ``InvalidArgumentError``, each naming the argument and what is allowed.
     Tabular blockwise rewards (stores with blockwise tables, e.g. Blox-mini):
     ``mode="blockwise"``, ``teacher`` ("M1" | "M5" | its arch), ``ft_epochs``
     (fine-tuning length), ``distill_epochs``, ``charge_teacher``: the reward is the
@@ -49,6 +57,7 @@ from typing import Any
 import numpy as np
 from gymnasium import error, spaces
 
+from blox_env.envs.checks import check_reset
 from blox_env.envs.search_env import BloxSearchEnv
 from blox_env.errors import InvalidActionError
 
@@ -80,6 +89,7 @@ class BloxEnv(BloxSearchEnv):
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        seed, _ = check_reset(seed, options)
         super().reset(seed=seed)
         self._reset_run(seed, options)
         self._chosen = []

@@ -11,7 +11,11 @@ episode's first. ``reward_fn`` receives a dict of arrays.
 Info keys of a step (arrays over sub-envs; ``_<key>`` masks mark where a key
 is meaningful): ``arch_index``, ``cost``, every metric (``val_top1``,
 ``test_top1``, ``train_time_s``, ``params``, ...), ``cumulative_cost``,
-``budget_left``, ``evaluations``, ``best_so_far``, ``budget_exhausted``.
+``budget_left``, ``evaluations``, ``best_so_far``, ``budget_exhausted``, ``cost_imputed``
+(True where ``missing_cost="median" | "max"`` replaced a missing recorded cost; the
+rule is ``info["cost_rule"]``). With the default ``missing_cost="error"`` a step whose
+models include one without a recorded cost raises ``MissingCostError`` naming it and
+changes no sub-env's run. Arguments are validated as in the scalar envs.
 Repeat tracking keeps one byte per (sub-env, model): 93 MB at 1024 sub-envs on
 the full 91,125-model store, 0.7 MB on Blox-mini.
 """
@@ -27,8 +31,28 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from blox_env.envs.base import BackendSpec, constraint_grid, make_backend, reward_value
+from blox_env.envs.checks import (
+    check_bool,
+    check_budget,
+    check_choice,
+    check_constraint,
+    check_epochs,
+    check_optional_str,
+    check_real,
+    check_reset,
+    check_seed_mode,
+)
 from blox_env.errors import InvalidActionError, InvalidArgumentError
-from blox_env.rewards import COST_UNITS, TabularReward
+from blox_env.rewards import (
+    COST_UNITS,
+    InvalidArgumentTypeError,
+    TabularReward,
+    check_missing_cost,
+    cost_is_missing,
+    impute_cost,
+    missing_cost_error,
+)
+from blox_env.space import Arch
 
 __all__ = ["BloxOneShotVectorEnv", "BloxVectorEnv"]
 
@@ -41,29 +65,45 @@ class _BatchedSearch(VectorEnv):
                  cost_unit: str = "seconds", charge_repeats: bool = False,
                  reward_fn: Callable[[dict[str, Any]], Any] | None = None, normalize: bool = True,
                  constraint: Mapping[str, float] | None = None, violation_reward: float = 0.0,
-                 backend: TabularReward | None = None, run: str | None = None, **backend_kwargs: Any) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
+                 backend: TabularReward | None = None, run: str | None = None, missing_cost: str = "error",
+                 **backend_kwargs: Any) -> None:
+        if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)):
+            raise InvalidArgumentTypeError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if num_envs < 1:
             raise InvalidArgumentError(f"num_envs must be a positive integer, got {num_envs!r}")
-        backend = backend or make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs))
+        if not isinstance(metric, str):
+            raise InvalidArgumentTypeError(f"metric must be a metric name (a str) such as 'val_top1', got {metric!r}")
+        check_optional_str("run", run, "the name of one of the store's runs")
+        check_epochs(epochs)
+        check_seed_mode(seed_mode)
+        cost_unit = check_choice("cost_unit", cost_unit, COST_UNITS)
+        budget = check_budget(budget, cost_unit)
+        self.charge_repeats = check_bool("charge_repeats", charge_repeats)
+        if reward_fn is not None and not callable(reward_fn):
+            raise InvalidArgumentTypeError(f"reward_fn must be None or a callable dict of arrays -> finite reals, "
+                                           f"got {reward_fn!r}")
+        self.normalize = check_bool("normalize", normalize)
+        self.violation_reward = check_real("violation_reward", violation_reward)
+        constraint = check_constraint(constraint)
+        self.missing_cost = check_missing_cost(missing_cost)
+        if backend is None:
+            backend = make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs,
+                                               self.missing_cost))
         if not isinstance(backend, TabularReward) or hasattr(backend, "block_charge"):
-            raise InvalidArgumentError("the vector envs need the normal tabular reward backend (not live, surrogate "
+            err = InvalidArgumentError if isinstance(backend, TabularReward) else InvalidArgumentTypeError
+            raise err("the vector envs need the normal tabular reward backend (not live, surrogate "
                                        "or blockwise: those charge shared work once per run)")
-        if cost_unit not in COST_UNITS:
-            raise InvalidArgumentError(f"cost_unit must be one of {', '.join(COST_UNITS)}, got {cost_unit!r}")
-        if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
-            raise InvalidArgumentError(f"budget must be a positive number or None, got {budget!r}")
-        self.num_envs = num_envs
+        self.num_envs = int(num_envs)
         self.backend = backend
         self.metric, self.cost_unit, self.budget = metric, cost_unit, budget
         self.fidelity = backend.fidelity(epochs)
-        self.charge_repeats = bool(charge_repeats)
-        self.reward_fn, self.normalize, self.violation_reward = reward_fn, bool(normalize), float(violation_reward)
+        self.reward_fn = reward_fn
         self.sizes = np.array(backend.space.sizes)
         self._allowed = constraint_grid(backend, constraint)
         self.single_observation_space = spaces.MultiDiscrete([*(k + 1 for k in backend.space.sizes), 4])
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._paid: np.ndarray | None = None
-        self._new_runs(np.ones(num_envs, dtype=bool))
+        self._new_runs(np.ones(self.num_envs, dtype=bool))
 
     # ------------------------------------------------------------------ runs
     def _new_runs(self, which: np.ndarray) -> None:
@@ -77,14 +117,12 @@ class _BatchedSearch(VectorEnv):
             self._paid[which] = 0
 
     def _reset_common(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        seed, new_run = check_reset(seed, options)
         if seed is not None:
             self._np_random, self._np_random_seed = np.random.default_rng(seed), seed
             self._new_runs(np.ones(self.num_envs, dtype=bool))
-        if options:
-            if set(options) - {"new_run"}:
-                raise InvalidArgumentError(f"unknown reset options {sorted(options)}: allowed 'new_run'")
-            if options.get("new_run"):
-                self._new_runs(np.ones(self.num_envs, dtype=bool))
+        if new_run:
+            self._new_runs(np.ones(self.num_envs, dtype=bool))
 
     def _exhausted(self) -> np.ndarray:
         if self.budget is None:
@@ -118,11 +156,12 @@ class _BatchedSearch(VectorEnv):
         metrics = self.backend.batch(rows, self.fidelity, pos)
         full = np.broadcast_to(np.asarray(self.backend.cost_of(metrics, self.fidelity, self.cost_unit), float),
                                (len(envs),))
+        full, imputed = self._resolve_costs(full, index, pos)
+        r = np.asarray(reward_value(metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn,
+                                    batch=len(envs)), dtype=np.float64)
         cost = self._charge(envs, rows, full)
         np.add.at(self.spent, envs, cost)
         np.add.at(self.evaluations, envs, 1)
-        r = np.asarray(reward_value(metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn),
-                       dtype=np.float64)
         r = np.broadcast_to(r, (len(envs),))
         rewards[envs] = r
         better = r > self.best[envs]
@@ -130,10 +169,29 @@ class _BatchedSearch(VectorEnv):
         truncated[envs] |= self._exhausted()[envs]
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[envs] = True
-        for key, values in (("arch_index", index), ("cost", cost), *metrics.items()):
+        info["cost_rule"] = self.missing_cost if imputed.any() else "recorded"
+        for key, values in (("arch_index", index), ("cost", cost), ("cost_imputed", imputed), *metrics.items()):
             arr = np.zeros(self.num_envs, dtype=np.asarray(values).dtype)
             arr[envs] = values
             info[key], info[f"_{key}"] = arr, mask
+
+    def _resolve_costs(self, full: np.ndarray, index: np.ndarray,
+                       pos: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Costs with missing ones replaced by the ``missing_cost`` rule, and where; MissingCostError otherwise."""
+        missing = cost_is_missing(full)
+        if not missing.any():
+            return full, missing
+        known = self.backend.known_costs(self.fidelity, self.cost_unit)
+        value = impute_cost(self.missing_cost, known)
+        if value is None:
+            k = int(np.flatnonzero(missing)[0])
+            i = int(index[k])
+            seed = "mean" if pos is None else self.backend.seeds[int(pos[k])]
+            more = f" (and {int(missing.sum()) - 1} more in this step)" if missing.sum() > 1 else ""
+            raise missing_cost_error(f"{i} (hash {Arch.from_index(i).hash}){more}",
+                                     self.backend.describe_cost(self.fidelity, seed), float(full[k]), known,
+                                     self.cost_unit)
+        return np.where(missing, value, full), missing
 
     def _charge(self, envs: np.ndarray, rows: np.ndarray, full: np.ndarray) -> np.ndarray:
         if self.charge_repeats:

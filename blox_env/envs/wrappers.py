@@ -24,7 +24,7 @@ from blox_env.errors import InvalidArgumentError
 __all__ = ["OneHotObservation", "RecordSearchTrace", "TRACE_FIELDS"]
 
 TRACE_FIELDS = ("step", "arch_index", "arch_hash", "blocks", "metrics", "reward", "cost", "full_cost",
-                "cumulative_cost", "cost_unit", "fidelity", "seed", "source", "wall_time_s")
+                "cumulative_cost", "cost_unit", "cost_imputed", "fidelity", "seed", "source", "wall_time_s")
 
 
 class OneHotObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -86,6 +86,7 @@ class RecordSearchTrace(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 "full_cost": float(info["full_cost"]),
                 "cumulative_cost": float(info["cumulative_cost"]),
                 "cost_unit": info["cost_unit"],
+                "cost_imputed": bool(info.get("cost_imputed", False)),  # charged by the missing_cost rule
                 "fidelity": int(info["fidelity"]),
                 "seed": info["seed"],
                 "source": info["source"],
