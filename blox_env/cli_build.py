@@ -1,13 +1,19 @@
-"""``blox build``, ``blox build-blockwise``, ``blox build-mini``, ``blox latency``: make benchmark stores."""
+"""``blox build``, ``blox build-blockwise``, ``blox build-mini``, ``blox latency``: make benchmark stores.
+
+Every command checks all of its inputs (paths, executor, seeds, blocks, counts) before it starts
+long work, and none creates a store as a side effect of a failure: ``blox latency --store`` opens
+the store before measuring and never creates one. Messages are printed as plain text.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-console = Console()
+console = Console(markup=False, highlight=False)
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -37,6 +43,11 @@ def build(
     from blox_env.space import SubSpace
 
     parts = blocks.split(";")
+    if len(parts) not in (1, 3):
+        from blox_env.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"--blocks takes one list of blocks (the same for every stage) or three lists "
+                                   f"separated by ';', got {len(parts)} lists in {blocks!r}")
     per_stage = [_ints(p, "--blocks") for p in (parts if len(parts) == 3 else parts * 3)]
     report = build_benchmark(store, archs=SubSpace(tuple(tuple(p) for p in per_stage)), run=run, recipe=recipe,
                              data=data, seeds=_ints(seeds, "--seeds"), executor=executor, workers=workers,
@@ -82,7 +93,12 @@ def build_mini(
     """Build (or finish) Blox-mini and package it; the committed recipe of the bundled store."""
     from blox_env.datasets.mini import build_mini as run_build
     from blox_env.datasets.mini import write_mini_latency
+    from blox_env.errors import InvalidArgumentError
+    from blox_env.executors import check_executor
 
+    check_executor(executor, workers=workers)
+    if not package.endswith(".zip") or Path(package).is_dir():
+        raise InvalidArgumentError(f"--package must name a .zip file to write, got {package!r}")
     report = run_build(out, package_zip=None, executor=executor, workers=workers)
     if latency:
         write_mini_latency(out)
@@ -104,23 +120,46 @@ def latency(
     seed: int = 0,
 ) -> None:
     """Measure the per-component CPU latency table (batch 1, one thread) and validate it."""
+    from blox_env.errors import InvalidArgumentError
     from blox_env.latency import LatencyConfig, component_latencies, device_name, latency_table, validate_table
-    from blox_env.space import sample_archs
+    from blox_env.space import N_MODELS, sample_archs
 
+    if not 0 <= validate <= N_MODELS:
+        raise InvalidArgumentError(f"--validate takes a number of models in 0..{N_MODELS}, got {validate}")
     cfg = LatencyConfig(repeats=repeats)
+    target = _latency_target(store) if store else None  # before the minutes of measuring
     comps = component_latencies(cfg, progress=True, seed=seed)
     table = latency_table(comps)
     console.print(f"{device_name()}: predicted latency {table.min() * 1e3:.2f} .. {table.max() * 1e3:.2f} ms")
     if validate:
         v = validate_table(comps, sample_archs(validate, seed=seed, replace=False), cfg)
         console.print(f"validation on {v['n']} models: Spearman {v['spearman']:.3f}, MAPE {100 * v['mape']:.1f}%")
-    if store:
-        from blox_env.datasets.store import open_store
+    if target is not None:
+        from blox_env.datasets.store import BloxStore
 
-        st = open_store(store, mode="a")
+        st = BloxStore.open(target, mode="a")
         st.write_latency(device_name(), table[st.index], attrs={"batch": 1, "threads": 1, "repeats": repeats,
                                                                  "method": "per-component lookup, summed"})
         console.print(f"wrote latency/{device_name()} to {store}")
+
+
+def _latency_target(store: str) -> str | Path:
+    """The existing store ``--store`` names, opened read-only once to check it (never created)."""
+    from blox_env.datasets.location import is_blox_store, resolve_location
+    from blox_env.datasets.store import BloxStore
+    from blox_env.errors import InvalidArgumentError, StoreNotFoundError
+
+    target = resolve_location(store)
+    if isinstance(target, Path):
+        if target.suffix == ".zip":
+            raise InvalidArgumentError(f"--store {store}: a packaged .zip store is read-only; unzip it into a "
+                                       "folder to add latency")
+        if not is_blox_store(target):
+            raise StoreNotFoundError(f"--store {store}: no blox store at {target}; latency is written into an "
+                                     "existing store (import one with `blox data import` or build one with "
+                                     "`blox build`), or leave --store out to only measure")
+    BloxStore.open(target).close()
+    return target
 
 
 def register(app: typer.Typer) -> None:

@@ -144,7 +144,10 @@ def query(
 ) -> None:
     """Everything a store knows about one model."""
     from blox_env.datasets.store import open_store
+    from blox_env.errors import InvalidArgumentError
 
+    if seed not in (None, "mean") and not seed.lstrip("-").isdigit():
+        raise InvalidArgumentError(f"--seed must be a seed label (an integer) or 'mean', got {seed!r}")
     st = open_store(store)
     chosen = "mean" if seed in (None, "mean") else int(seed)
     rec = st.full_info(arch, seed=chosen)

@@ -160,8 +160,8 @@ def _describe(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
 
 def _tables_attr(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
     """Write the description on first build; on reruns check that it matches ``spec``."""
+    want = _describe(store, spec)  # first: a bad normal run or spec is refused before anything is written
     grp = store._group.require_group("blockwise")  # noqa: SLF001
-    want = _describe(store, spec)
     have = grp.attrs.get("tables")
     if have is not None:
         keys = ("teachers", "distill", "ft_epochs", "full_teachers", "alpha", "temperature", "recipe", "seed")

@@ -170,6 +170,7 @@ def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run:
         finally:
             bar.close()
             ex.close()
+    st.close()  # records the checksums of the arrays written (store_integrity)
     return BuildReport(str(store), run, total, total - len(todo), trained, time.perf_counter() - start)
 
 

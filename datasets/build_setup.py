@@ -60,7 +60,7 @@ def prepare_store(location: str | os.PathLike[str], index: np.ndarray, *, name: 
 
     ``index`` are the models to build (sorted), ``config`` their :class:`~blox_env.shapes.ModelConfig`.
     """
-    from blox_env.datasets.location import clean_stale_temporaries, is_blox_store
+    from blox_env.datasets.location import OutputExistsError, clean_stale_temporaries, is_blox_store
 
     if isinstance(location, str) and "://" in location:
         raise InvalidArgumentError(f"store must be a local folder for building, got the URL {location!r}")
@@ -73,7 +73,7 @@ def prepare_store(location: str | os.PathLike[str], index: np.ndarray, *, name: 
     if not (path.exists() or path.is_symlink()) or empty:
         _create(path, index, name=name, config=config, replace_empty=empty)
     elif not is_blox_store(path):
-        raise StoreError(f"store {path} exists and is not a blox store: build into a new path")
+        raise OutputExistsError(f"store {path} exists and is not a blox store: build into a new path")
     store = BloxStore.open(path, mode="a")
     try:
         _check_store(store, index, config)

@@ -24,7 +24,11 @@ vectors ``[[[opA],[opB,prev,inp,sc]]] * 3``. Structure and types are always
 checked; ``validate=True`` adds the semantic checks (see :func:`read_release_file`).
 A recognised file name (see :func:`find_release_files`) must agree with the
 header. Every malformed input raises :class:`~blox_env.errors.ReleaseFormatError`
-naming the file and, where it applies, the 0-based data row and the column.
+naming the file and, where it applies, the 0-based data row and the column;
+values nested deeper than the format allows (a per-epoch list is flat, an arch
+vector 3 levels deep, every other value a scalar) are refused by that rule
+before any parser or message could recurse. Names, headers and the column
+schema live in :mod:`blox_env.datasets.release_header` (re-exported here).
 """
 
 from __future__ import annotations

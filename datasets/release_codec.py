@@ -245,10 +245,12 @@ def _decode_values(t: ColumnType, name: str, mat: np.ndarray, count: int, path: 
     if t.base == "int":
         return np.ascontiguousarray(mat).view("<u4").reshape(len(mat), count).astype(np.int64)
     stored = _unpack_bits(mat, count, t.bits)  # b_{lo}_{hi}_{bits}
-    bad = np.flatnonzero((stored > t.hi - t.lo).any(axis=1))
+    n = accuracy_denominator(name)
+    bad = np.flatnonzero((stored > min(t.hi, n) - t.lo).any(axis=1))
     if bad.size:
-        raise release_error(path, f"stored value exceeds max {t.hi} of type {t}", row=int(rows[bad[0]]), column=name)
-    return accuracy_values(stored + t.lo, accuracy_denominator(name))
+        raise release_error(path, f"stored value exceeds max {min(t.hi, n)} of type {t} ({n} images)",
+                            row=int(rows[bad[0]]), column=name)
+    return accuracy_values(stored + t.lo, n)
 
 
 def decode_custom(payload: bytes, names: Sequence[str], types: Sequence[ColumnType],

@@ -28,7 +28,9 @@ decimals, losses to 6); ``custom`` quantises accuracies to image counts
 ``round(value * N / 100)`` and floats to micro-units, raising
 :class:`~blox_env.errors.ReleaseFormatError` for values outside what the format
 can hold (accuracy outside 0..100, floats outside 0..16.777215, ints outside
-u32, lists longer than 255). Files are written atomically (temp file + rename).
+u32, lists longer than 255). ``custom`` payloads follow the original BLOX writer bit
+for bit, ``total_bits`` count included, so they load in the original reader.
+Files are written atomically (temp file + rename).
 """
 
 from __future__ import annotations

@@ -15,7 +15,11 @@ NaN. Reads go through a per-chunk cache, so the first query of a model costs a
 chunk decompression and later ones an array index. The query API mirrors the
 original benchmark's ``Dataset`` (epochs count from 1) and adds vectorised
 :meth:`BloxStore.get`. The original-style per-model queries live in
-:mod:`.store_queries`, the methods that write in :mod:`.store_write`.
+:mod:`.store_queries`, the methods that write in :mod:`.store_write`, the
+low-level reads in :mod:`.store_reads`. Damage never reads as numbers: an
+absent chunk reads as missing, a damaged chunk or metadata file raises
+``StoreCorruptError``, and ``close()`` records per-array checksums for
+``blox data verify --deep`` (see :mod:`.store_integrity`, :mod:`.store_verify`).
 """
 
 from __future__ import annotations
@@ -161,14 +165,15 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter):
         return store
 
     def close(self, *, checksums: bool = True) -> None:
-        """Record the checksums of the arrays written since opening (writable stores), then release the
-        underlying store (needed to finish writing a zip). ``checksums=False`` skips the recording."""
+        """Writable stores: record the checksums of the arrays written since opening and of any table array
+        still without one (see ``store_integrity.finalise_checksums``); then release the underlying store
+        (needed to finish writing a zip). ``checksums=False`` skips the recording."""
         if self._closed:
             return
-        if checksums and self.mode != "r" and self._dirty:
-            from blox_env.datasets.store_integrity import record_checksums
+        if checksums and self.mode != "r":
+            from blox_env.datasets.store_integrity import finalise_checksums
 
-            record_checksums(self, sorted(self._dirty))
+            finalise_checksums(self)
             self._dirty.clear()
         self._closed = True
         if self._zstore is not None and hasattr(self._zstore, "close"):

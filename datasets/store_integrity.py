@@ -55,6 +55,7 @@ __all__ = [
     "array_digest",
     "chunk_coords",
     "chunk_key",
+    "finalise_checksums",
     "guard",
     "index_problems",
     "list_keys",
@@ -101,6 +102,7 @@ def list_keys(zstore: Any, prefix: str = "") -> list[str]:
     """Every key under ``prefix`` of a zarr store."""
 
     async def collect() -> list[str]:
+        await zstore._ensure_open()  # noqa: SLF001 - a ZipStore lists nothing before it is opened
         return [k async for k in (zstore.list_prefix(prefix) if prefix else zstore.list())]
 
     return sync(collect())
@@ -110,6 +112,7 @@ def list_dir(zstore: Any, prefix: str) -> list[str]:
     """Names directly under ``prefix`` (a node path; ``""`` for the root)."""
 
     async def collect() -> list[str]:
+        await zstore._ensure_open()  # noqa: SLF001
         return [k async for k in zstore.list_dir(prefix)]
 
     return sync(collect())
@@ -257,13 +260,13 @@ def array_digest(arr: Any, path: str, location: str, *, present: set[str] | None
     """Checksum entry of one array: sha256 over every present chunk's decoded values (see module doc)."""
     h = hashlib.sha256()
     n = 0
+    look = present is None or needs_header_check(arr)  # ask the store (format-1 chunks: also check sizes)
     for coords in chunk_coords(arr):
         key = chunk_key(arr, coords)
         if present is not None and key not in present:
             continue
         with guard(location, f"array {path!r} chunk {key}"):
-            if not (present is not None and not needs_header_check(arr)) and not present_chunks(
-                    arr, path, location, [key])[0]:
+            if look and not present_chunks(arr, path, location, [key])[0]:
                 continue
             data = np.ascontiguousarray(arr.get_block_selection(coords))
         h.update(key.encode())
@@ -287,21 +290,45 @@ def table_array_paths(group: Any, location: str) -> list[str]:
     return sorted(out)
 
 
-def record_checksums(store: BloxStore, paths: Iterable[str] | None = None) -> dict[str, Any]:
+def record_checksums(store: BloxStore, paths: Iterable[str] | None = None, *,
+                     skip_damaged: bool = False) -> dict[str, Any]:
     """Compute and store the checksums of ``paths`` (default: every table array) of a writable store.
 
-    Paths that no longer exist lose their entry. Returns the whole checksum table.
+    Paths that no longer exist lose their entry; with ``skip_damaged`` an array that fails to decode
+    is left unchecked (with a :class:`StoreDamageWarning`) instead of raising. Returns the checksum table.
     """
     store._check_writable()  # noqa: SLF001
     group = store._group  # noqa: SLF001
     todo = table_array_paths(group, store.location) if paths is None else list(paths)
-    sums = dict(store.attrs.get(CHECKSUMS_ATTR) or {})
+    old = store.attrs.get(CHECKSUMS_ATTR) or {}
+    sums = dict(old)
     for path in todo:
         node = store._node(path)  # noqa: SLF001
         if node is None or not hasattr(node, "chunks"):
             sums.pop(path, None)
             continue
-        sums[path] = array_digest(node, path, store.location)
-    group.attrs[CHECKSUMS_ATTR] = sums
-    store.attrs[CHECKSUMS_ATTR] = sums
+        try:
+            sums[path] = array_digest(node, path, store.location)
+        except StoreCorruptError as exc:
+            if not skip_damaged:
+                raise
+            sums.pop(path, None)
+            warnings.warn(f"no checksum recorded for {path!r}: {exc}", StoreDamageWarning, stacklevel=3)
+    if sums != old or CHECKSUMS_ATTR not in store.attrs:
+        group.attrs[CHECKSUMS_ATTR] = sums
+        store.attrs[CHECKSUMS_ATTR] = sums
     return sums
+
+
+def finalise_checksums(store: BloxStore) -> None:
+    """On close of a writable store: checksum the arrays written and every table array still without one
+    (left by a session that crashed or never closed); damaged arrays stay unchecked. A format-1 store
+    (no ``n_rows``) is only touched when this session wrote to it."""
+    if not store._dirty and store.attrs.get("n_rows") is None:  # noqa: SLF001
+        return
+    sums = store.attrs.get(CHECKSUMS_ATTR) or {}
+    try:
+        unchecked = {p for p in table_array_paths(store._group, store.location) if p not in sums}  # noqa: SLF001
+    except StoreCorruptError:
+        unchecked = set()
+    record_checksums(store, sorted(store._dirty | unchecked), skip_damaged=True)  # noqa: SLF001

@@ -22,6 +22,7 @@ from blox_env.datasets.store_integrity import (
     is_run_group,
     key_exists,
     list_dir,
+    list_keys,
     present_chunks,
     shape_problem,
     warn_absent,
@@ -94,6 +95,9 @@ class ReadMixin:
             child = f"{path}/{name}"
             node = self._node(child)
             if node is None:
+                with guard(self.location, f"the listing of {child!r}"):
+                    if not list_keys(self._group.store, f"{child}/"):
+                        continue  # an empty folder left by a deletion, not a node
                 raise corrupt(self.location, f"node {child!r}", f"{child}/zarr.json is missing")
             if hasattr(node, "chunks") == arrays:
                 out.append(name)
@@ -156,9 +160,10 @@ class ReadMixin:
                       if not ok]
             block = enc.unpack(arr[sl] if axis == 0 else arr[seed_pos, sl])
         if absent:
-            if (path, tuple(k for _, k in absent)) not in self._warned:
-                self._warned.add((path, tuple(k for _, k in absent)))
-                warn_absent(self.location, path, [k for _, k in absent])
+            lost = (path, tuple(k for _, k in absent))
+            if lost not in self._warned:  # one warning per lost chunk and store object
+                self._warned.add(lost)
+                warn_absent(self.location, path, lost[1])
             block = np.array(block, copy=True)
             if len(absent) == len(coords) or enc.delta:  # a delta curve is lost whole with any of its chunks
                 block[...] = enc.missing

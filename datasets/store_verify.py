@@ -174,6 +174,10 @@ def _check_arrays(report: VerifyReport, zstore: Any, keys: set[str], nodes: dict
                 line + (" (format-1 array: the chunk may never have been written)" if legacy else ""))
         if deep:
             _check_digest(report, arr, path, present, sums.get(path), table, unchecked)
+    orphans = sorted({_owner(k) for k in keys if not k.endswith("zarr.json") and not _in_array(k, set(arrays))})
+    for path in orphans:
+        if path not in sums:
+            report.errors.append(f"{path}: data files without metadata (its zarr.json is missing?)")
     for path in sorted(set(sums) - set(arrays)):
         report.errors.append(f"array {path!r}: recorded in the checksum table but missing from the store")
     if deep and unchecked:
@@ -203,3 +207,13 @@ def _check_digest(report: VerifyReport, arr: Any, path: str, present: set[str], 
 def _ancestors(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(len(parts))]
+
+
+def _in_array(key: str, arrays: set[str]) -> bool:
+    parts = key.split("/")
+    return any("/".join(parts[:i]) in arrays for i in range(1, len(parts)))
+
+
+def _owner(key: str) -> str:
+    """The array folder a stray chunk key would belong to (the part before ``/c/``)."""
+    return key.split("/c/", 1)[0] if "/c/" in key else key.rsplit("/", 1)[0] if "/" in key else key

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -128,3 +129,141 @@ def test_builder_rejects_bad_input(serial: Path, tmp_path: Path) -> None:
         build_benchmark(serial, archs=SubSpace(((0,), (0,), (0,))), run="r", recipe=TINY, data=DATA)
     with pytest.raises(InvalidArgumentError, match="exists with a different spec .*epochs: 2 in the store vs 3"):
         build_benchmark(serial, archs=SPACE, run="r", recipe=TINY.with_(epochs=3), data=DATA, seeds=(0,))
+
+
+# ------------------------------------------------------------------------------ workers die with the driver
+SLOW_TASK = """
+import os, pathlib, time
+
+
+def slow(folder):
+    pathlib.Path(folder, str(os.getpid())).touch()
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_killing_the_driver_of_a_process_pool_kills_its_workers(tmp_path: Path) -> None:
+    (tmp_path / "slowtask.py").write_text(SLOW_TASK)
+    marks = tmp_path / "started"
+    marks.mkdir()
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from slowtask import slow
+        from blox_env.executors import ProcessExecutor
+        for _ in ProcessExecutor(2).map_unordered(slow, [{str(marks)!r}] * 4):
+            pass
+    """)
+    driver = subprocess.Popen([sys.executable, "-c", code])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.1)
+            workers = [int(p.name) for p in marks.iterdir()]
+        assert len(workers) == 2, "the workers did not start"
+        driver.kill()  # SIGKILL: no clean-up code of the driver runs
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 20  # a liveness bound, not a speed claim (the watchdog polls every 0.5 s)
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "workers outlived their driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for pid in workers:
+            if _alive(pid):
+                psutil.Process(pid).kill()
+
+
+# ------------------------------------------------------------------------------ commands check inputs first
+def _invoke(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from blox_env.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture()
+def measured(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Replace the minutes of latency measurement by a constant table; records each call."""
+    import blox_env.latency as latency
+    from blox_env.space import N_BLOCKS, N_STAGES
+
+    calls: list[int] = []
+
+    def fake(config: Any = None, *, progress: bool = False, seed: int = 0) -> Any:
+        calls.append(seed)
+        return latency.ComponentLatency(1e-4, tuple((1e-5,) * N_BLOCKS for _ in range(N_STAGES)), (1e-5,) * 3, 1e-5)
+
+    monkeypatch.setattr(latency, "component_latencies", fake)
+    return calls
+
+
+@pytest.mark.parametrize("where", ["nope.zarr", "empty.zarr", "blox"])
+def test_latency_with_no_store_fails_before_measuring_and_leaves_nothing(
+        where: str, measured: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from blox_env.datasets.location import default_store_path
+    from blox_env.errors import StoreNotFoundError
+
+    monkeypatch.setenv("BLOX_HOME", str(tmp_path / "home"))
+    (tmp_path / "empty.zarr").mkdir()
+    store = where if where == "blox" else str(tmp_path / where)
+    result = _invoke("latency", "--store", store, "--validate", "0", "--repeats", "1")
+    assert isinstance(result.exception, StoreNotFoundError), result.output
+    assert measured == []  # refused before measuring
+    assert not (tmp_path / "nope.zarr").exists() and not default_store_path().exists()
+    assert list((tmp_path / "empty.zarr").iterdir()) == []
+
+
+def test_latency_rejects_bad_counts_before_measuring(measured: list[int]) -> None:
+    assert isinstance(_invoke("latency", "--validate", "-1").exception, InvalidArgumentError)
+    assert isinstance(_invoke("latency", "--validate", "91126").exception, InvalidArgumentError)
+    assert isinstance(_invoke("latency", "--repeats", "0").exception, InvalidArgumentError)
+    assert measured == []
+
+
+def test_latency_is_written_into_an_existing_store(measured: list[int], tmp_path: Path) -> None:
+    from blox_env.datasets.synthetic import synthetic_store
+    from blox_env.latency import device_name
+
+    path = tmp_path / "s.zarr"
+    synthetic_store(path, space=SubSpace(((0, 1), (2,), (3,))), latency=False).close()
+    result = _invoke("latency", "--store", str(path), "--validate", "0", "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    assert measured == [0]
+    assert open_store(path).get(f"latency/{device_name()}") == pytest.approx(1e-4 + 3e-5 + 3e-5 + 1e-5)
+
+
+@pytest.mark.parametrize("args", [
+    ("--executor", "mpi"), ("--workers", "0"), ("--seeds", "1,1"), ("--seeds", "a"), ("--blocks", "1,9;10"),
+    ("--blocks", "1;2;99"), ("--device", "cdua"), ("--recipe", "nope"), ("--data", "nope"),
+])
+def test_build_command_refuses_bad_input_before_creating_the_store(args: tuple[str, ...], tmp_path: Path) -> None:
+    from blox_env.errors import BloxError
+
+    result = _invoke("build", str(tmp_path / "x.zarr"), "--data", "synthetic", *args)
+    assert isinstance(result.exception, BloxError), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_blockwise_and_mini_commands_refuse_bad_input_before_writing(serial: Path, tmp_path: Path) -> None:
+    from blox_env.errors import BloxError
+
+    before = sorted(p.relative_to(serial) for p in serial.rglob("*"))
+    for args in (("--executor", "mpi"), ("--run", "nope"), ("--ft-epochs", "2,1")):
+        result = _invoke("build-blockwise", str(serial), "--data", "synthetic", "--recipe", "digits_mini", *args)
+        assert isinstance(result.exception, BloxError), (args, result.output)
+    assert sorted(p.relative_to(serial) for p in serial.rglob("*")) == before  # not even a blockwise group
+    for args in (("--executor", "mpi"), ("--package", str(tmp_path / "mini.tar"))):
+        result = _invoke("build-mini", "--out", str(tmp_path / "mini.zarr"), *args)
+        assert isinstance(result.exception, BloxError), (args, result.output)
+    assert list(tmp_path.iterdir()) == []

@@ -274,6 +274,74 @@ def test_custom_stream_errors(tmp_path: Path, base_files: dict[str, Path]) -> No
         read_release_file(_join(tmp_path / "s.blox", header, cases["ends inside this value"]))
 
 
+_DEEP = "[" * 5000 + "]" * 5000  # deeper than Python's recursion limit
+
+
+def test_deeply_nested_csv_cells_are_refused_by_the_format(tmp_path: Path, base_files: dict[str, Path]) -> None:
+    header, payload = _split(base_files["csv"])
+    lines = payload.decode().splitlines()
+    for cell, match in ((_DEEP, "nested deeper than the format allows"), ("[1.0, [2.0]]", "nested deeper"),
+                        ("[1.0, " + "1" * 5000 + "]", "bad list literal")):
+        edited = lines.copy()
+        parts = edited[3].split('"')
+        edited[3] = parts[0] + '"' + cell + '"' + parts[2]  # data row 2, column val_top1
+        path = _join(tmp_path / "deep.csv", header, "\n".join(edited).encode())
+        with pytest.raises(ReleaseFormatError, match=match) as exc:
+            read_release_file(path)
+        _expect(exc, path, "row 2", "column 'val_top1'")
+    edited = lines.copy()
+    edited[2] = edited[2].rsplit(",", 1)[0] + "," + "7" * 5000  # past Python's int digit limit
+    with pytest.raises(ReleaseFormatError, match="does not fit in 64 bits") as exc:
+        read_release_file(_join(tmp_path / "digits.csv", header, "\n".join(edited).encode()))
+    _expect(exc, tmp_path / "digits.csv", "row 1", "column 'train_time_s'")
+    hashes = list(all_hashes()[:3])
+    info = write_release_file(tmp_path / "blox-info.csv", kind="info", fmt="csv", columns={
+        "model_hash": hashes, "params": [1] * 3, "flops": [2] * 3, "arch_vec": [Arch.from_hash(h).vec for h in hashes]})
+    header, payload = _split(info)
+    lines = payload.decode().splitlines()
+    lines[2] = lines[2].split('"')[0] + '"' + _DEEP + '"'
+    with pytest.raises(ReleaseFormatError, match=r"nested deeper .* an arch vector is") as exc:
+        read_release_file(_join(info, header, "\n".join(lines).encode()))
+    _expect(exc, info, "row 1", "column 'arch_vec'")
+
+
+def _pickle_with(rows: list, opcodes: bytes) -> bytes:
+    """Pickle ``rows``, then swap the placeholder string ``"XYZ"`` for raw pickle ``opcodes`` (one value)."""
+    data = pickle.dumps(rows, protocol=2)
+    assert data.count(b"X\x03\x00\x00\x00XYZ") == 1
+    return data.replace(b"X\x03\x00\x00\x00XYZ", opcodes)
+
+
+def test_deeply_nested_pickle_values_are_refused_by_the_format(tmp_path: Path, base_files: dict[str, Path]) -> None:
+    header, _ = _split(base_files["pickle"])
+    deep = b"]" * 100_000 + b"a" * 99_999  # a list nested 100,000 deep, built without recursion
+    cycle = b"]q\xf0h\xf0a"  # a list that contains itself
+    rows = [[h, [50.0] * 5, 60.0, 10] for h in all_hashes()[:3].tolist()]
+    for col, name in enumerate(KIND_COLUMNS["base"]):
+        for opcodes in (deep, cycle):
+            edited = [list(r) for r in rows]
+            edited[1][col] = "XYZ"
+            path = _join(tmp_path / "deep.pickle", header, _pickle_with(edited, opcodes))
+            with pytest.raises(ReleaseFormatError, match="nested deeper than the format allows") as exc:
+                read_release_file(path)
+            _expect(exc, path, "row 1", f"column '{name}'")
+    edited = [list(r) for r in rows]
+    edited[2][1] = [50.0, "XYZ", 50.0]  # the bad value inside an otherwise fine per-epoch list
+    path = _join(tmp_path / "inner.pickle", header, _pickle_with(edited, deep))
+    with pytest.raises(ReleaseFormatError, match="a per-epoch value is a flat list of numbers") as exc:
+        read_release_file(path)
+    _expect(exc, path, "row 2", "column 'val_top1'")
+    hashes = all_hashes()[:3].tolist()
+    info = write_release_file(tmp_path / "blox-info.pickle", kind="info", fmt="pickle", columns={
+        "model_hash": hashes, "params": [1] * 3, "flops": [2] * 3, "arch_vec": [Arch.from_hash(h).vec for h in hashes]})
+    header, _ = _split(info)
+    info_rows = [[h, 1, 2, Arch.from_hash(h).vec] for h in hashes]
+    info_rows[0][3] = [info_rows[0][3][0], info_rows[0][3][1], [[0], [0, 0, 0, "XYZ"]]]
+    with pytest.raises(ReleaseFormatError, match=r"nested deeper .* an arch vector is") as exc:
+        read_release_file(_join(info, header, _pickle_with(info_rows, deep)))
+    _expect(exc, info, "row 0", "column 'arch_vec'")
+
+
 def test_writer_refuses_unrepresentable_values(tmp_path: Path) -> None:
     bench = {"model_hash": list(all_hashes()[:3]), "latency": [0.01, 17.5, 0.02]}
     with pytest.raises(ReleaseFormatError, match="0 <= x < 16.777216") as exc:

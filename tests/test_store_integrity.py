@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from typer.testing import CliRunner
+from zarr.codecs import BloscCodec, BloscShuffle
 
 from blox_env.cli import app
 from blox_env.datasets.encoding import Encoding
@@ -85,15 +85,22 @@ def test_deleted_curve_chunk_leaves_other_seed_and_single_queries(store_path: Pa
     seed1 = _open(store_path).get("val_top1", seed=1)
     (store_path / f"runs/{RUN}/val_top1/c/0/0/0").unlink()
     st = _open(store_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StoreDamageWarning)
-        assert np.isnan(st.val_acc(int(st.index[4]), seed=0))
-        assert np.isnan(st.curve("val_top1", int(st.index[4]), seed=0)).all()
-        np.testing.assert_array_equal(st.get("val_top1", seed=1), seed1)
-        assert np.isnan(st.test_acc(int(st.index[4]), seed=0)) is np.False_ or True
-    with pytest.raises(StoreCorruptError, match="static/params"):
-        (store_path / "static/params/c/0").unlink()
-        _open(store_path).params(int(st.index[0]))
+    model = int(st.index[4])
+    with pytest.warns(StoreDamageWarning):
+        assert np.isnan(st.val_acc(model, seed=0))
+    assert np.isnan(st.curve("val_top1", model, seed=0)).all()
+    np.testing.assert_array_equal(st.get("val_top1", seed=1), seed1)
+    assert np.isfinite(st.test_acc(model, seed=0))  # other arrays are untouched
+    assert np.isnan(st.full_info(model, seed=0)["val_top1_best"])
+
+
+def test_deleted_static_chunk_makes_params_raise(store_path: Path) -> None:
+    (store_path / "static/params/c/0").unlink()
+    st = _open(store_path)
+    with pytest.warns(StoreDamageWarning), pytest.raises(StoreCorruptError, match="static/params.*missing"):
+        st.params(int(st.index[0]))
+    with pytest.warns(StoreDamageWarning):
+        assert _open(store_path).full_info(int(st.index[0]), seed=0)["params"] is None
 
 
 def test_deleted_env_chunk_reads_empty_and_is_reported(store_path: Path) -> None:
@@ -181,6 +188,16 @@ def test_deleted_run_metadata_raises(store_path: Path) -> None:
     assert any("unreachable" in e for e in verify_store(store_path).errors)
 
 
+def test_deleted_array_metadata_raises(store_path: Path) -> None:
+    (store_path / f"runs/{RUN}/val_top1/zarr.json").unlink()
+    (store_path / "runs/empty_folder").mkdir()  # an empty folder (left by a deletion) is not damage
+    with pytest.raises(StoreCorruptError, match=f"runs/{RUN}/val_top1/zarr.json is missing"):
+        _open(store_path).get("val_top1")
+    report = verify_store(store_path)
+    assert any(f"runs/{RUN}/val_top1" in e and "missing" in e for e in report.errors)
+    assert not any("empty_folder" in e for e in report.errors)
+
+
 def _edit_shape(store_path: Path, path: str, shape: list[int]) -> None:
     meta_path = store_path / path / "zarr.json"
     meta = json.loads(meta_path.read_text())
@@ -249,10 +266,12 @@ def _legacy_store(path: Path) -> np.ndarray:
     run.attrs.update({"seeds": [0], "epochs": 3})
     disk = counts.copy()
     disk[..., 1:] = np.diff(counts, axis=-1)
-    arr = run.create_array("val_top1", shape=(1, 4, 3), chunks=(1, 2, 3), dtype="uint16", fill_value=0)
+    blosc = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)
+    arr = run.create_array("val_top1", shape=(1, 4, 3), chunks=(1, 2, 3), dtype="uint16", fill_value=0,
+                           compressors=[blosc])
     arr.attrs["encoding"] = {"kind": "count", "dtype": "uint16", "denominator": 5000, "delta": True}
     arr[...] = disk
-    return counts * 100 / 5000
+    return counts.astype(float) * 100 / 5000
 
 
 def test_legacy_format1_store_reads_and_deleted_chunk_is_missing(tmp_path: Path) -> None:
@@ -266,6 +285,17 @@ def test_legacy_format1_store_reads_and_deleted_chunk_is_missing(tmp_path: Path)
     np.testing.assert_allclose(got[:2], want[0, :2, 2])
     assert np.isnan(got[2:]).all()
     assert any("val_top1" in e and "c/0/1/0" in e for e in verify_store(path).errors)
+
+
+def test_legacy_truncated_blosc_chunk_raises(tmp_path: Path) -> None:
+    """A small blosc chunk is stored uncompressed: truncated, it used to decode past its end into numbers."""
+    path = tmp_path / "legacy.zarr"
+    _legacy_store(path)
+    chunk = path / "runs/r/val_top1/c/0/0/0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    with pytest.raises(StoreCorruptError, match="c/0/0/0.*truncated"):
+        open_store(path).get("val_top1", seed=0)
+    assert not verify_store(path, deep=True).ok
 
 
 # ---------------------------------------------------------------------- checksums
@@ -323,10 +353,14 @@ def test_failed_with_block_records_no_checksum(store_path: Path) -> None:
         raise RuntimeError("crash mid-build")
     report = verify_store(store_path, deep=True)
     assert report.ok and any("no checksum" in w for w in report.warnings)
-    st = BloxStore.open(store_path, mode="a")
-    record_checksums(st)
+    st = BloxStore.open(store_path, mode="a")  # the next session that writes and closes checks it again
+    st.write_rows(RUN, "train_time_s", [int(st.index[1])], [12.0], seed=1)
     st.close()
-    assert not verify_store(store_path, deep=True).warnings
+    report = verify_store(store_path, deep=True)
+    assert report.ok and not report.warnings
+    st = BloxStore.open(store_path, mode="a")
+    assert set(record_checksums(st)) == set(st.attrs["checksums"])
+    st.close()
 
 
 # ---------------------------------------------------------------------- CLI
