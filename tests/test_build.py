@@ -267,3 +267,49 @@ def test_blockwise_and_mini_commands_refuse_bad_input_before_writing(serial: Pat
         result = _invoke("build-mini", "--out", str(tmp_path / "mini.zarr"), *args)
         assert isinstance(result.exception, BloxError), (args, result.output)
     assert list(tmp_path.iterdir()) == []
+
+
+class _FakeRay:
+    """Just enough of Ray's API to watch what the executor submits and cancels."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[tuple[Any, bool]] = []
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": 2.0}
+
+    def remote(self, **options: Any) -> Any:
+        class Remote:
+            def __init__(self, fn: Any) -> None:
+                self.remote = lambda task: ("ref", task)
+
+        return Remote
+
+    def wait(self, refs: list[Any], num_returns: int = 1) -> tuple[list[Any], list[Any]]:
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: Any) -> Any:
+        return ref[1]
+
+    def cancel(self, ref: Any, *, force: bool = False, recursive: bool = True) -> None:
+        self.cancelled.append((ref, force))
+
+
+def test_ray_tasks_in_flight_are_force_cancelled_when_the_driver_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blox_env.executors import RayExecutor
+
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    ex = RayExecutor()
+    results = ex.map_unordered(abs, range(10))
+    assert next(results) == (0, 0)  # 4 submitted (2 per CPU), 1 collected
+    results.close()  # the driver raised or was interrupted while consuming
+    assert fake.cancelled == [(("ref", t), True) for t in (1, 2, 3)]
+    fake.cancelled.clear()
+    results = ex.map_unordered(abs, range(10))
+    next(results)
+    ex.close()  # closing the executor stops what is still running
+    assert sorted(fake.cancelled) == [(("ref", t), True) for t in (1, 2, 3)]

@@ -390,3 +390,31 @@ def test_blockwise_counts_half_written_teachers_and_blocks_as_not_done(built: Pa
     lib.save(DistillResult(stage=2, block=9, distill_loss=0.5, lana_delta=-1.0, train_time_s=0.1, state_dict=state),
              cfg)
     assert _missing_blocks(lib, [(2, 9), (2, 11)], cfg) == [(2, 11)]
+
+
+@pytest.mark.slow
+def test_blockwise_build_killed_while_allocating_a_finetune_run_completes_on_rerun(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from blox_env.datasets.blockwise_build import BlockwiseSpec, build_blockwise
+    from blox_env.datasets.blockwise_tables import BlockwiseTables
+
+    path = tmp_path / "s.zarr"
+    build_benchmark(path, archs=SubSpace(((9,), (10,), (9, 11, 23, 2, 44))), run="r", recipe=TINY, data=DATA,
+                    seeds=(0,), progress=False)
+    spec = BlockwiseSpec(recipe=TINY, data=DATA, data_kwargs=(), distill_epochs=(1, 2), ft_epochs=(1, 2))
+    allocate, calls = BloxStore.allocate_metric, []
+
+    def killed_third_time(self: BloxStore, *args: Any, **kwargs: Any) -> None:
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise Killed("allocate_metric")
+        allocate(self, *args, **kwargs)
+
+    monkeypatch.setattr(BloxStore, "allocate_metric", killed_third_time)
+    with pytest.raises(Killed):
+        build_blockwise(path, spec=spec, progress=False)
+    monkeypatch.setattr(BloxStore, "allocate_metric", allocate)
+    report = build_blockwise(path, spec=spec, progress=False)  # the old builder: "unknown metric 'test_top1'"
+    assert (report.trained_teachers, report.distill_passes) == (0, 0) and report.finetuned == 2 * 2 * 5 + 3 * 5
+    tables = BlockwiseTables(open_store(path))
+    assert np.isfinite(tables.finetuned("M1", 1)).all() and np.isfinite(tables.finetuned("M5", 2)).all()
