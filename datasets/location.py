@@ -69,7 +69,12 @@ def resolve_location(location: str | os.PathLike[str] | None) -> str | Path:
     if location is None or location in ("blox", "blox-mini"):
         full = default_store_path()
         mini = bundled_mini_path()
-        if location in (None, "blox") and full.exists():
+        if location == "blox" and full.exists() and not is_blox_store(full):
+            raise StoreNotFoundError(
+                f"{full} exists but is not a blox store (an interrupted or failed command may have left it): "
+                "remove it and import the official release with `blox data import DIR`"
+            )
+        if location in (None, "blox") and is_blox_store(full):
             return full
         if location in (None, "blox-mini") and mini is not None:
             return mini
@@ -97,7 +102,7 @@ def zarr_store(location: str | Path, *, mode: str) -> Any:
         else:
             return FsspecStore.from_url(location, read_only=read_only)
     path = Path(location)
-    if read_only and not path.exists():
+    if mode != "w" and not path.exists():  # reading or adding data never creates a store as a side effect
         raise StoreNotFoundError(f"no store at {path}")
     if path.suffix == ".zip":
         return ZipStore(path, mode="r" if read_only else mode)

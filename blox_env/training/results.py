@@ -43,24 +43,21 @@ def result_encodings(sizes: dict[str, int]) -> dict[str, Encoding]:
 
 def ensure_run(store: BloxStore, run: str, *, seeds: Sequence[int], recipe: Recipe, data: Any,
                attrs: dict[str, Any]) -> None:
-    """Create a run with every metric allocated (missing), or check that the existing one matches."""
-    try:
+    """Create a run with every metric allocated (missing), finish an interrupted setup, or check the existing one.
+
+    Goes through the builder's transactional setup, so a crash while the arrays are allocated never wedges the run.
+    """
+    from blox_env.datasets.build_setup import prepare_run, run_setup_state
+
+    if run_setup_state(store, run) in ("complete", "legacy"):  # a finished run (built or live): check, never rewrite
         info = store.run_info(run)
-    except InvalidArgumentError:
-        info = None
-    if info is not None:
         if not set(seeds) <= set(info.seeds) or info.epochs != recipe.epochs:
             raise InvalidArgumentError(
                 f"run {run!r} exists with seeds {list(info.seeds)} and {info.epochs} epochs; asked for seeds "
                 f"{list(seeds)} and {recipe.epochs} epochs: use another run name"
             )
         return
-    sizes = {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}
-    store.create_run(run, seeds=list(seeds), epochs=recipe.epochs,
-                     attrs={"dataset": data.name, "recipe": recipe.to_dict(), "split_sizes": sizes,
-                            "data_provenance": data.provenance, **attrs})
-    for metric, enc in result_encodings(sizes).items():
-        store.allocate_metric(run, metric, encoding=enc, per_epoch=metric in CURVES)
+    prepare_run(store, run, seeds=seeds, recipe=recipe, data=data, data_spec={"data": data.name}, attrs=attrs)
 
 
 def record_result(store: BloxStore, run: str, result: TrainResult, *, seed: int) -> None:
