@@ -31,7 +31,7 @@ from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.tabular import Evaluation
 
 __all__ = ["Agent", "BaseAgent", "Constraint", "make_constraint", "make_rng"]
 
@@ -98,7 +98,7 @@ def make_constraint(backend: Any, limits: Mapping[str, float]) -> Constraint:
     """A constraint "static metric <= limit" for each entry of ``limits`` (e.g. ``{"params": 2e6}``).
 
     Metric names are the backend's static columns: ``params``, ``flops`` and
-    ``latency/<device>``. Needs a :class:`~blox_env.rewards.TabularReward` (or
+    ``latency/<device>``. Needs a :class:`~blox_env.rewards.tabular.TabularReward` (or
     anything with its ``_static`` columns and ``rows``).
     """
     static = getattr(backend, "_static", None)

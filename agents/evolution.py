@@ -31,7 +31,7 @@ from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace, mutate, neighbours
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.tabular import Evaluation
 
 __all__ = ["LocalSearch", "RegularizedEvolution"]
 

@@ -158,8 +158,8 @@ def make_search_agent(name: str, backend: Any, *, seed: int, spec: BenchSpec) ->
 
 def _task(task: SearchTask) -> list[dict[str, Any]]:
     """Worker side: open the store read-only, build backend(s) + agent, search at the largest budget."""
-    from blox_env.datasets.store import open_store
-    from blox_env.rewards_blockwise import make_tabular_backend
+    from blox_env.datasets.store.core import open_store
+    from blox_env.rewards.blockwise import make_tabular_backend
 
     spec = task.spec
     store = open_store(task.store)
@@ -177,7 +177,7 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
                           metric=spec.metric, charge_repeats=spec.charge_repeats)
     # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``
     from blox_env.agents import strategies
-    from blox_env.rewards_blockwise import nearest_teacher_backends
+    from blox_env.rewards.blockwise import nearest_teacher_backends
 
     trace: list[dict[str, Any]] = []
     for plan in sorted(spec.budgets):
@@ -204,7 +204,7 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
 def run_benchmark(store: str, *, spec: BenchSpec, executor: str = "process", workers: int = 2,
                   progress: bool = True) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """Every (agent, seed) search; parallel over searches on the chosen executor."""
-    from blox_env.executors import make_executor
+    from blox_env.build.executors import make_executor
 
     tasks = [SearchTask(str(store), a, s, spec) for a in spec.agents for s in range(spec.seeds)]
     ex = make_executor(executor, workers=workers)

@@ -13,7 +13,7 @@
 
 Both take backends (anything with ``evaluate``): tabular blockwise tables make them run at
 tabular speed, live backends run them for real. Blockwise backends that share a block library
-share their :class:`~blox_env.rewards_blockwise.BlockCharges`, so each block's distillation is
+share their :class:`~blox_env.rewards.blockwise.BlockCharges`, so each block's distillation is
 charged once per run. Trace records carry ``phase`` codes (:data:`PHASES`) and ``teacher``.
 """
 

@@ -18,9 +18,9 @@ import numpy as np
 from common import machine, per_call
 
 import blox_env  # noqa: F401
-from blox_env.datasets.blockwise_tables import BlockwiseTables
-from blox_env.datasets.location import bundled_mini_path
-from blox_env.datasets.store import open_store
+from blox_env.datasets.store.blockwise import BlockwiseTables
+from blox_env.datasets.store.core import open_store
+from blox_env.datasets.store.location import bundled_mini_path
 
 
 def blockwise_bytes(location: Path) -> tuple[int, int]:
@@ -81,7 +81,7 @@ def main() -> None:
 
 
 def store_sizes(store: object) -> tuple[int, ...]:
-    from blox_env.rewards import space_of_index
+    from blox_env.rewards.tabular import space_of_index
 
     return space_of_index(store.index).sizes  # type: ignore[attr-defined]
 

@@ -16,10 +16,10 @@ import numpy as np
 from common import machine
 from scipy.stats import spearmanr
 
-from blox_env.datasets.build import build_benchmark
-from blox_env.datasets.location import bundled_mini_path
-from blox_env.datasets.mini import MINI_SPACE
-from blox_env.datasets.store import open_store
+from blox_env.build.benchmark import build_benchmark
+from blox_env.build.mini import MINI_SPACE
+from blox_env.datasets.store.core import open_store
+from blox_env.datasets.store.location import bundled_mini_path
 from blox_env.space import Arch
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from common import full_synthetic_store, machine, per_call
 
 import blox_env  # noqa: F401
-from blox_env.datasets.store import open_store
+from blox_env.datasets.store.core import open_store
 from blox_env.space import Arch
 
 

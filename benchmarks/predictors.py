@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from common import machine
 
-from blox_env.datasets.location import bundled_mini_path
-from blox_env.datasets.mini import MINI_BLOCKS
-from blox_env.datasets.store import open_store
+from blox_env.build.mini import MINI_BLOCKS
+from blox_env.datasets.store.core import open_store
+from blox_env.datasets.store.location import bundled_mini_path
 from blox_env.predictors.evaluation import EvalSpec, plot_results, run_evaluation, save_results, summarise
+from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch
 from blox_env.training.distill import DistillConfig
-from blox_env.training.live import LiveReward
 
 
 def signatures_for(mini, data_spec: str = "digits") -> tuple[dict[str, np.ndarray], int]:

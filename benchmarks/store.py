@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from common import machine, per_call
 
-from blox_env.datasets.importer import import_release
-from blox_env.datasets.release import read_release_file
-from blox_env.datasets.release_writer import synthetic_release
-from blox_env.datasets.store import open_store
+from blox_env.datasets.release.importer import import_release
+from blox_env.datasets.release.reader import read_release_file
+from blox_env.datasets.release.writer import synthetic_release
+from blox_env.datasets.store.core import open_store
 
 EXT = {"custom": "blox", "pickle": "pickle", "csv": "csv"}
 
@@ -60,7 +60,7 @@ def main() -> None:
         store_path = out
 
     assert store_path is not None
-    code = ("import time; t=time.perf_counter(); from blox_env.datasets.store import open_store; "
+    code = ("import time; t=time.perf_counter(); from blox_env.datasets.store.core import open_store; "
             f"s=open_store('{store_path}'); t1=time.perf_counter(); s.val_acc(12345, seed=0); "
             "t2=time.perf_counter(); print(t1-t, t2-t1)")
     opens, colds = [], []

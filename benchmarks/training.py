@@ -17,9 +17,9 @@ import torch
 from common import machine
 
 from blox_env.datasets.images import load_digits
+from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch
 from blox_env.training.distill import DistillConfig, distill_blocks
-from blox_env.training.live import LiveReward
 from blox_env.training.recipes import DIGITS_MINI
 from blox_env.training.train import train_model
 

@@ -41,7 +41,7 @@ from blox_env.graph import NODE_TYPES, model_graph, node_type_ids
 from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_MODELS, N_STAGES, Arch, indices_to_blocks, parse_arch
 
 if TYPE_CHECKING:
-    from blox_env.datasets.store import BloxStore
+    from blox_env.datasets.store.core import BloxStore
 
 __all__ = [
     "GLOBAL_TYPE",

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from blox_env.costs import macs_table, params_table
-from blox_env.datasets.store import BloxStore
+from blox_env.datasets.store.core import BloxStore
 from blox_env.space import N_STAGES, SubSpace, indices_to_blocks
 
 __all__ = ["synthetic_store"]

@@ -15,9 +15,9 @@ import torch
 from scipy.stats import spearmanr
 
 from blox_env.datasets.images import load_digits
+from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch, SubSpace, sample_archs
 from blox_env.training.distill import DistillConfig
-from blox_env.training.live import LiveReward
 
 
 def main() -> None:

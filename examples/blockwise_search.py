@@ -21,12 +21,12 @@ import torch
 from blox_env.agents import DonnaSearch, RegularizedEvolution
 from blox_env.agents.harness import run_search
 from blox_env.agents.strategies import two_stage_search
-from blox_env.datasets.blockwise_tables import choose_teachers
-from blox_env.datasets.mini import MINI_SPACE
-from blox_env.datasets.store import open_store
+from blox_env.build.mini import MINI_SPACE
+from blox_env.datasets.store.blockwise import choose_teachers
+from blox_env.datasets.store.core import open_store
+from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch
 from blox_env.training.distill import DistillConfig
-from blox_env.training.live import LiveReward
 
 
 def answer(trace: list[dict]) -> dict:

@@ -139,7 +139,7 @@ def summarise(rows: Sequence[dict[str, Any]], *, key: str = "spearman") -> dict[
     groups: dict[tuple[str, int], list[float]] = {}
     for r in rows:
         groups.setdefault((r["predictor"], r["train_size"]), []).append(float(r[key]))
-    from blox_env.datasets.encoding import quiet_nan
+    from blox_env.datasets.store.encoding import quiet_nan
 
     with quiet_nan():  # a constant predictor's correlations are NaN: the mean is NaN, quietly
         return {k: (float(np.nanmean(v)), float(np.nanstd(v))) for k, v in groups.items()}
@@ -147,7 +147,7 @@ def summarise(rows: Sequence[dict[str, Any]], *, key: str = "spearman") -> dict[
 
 def plot_results(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
     """Spearman vs train size per predictor (mean and std band over seeds), as a PNG."""
-    from blox_env.plotting import new_axes, save_axes
+    from blox_env.reports.plotting import new_axes, save_axes
 
     summary = summarise(rows)
     fig, ax = new_axes((6, 4))

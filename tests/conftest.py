@@ -34,7 +34,7 @@ def _blox_home(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory):
     """A 27-model synthetic store (3 blocks per stage, 2 seeds, 12 epochs), opened read-only."""
-    from blox_env.datasets.store import open_store
+    from blox_env.datasets.store.core import open_store
     from blox_env.datasets.synthetic import synthetic_store
     from blox_env.space import SubSpace
 

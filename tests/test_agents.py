@@ -29,7 +29,7 @@ from blox_env.agents import (
 from blox_env.agents.brpnas import split_picks
 from blox_env.agents.halving import rung_fidelities
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards import Evaluation, TabularReward
+from blox_env.rewards.tabular import Evaluation, TabularReward
 from blox_env.space import N_BLOCKS, Arch, SubSpace, neighbours
 
 torch.set_num_threads(1)
@@ -41,7 +41,7 @@ SIGNATURES = np.random.default_rng(7).normal(size=(3, N_BLOCKS))
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> TabularReward:
-    from blox_env.datasets.store import open_store
+    from blox_env.datasets.store.core import open_store
     from blox_env.datasets.synthetic import synthetic_store
 
     path = tmp_path_factory.mktemp("agents") / "s.zarr"

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blox_env.datasets.blockwise_build import BlockwiseSpec, build_blockwise
-from blox_env.datasets.blockwise_tables import BlockwiseTables
-from blox_env.datasets.build import build_benchmark
-from blox_env.datasets.store import BloxStore, open_store
+from blox_env.build.benchmark import build_benchmark
+from blox_env.build.blockwise import BlockwiseSpec, build_blockwise
+from blox_env.datasets.store.blockwise import BlockwiseTables
+from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.errors import InvalidArgumentError, StoreError
-from blox_env.rewards_blockwise import BlockwiseTabularReward
+from blox_env.rewards.blockwise import BlockwiseTabularReward
 from blox_env.space import SubSpace
 from blox_env.training.recipes import Recipe
 
@@ -71,8 +71,8 @@ def test_rerun_is_a_no_op_and_a_torn_row_is_redone(built, tmp_path: Path) -> Non
 
 
 def test_live_blockwise_reads_the_same_rows(built) -> None:
+    from blox_env.rewards.live import LiveReward
     from blox_env.training.distill import DistillConfig
-    from blox_env.training.live import LiveReward
 
     path, _ = built
     store = BloxStore.open(path, mode="a")

@@ -13,13 +13,13 @@ from gymnasium.utils.env_checker import check_env
 from blox_env.agents import DonnaSearch, make_agent
 from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
 from blox_env.agents.strategies import PHASES, iterative_teacher_search, two_stage_search
-from blox_env.datasets.blockwise_tables import BlockwiseTables, choose_teachers, oracle_block_scores
-from blox_env.datasets.store import BloxStore, open_store
+from blox_env.build.synthetic_blockwise import synthetic_blockwise
+from blox_env.datasets.store.blockwise import BlockwiseTables, choose_teachers, oracle_block_scores
+from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.datasets.synthetic import synthetic_store
-from blox_env.datasets.synthetic_blockwise import synthetic_blockwise
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreError
-from blox_env.rewards import TabularReward
-from blox_env.rewards_blockwise import BlockwiseTabularReward, nearest_teacher_backends
+from blox_env.rewards.blockwise import BlockwiseTabularReward, nearest_teacher_backends
+from blox_env.rewards.tabular import TabularReward
 from blox_env.space import Arch, SubSpace
 
 SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))  # 125 models
@@ -226,7 +226,7 @@ def test_donna_search_refits_and_asks_the_predicted_top(tables: BlockwiseTables)
 def test_study_end_to_end_on_a_tiny_store(bw_path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from blox_env.cli import app
+    from blox_env.cli.root import app
 
     path = tmp_path / "copy.zarr"
     shutil.copytree(bw_path, path)
@@ -250,7 +250,7 @@ def test_study_end_to_end_on_a_tiny_store(bw_path: Path, tmp_path: Path) -> None
 def test_bench_cli_in_blockwise_mode(bw_path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from blox_env.cli import app
+    from blox_env.cli.root import app
 
     t = float(np.median(open_store(bw_path).get("train_time_s", seed=0)))
     res = CliRunner().invoke(app, ["bench", "--store", str(bw_path), "--mode", "blockwise", "--agents", "random",

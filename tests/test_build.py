@@ -13,8 +13,8 @@ import numpy as np
 import psutil
 import pytest
 
-from blox_env.datasets.build import build_benchmark, iter_pending
-from blox_env.datasets.store import open_store
+from blox_env.build.benchmark import build_benchmark, iter_pending
+from blox_env.datasets.store.core import open_store
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import SubSpace
 from blox_env.training.recipes import Recipe
@@ -62,7 +62,7 @@ def test_process_pool_matches_serial(serial: Path, tmp_path: Path) -> None:
 def test_killed_worker_then_resume_gives_the_clean_result(serial: Path, tmp_path: Path) -> None:
     path = tmp_path / "k.zarr"
     code = textwrap.dedent(f"""
-        from blox_env.datasets.build import build_benchmark
+        from blox_env.build.benchmark import build_benchmark
         from blox_env.space import SubSpace
         from blox_env.training.recipes import Recipe
         recipe = Recipe(name="tiny", epochs=2, batch_size=32, eval_batch_size=256, lr=0.05, stem_channels=2)
@@ -157,7 +157,7 @@ def test_killing_the_driver_of_a_process_pool_kills_its_workers(tmp_path: Path) 
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
         from slowtask import slow
-        from blox_env.executors import ProcessExecutor
+        from blox_env.build.executors import ProcessExecutor
         for _ in ProcessExecutor(2).map_unordered(slow, [{str(marks)!r}] * 4):
             pass
     """)
@@ -187,7 +187,7 @@ def test_killing_the_driver_of_a_process_pool_kills_its_workers(tmp_path: Path) 
 def _invoke(*args: str) -> Any:
     from typer.testing import CliRunner
 
-    from blox_env.cli import app
+    from blox_env.cli.root import app
 
     return CliRunner().invoke(app, list(args))
 
@@ -211,7 +211,7 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.mark.parametrize("where", ["nope.zarr", "empty.zarr", "blox"])
 def test_latency_with_no_store_fails_before_measuring_and_leaves_nothing(
         where: str, measured: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from blox_env.datasets.location import default_store_path
+    from blox_env.datasets.store.location import default_store_path
     from blox_env.errors import StoreNotFoundError
 
     monkeypatch.setenv("BLOX_HOME", str(tmp_path / "home"))
@@ -299,7 +299,7 @@ class _FakeRay:
 
 
 def test_ray_tasks_in_flight_are_force_cancelled_when_the_driver_stops(monkeypatch: pytest.MonkeyPatch) -> None:
-    from blox_env.executors import RayExecutor
+    from blox_env.build.executors import RayExecutor
 
     fake = _FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)

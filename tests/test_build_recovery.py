@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import zarr
 
-import blox_env.datasets.build as build_mod
-from blox_env.datasets import location
-from blox_env.datasets.build import build_benchmark
-from blox_env.datasets.build_setup import BuildSpecError, prepare_run, run_setup_state
-from blox_env.datasets.store import BloxStore, open_store
+import blox_env.build.benchmark as build_mod
+from blox_env.build.benchmark import build_benchmark
+from blox_env.build.prepare import BuildSpecError, prepare_run, run_setup_state
+from blox_env.datasets.store import location
+from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.errors import InvalidArgumentError, StoreCorruptError
 from blox_env.space import SubSpace
 from blox_env.training.recipes import Recipe
@@ -88,7 +88,7 @@ class Faults:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, int], Any]:
     """Real training results of the space, cached so every build below records identical rows."""
-    from blox_env.datasets.build import BuildTask, run_task
+    from blox_env.build.benchmark import BuildTask, run_task
 
     return {(int(i), s): run_task(BuildTask(int(i), s, TINY, DATA)) for i in SPACE.indices() for s in SEEDS}
 
@@ -259,8 +259,8 @@ def test_store_left_without_static_costs_by_the_old_builder_is_completed(
 
 def test_run_wedged_mid_allocation_by_the_old_builder_is_completed(
         clean: tuple[dict[str, Any], list[str]], replay: list[Faults], tmp_path: Path) -> None:
+    from blox_env.build.benchmark import _data
     from blox_env.costs import macs_table, params_table
-    from blox_env.datasets.build import _data
     from blox_env.training.results import result_encodings
     from blox_env.training.train import CURVES, model_config_for
 
@@ -345,7 +345,7 @@ def test_run_damaged_after_setup_is_reported_not_silently_reallocated(built: Pat
 
 
 def test_blockwise_run_path_setup_recovers_from_a_kill(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from blox_env.datasets.build import _data
+    from blox_env.build.benchmark import _data
 
     data = _data(DATA, ())
     run = "blockwise/0123/finetune/ft1"
@@ -367,7 +367,7 @@ def test_blockwise_run_path_setup_recovers_from_a_kill(built: Path, monkeypatch:
 def test_blockwise_counts_half_written_teachers_and_blocks_as_not_done(built: Path) -> None:
     import torch
 
-    from blox_env.datasets.blockwise_build import _missing_blocks, _teacher_saved
+    from blox_env.build.blockwise import _missing_blocks, _teacher_saved
     from blox_env.model import BloxModel
     from blox_env.shapes import ModelConfig
     from blox_env.space import Arch
@@ -395,8 +395,8 @@ def test_blockwise_counts_half_written_teachers_and_blocks_as_not_done(built: Pa
 @pytest.mark.slow
 def test_blockwise_build_killed_while_allocating_a_finetune_run_completes_on_rerun(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from blox_env.datasets.blockwise_build import BlockwiseSpec, build_blockwise
-    from blox_env.datasets.blockwise_tables import BlockwiseTables
+    from blox_env.build.blockwise import BlockwiseSpec, build_blockwise
+    from blox_env.datasets.store.blockwise import BlockwiseTables
 
     path = tmp_path / "s.zarr"
     build_benchmark(path, archs=SubSpace(((9,), (10,), (9, 11, 23, 2, 44))), run="r", recipe=TINY, data=DATA,

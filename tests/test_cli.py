@@ -7,7 +7,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from blox_env.cli import app
+from blox_env.cli.root import app
 
 
 def test_space_info() -> None:
@@ -27,7 +27,7 @@ def test_space_show_by_vector_index_and_hash() -> None:
 
 def test_bad_arch_exits_2_with_one_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", "from blox_env.cli import main; main()", "space", "show", "99999999"],
+        [sys.executable, "-c", "from blox_env.cli.root import main; main()", "space", "show", "99999999"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 2

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from blox_env import cli
-from blox_env.datasets.store import BloxStore
+from blox_env.cli import root as cli
+from blox_env.datasets.store.core import BloxStore
 from blox_env.errors import InvalidArgumentError
 
 NASTY = "cell [/oops] then [bold]x and list[int] :smile: [red]"

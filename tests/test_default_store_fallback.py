@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blox_env.datasets.location import default_store_path, resolve_location
-from blox_env.datasets.store import BloxStore, open_store
+from blox_env.datasets.store.core import BloxStore, open_store
+from blox_env.datasets.store.location import default_store_path, resolve_location
 from blox_env.errors import StoreNotFoundError
 
 

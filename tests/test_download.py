@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from blox_env.datasets import download as dl
+from blox_env.datasets.release import download as dl
 from blox_env.errors import BloxError, DownloadError, InvalidArgumentError
 
 PAYLOAD = bytes(range(256)) * 200  # 51,200 bytes, several read chunks
@@ -300,7 +300,7 @@ def test_default_manifest_names() -> None:
 def test_cli(server: tuple[str, ServerState], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from blox_env.cli import app
+    from blox_env.cli.root import app
 
     base, _ = server
     path = tmp_path / "m.json"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from blox_env.datasets import download as dl
+from blox_env.datasets.release import download as dl
 from blox_env.errors import DownloadError, InvalidArgumentError
 
 DATA = bytes(range(251)) * 204  # 51,204 bytes: several read chunks, not a power of two
@@ -269,7 +269,7 @@ def test_unknown_size_and_checksum_is_said_and_recorded(server: tuple[str, State
 def test_cli_prints_the_note(server: tuple[str, State], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from blox_env.cli import app
+    from blox_env.cli.root import app
 
     url, _ = server
     manifest = {"base_url": url.rsplit("/", 1)[0] + "/", "assets": [NAME]}

@@ -14,7 +14,7 @@ import blox_env  # noqa: F401 - registers the ids
 from blox_env.envs.base import CostLedger
 from blox_env.envs.wrappers import OneHotObservation, RecordSearchTrace
 from blox_env.errors import BloxError, InvalidActionError, InvalidArgumentError, StoreNotFoundError
-from blox_env.reward_fns import Accuracy, MnasReward, PenalizedAccuracy
+from blox_env.rewards.functions import Accuracy, MnasReward, PenalizedAccuracy
 
 IDS = ("Blox-v0", "BloxOneShot-v0")
 
@@ -259,7 +259,7 @@ def test_wrappers(tiny_store, tmp_path) -> None:
     assert len(env.trace) == 3 == len(lines) and lines[2]["cost"] == 0
     assert lines[1]["cumulative_cost"] == lines[0]["cost"] + lines[1]["cost"]
     assert all(x["wall_time_s"] >= 0 for x in lines)
-    from blox_env.datasets.store import BloxStore
+    from blox_env.datasets.store.core import BloxStore
 
     store = BloxStore.create(f"memory://traces-{tmp_path.name}", index=tiny_store.index)
     env.save_to_store(store, "run0")

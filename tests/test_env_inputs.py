@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import blox_env  # noqa: F401 - registers the ids
-from blox_env.datasets.store import open_store
+from blox_env.datasets.store.core import open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.envs.base import CostLedger
 from blox_env.errors import BloxError, InvalidArgumentError, MissingCostError
-from blox_env.rewards import InvalidArgumentTypeError
+from blox_env.rewards.tabular import InvalidArgumentTypeError
 from blox_env.space import Arch, SubSpace
 
 IDS = ("Blox-v0", "BloxOneShot-v0")
@@ -179,7 +179,7 @@ class _CostlessSometimes:
 
     def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
                  rng: np.random.Generator | None = None):
-        from blox_env.rewards import Evaluation
+        from blox_env.rewards.tabular import Evaluation
 
         cost = float("nan") if arch.blocks[0] == 0 else 10.0 * (1 + arch.blocks[1] % 3)
         return Evaluation(arch, {"val_top1": 50.0}, cost, cost_unit, self.source, fidelity or 4, None)
@@ -215,7 +215,7 @@ def test_ledger_never_charges_a_missing_cost() -> None:
 
 @pytest.fixture(scope="module")
 def bw_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from blox_env.datasets.synthetic_blockwise import synthetic_blockwise
+    from blox_env.build.synthetic_blockwise import synthetic_blockwise
 
     path = tmp_path_factory.mktemp("bw") / "s.zarr"
     synthetic_store(path, space=SPACE, seeds=(0, 1), epochs=EPOCHS).close()

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import blox_env.datasets.importer as importer
-from blox_env.cli import app
-from blox_env.datasets.importer import PartialReleaseError, import_release
-from blox_env.datasets.location import OutputExistsError, atomic_directory, clean_stale_temporaries, is_blox_store
-from blox_env.datasets.release_writer import synthetic_release
-from blox_env.datasets.store import open_store
+import blox_env.datasets.release.importer as importer
+from blox_env.cli.root import app
+from blox_env.datasets.release.importer import PartialReleaseError, import_release
+from blox_env.datasets.release.writer import synthetic_release
+from blox_env.datasets.store.core import open_store
+from blox_env.datasets.store.location import OutputExistsError, atomic_directory, clean_stale_temporaries, is_blox_store
 from blox_env.errors import BloxError, InvalidArgumentError, ReleaseFormatError
 from blox_env.hashes import all_hashes
 
@@ -125,11 +125,11 @@ _CHILD = textwrap.dedent("""
     from pathlib import Path
     mode, rel, out = sys.argv[1:4]
     if mode == "tmp":  # create a temporary the way the importer does, then exit without cleaning up
-        from blox_env.datasets.location import atomic_directory
+        from blox_env.datasets.store.location import atomic_directory
         (atomic_directory(Path(out), overwrite=False) / "chunk").write_bytes(b"x" * 100)
         os._exit(0)
-    from blox_env.datasets.importer import import_release
-    from blox_env.datasets.store import BloxStore
+    from blox_env.datasets.release.importer import import_release
+    from blox_env.datasets.store.core import BloxStore
     if mode == "kill-build":  # SIGKILL in the middle of writing the store
         def die(*a, **k):
             os.kill(os.getpid(), signal.SIGKILL)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from blox_env.cli import app
-from blox_env.datasets.importer import import_release
-from blox_env.datasets.release import read_release_file
-from blox_env.datasets.release_writer import synthetic_release
-from blox_env.datasets.store import open_store
+from blox_env.cli.root import app
+from blox_env.datasets.release.importer import import_release
+from blox_env.datasets.release.reader import read_release_file
+from blox_env.datasets.release.writer import synthetic_release
+from blox_env.datasets.store.core import open_store
 from blox_env.errors import InvalidArgumentError, ReleaseFormatError, StoreNotFoundError
 from blox_env.hashes import hash_to_index
 

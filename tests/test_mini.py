@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from blox_env.datasets.location import bundled_mini_path
-from blox_env.datasets.mini import MINI_RUN, MINI_SEEDS, MINI_SPACE
-from blox_env.datasets.store import open_store
+from blox_env.build.mini import MINI_RUN, MINI_SEEDS, MINI_SPACE
+from blox_env.datasets.store.core import open_store
+from blox_env.datasets.store.location import bundled_mini_path
 
 
 @pytest.fixture(scope="module")

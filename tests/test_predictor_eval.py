@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 import blox_env  # noqa: F401
-from blox_env.cli import app
-from blox_env.datasets.store import open_store
+from blox_env.cli.root import app
+from blox_env.datasets.store.core import open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import InvalidArgumentError
 from blox_env.predictors.evaluation import EvalSpec, noise_ceiling, plot_results, run_evaluation, summarise
-from blox_env.predictors.surrogate import SurrogateReward
+from blox_env.rewards.surrogate import SurrogateReward
 from blox_env.space import Arch, SubSpace
 
 SPACE = SubSpace(((0, 9, 21, 30), (1, 10, 12, 36), (2, 11, 23, 44)))  # 64 models

@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from blox_env.costs import macs_table, params_table
-from blox_env.datasets.release import ENV_COLUMNS, read_release_file
-from blox_env.datasets.release_codec import MAX_ROWS, decode_custom, encode_custom, parse_column_type
-from blox_env.datasets.release_writer import write_release_file
+from blox_env.datasets.release.codec import MAX_ROWS, decode_custom, encode_custom, parse_column_type
+from blox_env.datasets.release.reader import ENV_COLUMNS, read_release_file
+from blox_env.datasets.release.writer import write_release_file
 from blox_env.errors import ReleaseFormatError
 from blox_env.space import Arch
 
@@ -305,7 +305,7 @@ def test_original_release_files_read_exactly(tmp_path: Path) -> None:
 def test_original_release_folder_imports_like_the_pickles(tmp_path: Path) -> None:
     import zarr
 
-    from blox_env.datasets.importer import import_release
+    from blox_env.datasets.release.importer import import_release
 
     files = _original_release(tmp_path / "both")
     stores = {}

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from blox_env.costs import macs_table, params_table
-from blox_env.datasets.encoding import Encoding, detect_encoding
-from blox_env.datasets.location import zip_directory
-from blox_env.datasets.store import BloxStore, open_store
+from blox_env.datasets.store.core import BloxStore, open_store
+from blox_env.datasets.store.encoding import Encoding, detect_encoding
+from blox_env.datasets.store.location import zip_directory
 from blox_env.errors import (
     ArchitectureNotFoundError,
     BloxError,
@@ -213,7 +213,7 @@ def test_open_errors(tmp_path: Path) -> None:
 
 def test_default_store_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BLOX_HOME", str(tmp_path))
-    monkeypatch.setattr("blox_env.datasets.location.bundled_mini_path", lambda: None)
+    monkeypatch.setattr("blox_env.datasets.store.location.bundled_mini_path", lambda: None)
     with pytest.raises(StoreNotFoundError, match="blox data import"):
         open_store()
     _make(tmp_path / "stores" / "blox.zarr", np.arange(10), _values(10)).close()

@@ -20,11 +20,11 @@ import zarr
 from typer.testing import CliRunner
 from zarr.codecs import BloscCodec, BloscShuffle
 
-from blox_env.cli import app
-from blox_env.datasets.encoding import Encoding
-from blox_env.datasets.store import BloxStore, open_store
-from blox_env.datasets.store_integrity import StoreDamageWarning, record_checksums
-from blox_env.datasets.store_verify import verify_store
+from blox_env.cli.root import app
+from blox_env.datasets.store.core import BloxStore, open_store
+from blox_env.datasets.store.encoding import Encoding
+from blox_env.datasets.store.integrity import StoreDamageWarning, record_checksums
+from blox_env.datasets.store.verify import verify_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import StoreCorruptError
 from blox_env.space import SubSpace

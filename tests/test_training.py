@@ -11,13 +11,13 @@ import torch
 
 import blox_env  # noqa: F401
 from blox_env.datasets.images import synthetic_images
-from blox_env.datasets.store import BloxStore
+from blox_env.datasets.store.core import BloxStore
 from blox_env.errors import InvalidArgumentError, TrainingDivergedError
+from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch, SubSpace
 from blox_env.training.distill import DistillConfig, distill_blocks, distillation_loss
 from blox_env.training.finetune import kd_loss
 from blox_env.training.library import BlockLibrary
-from blox_env.training.live import LiveReward
 from blox_env.training.recipes import DIGITS_MINI, Recipe, get_recipe
 from blox_env.training.train import fit, init_model, model_config_for, train_model
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from blox_env.envs.checks import check_benchmark, check_budget, check_choice, check_reward_output
 from blox_env.errors import InvalidArgumentError, MissingCostError
-from blox_env.rewards import (
+from blox_env.rewards.tabular import (
     COST_UNITS,
     Evaluation,
     RewardBackend,
@@ -127,21 +127,21 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
     check_choice("reward", spec.reward, REWARD_SOURCES)
     check_benchmark(spec.benchmark)
     if spec.reward == "live":
-        from blox_env.training.live import LiveReward
+        from blox_env.rewards.live import LiveReward
 
         return LiveReward(store=spec.benchmark, **dict(spec.extra))
     if spec.reward == "surrogate":
         if "predictor" not in spec.extra:
             raise InvalidArgumentError("reward='surrogate' needs predictor=<a fitted predictor> (or backend=...)")
-        from blox_env.predictors.surrogate import SurrogateReward
+        from blox_env.rewards.surrogate import SurrogateReward
 
         return SurrogateReward(**dict(spec.extra), metric=spec.metric)
-    from blox_env.datasets.store import BloxStore, open_store
+    from blox_env.datasets.store.core import BloxStore, open_store
 
     store = spec.benchmark if isinstance(spec.benchmark, BloxStore) else open_store(spec.benchmark)
     if spec.benchmark is None:
         announce_default_store(store)
-    from blox_env.rewards_blockwise import make_tabular_backend
+    from blox_env.rewards.blockwise import make_tabular_backend
 
     return make_tabular_backend(store, metric=spec.metric, run=spec.run, seed_mode=spec.seed_mode,
                                 missing_cost=spec.missing_cost, **spec.extra)

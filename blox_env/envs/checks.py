@@ -1,6 +1,6 @@
 """Validation of the envs' user-facing arguments: one clear error naming the argument, the value and what is allowed.
 
-Wrong types raise :class:`~blox_env.rewards.InvalidArgumentTypeError` (an
+Wrong types raise :class:`~blox_env.rewards.tabular.InvalidArgumentTypeError` (an
 :class:`~blox_env.errors.InvalidArgumentError` that is also a ``TypeError``);
 wrong values of the right type raise :class:`~blox_env.errors.InvalidArgumentError`.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards import InvalidArgumentTypeError, is_real
+from blox_env.rewards.tabular import InvalidArgumentTypeError, is_real
 
 __all__ = ["check_benchmark", "check_bool", "check_budget", "check_choice", "check_constraint", "check_epochs",
            "check_optional_str", "check_real", "check_reset", "check_reward_output", "check_seed_mode"]
@@ -92,7 +92,7 @@ def check_benchmark(benchmark: Any) -> None:
     """A store name, path or URL (str or os.PathLike), an open BloxStore, or None (the default store)."""
     if benchmark is None or isinstance(benchmark, (str, os.PathLike)):
         return
-    from blox_env.datasets.store import BloxStore
+    from blox_env.datasets.store.core import BloxStore
 
     if not isinstance(benchmark, BloxStore):
         raise InvalidArgumentTypeError(f"benchmark must be a store path, URL or name (str or os.PathLike), an open "

@@ -28,7 +28,13 @@ from blox_env.envs.checks import (
     check_seed_mode,
 )
 from blox_env.errors import InvalidActionError, InvalidArgumentError
-from blox_env.rewards import InvalidArgumentTypeError, RewardBackend, TabularReward, check_fidelity, check_missing_cost
+from blox_env.rewards.tabular import (
+    InvalidArgumentTypeError,
+    RewardBackend,
+    TabularReward,
+    check_fidelity,
+    check_missing_cost,
+)
 from blox_env.space import Arch
 
 __all__ = ["BloxSearchEnv"]

@@ -47,7 +47,7 @@ Arguments
     ``mode="blockwise"``, ``teacher`` ("M1" | "M5" | its arch), ``ft_epochs``
     (fine-tuning length), ``distill_epochs``, ``charge_teacher``: the reward is the
     fine-tuned accuracy, the cost the recorded fine-tuning time plus the teacher and
-    each distilled block once per run (see :mod:`blox_env.rewards_blockwise`).
+    each distilled block once per run (see :mod:`blox_env.rewards.blockwise`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from blox_env.envs.checks import (
     check_seed_mode,
 )
 from blox_env.errors import InvalidActionError, InvalidArgumentError
-from blox_env.rewards import (
+from blox_env.rewards.tabular import (
     COST_UNITS,
     InvalidArgumentTypeError,
     TabularReward,

@@ -25,7 +25,7 @@ from blox_env.space import N_BLOCKS, N_STAGES, Arch
 from blox_env.training.distill import DistillConfig, DistillResult
 
 if TYPE_CHECKING:
-    from blox_env.datasets.store import BloxStore
+    from blox_env.datasets.store.core import BloxStore
 
 __all__ = ["BlockLibrary", "load_state", "save_state"]
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blox_env.datasets.encoding import Encoding
+from blox_env.datasets.store.encoding import Encoding
 from blox_env.errors import InvalidArgumentError
 from blox_env.training.recipes import Recipe
 from blox_env.training.train import CURVES, TrainResult
 
 if TYPE_CHECKING:
-    from blox_env.datasets.store import BloxStore
+    from blox_env.datasets.store.core import BloxStore
 
 __all__ = ["ensure_run", "finished_mask", "record_result", "result_encodings"]
 
@@ -47,7 +47,7 @@ def ensure_run(store: BloxStore, run: str, *, seeds: Sequence[int], recipe: Reci
 
     Goes through the builder's transactional setup, so a crash while the arrays are allocated never wedges the run.
     """
-    from blox_env.datasets.build_setup import prepare_run, run_setup_state
+    from blox_env.build.prepare import prepare_run, run_setup_state
 
     if run_setup_state(store, run) in ("complete", "legacy"):  # a finished run (built or live): check, never rewrite
         info = store.run_info(run)

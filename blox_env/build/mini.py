@@ -1,0 +1,100 @@
+"""Blox-mini: the benchmark that ships inside the package, and the command that builds it.
+
+An exhaustive sub-space of BLOX with K = 6 blocks per stage (216 models), each
+trained normally on scikit-learn's digits (1,200 / 297 / 300 split, seed 0)
+with the ``digits_mini`` recipe for seeds 0 and 1 on CPU. The blocks cover all
+three ops as A and as B, and both residual (``sc``) and non-residual wiring:
+
+====  ======================  =====================
+id    block                   why
+====  ======================  =====================
+1     mbconv > conv           A = mbconv, chain
+9     conv                    single op (B = conv)
+10    mbconv                  single op (B = mbconv)
+11    bconv                   single op (B = bconv)
+23    bconv > conv + sc       A = bconv, residual
+24    conv > mbconv + sc      A = conv, residual
+====  ======================  =====================
+
+K = 6 instead of 9: one model costs 4-16 s on one core of the 2-core build
+machine, so K = 9 (729 models x 2 seeds) is about 2 hours of compute while K = 6
+takes about 25 minutes; BENCHMARKS.md has the figures. Rebuild (resumable):
+``blox build-mini`` (writes ``build/blox-mini.zarr`` and ``blox_env/data/blox-mini.zip``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from blox_env.build.blockwise import BlockwiseSpec
+from blox_env.space import SubSpace
+
+__all__ = ["MINI_BLOCKS", "MINI_BLOCKWISE", "MINI_DATA", "MINI_RUN", "MINI_SEEDS", "MINI_SPACE", "build_mini",
+           "package_store", "write_mini_latency"]
+
+MINI_BLOCKS = (1, 9, 10, 11, 23, 24)
+MINI_SPACE = SubSpace((MINI_BLOCKS, MINI_BLOCKS, MINI_BLOCKS))
+MINI_RUN = "digits"
+MINI_DATA = "digits"
+MINI_SEEDS = (0, 1)
+
+
+#: The blockwise tables of Blox-mini: teachers retrained with the run's recipe and split; libraries distilled
+#: for 2 and 8 epochs; fine-tuning for 1 epoch (short, the analogue of the paper's FT10) and 8 (full, as long
+#: as normal training, the analogue of FT200).
+MINI_BLOCKWISE = BlockwiseSpec(recipe="digits_mini", data=MINI_DATA, data_kwargs=(("seed", 0),),
+                               normal_run=MINI_RUN, seed=0, distill_epochs=(2, 8), ft_epochs=(1, 8))
+
+
+def build_mini(out: str | Path = "build/blox-mini.zarr", *, package_zip: str | Path | None = None,
+               executor: str = "process", workers: int = 2, progress: bool = True) -> Any:
+    """Train (or finish training) Blox-mini into ``out``; then zip it to ``package_zip`` if given."""
+    from blox_env.build.benchmark import build_benchmark
+
+    report = build_benchmark(out, archs=MINI_SPACE, run=MINI_RUN, recipe="digits_mini", data=MINI_DATA,
+                             data_kwargs={"seed": 0}, seeds=MINI_SEEDS, executor=executor, workers=workers,
+                             name="blox-mini", progress=progress)
+    if package_zip is not None:
+        package_store(out, package_zip)
+    return report
+
+
+def write_mini_latency(out: str | Path, *, repeats: int = 30) -> None:
+    """Measure the component latency table at Blox-mini's width (8x8 digits, stem 4) into ``latency/<cpu>``."""
+    from blox_env.datasets.store.core import BloxStore
+    from blox_env.latency import LatencyConfig, component_latencies, device_name, latency_table
+    from blox_env.shapes import ModelConfig
+
+    store = BloxStore.open(out, mode="a")
+    config = ModelConfig(**store.attrs["model_config"])
+    comps = component_latencies(LatencyConfig(repeats=repeats, model=config))
+    store.write_latency(device_name(), latency_table(comps)[store.index],
+                        attrs={"batch": 1, "threads": 1, "repeats": repeats, "model_config": vars(config),
+                               "method": "per-component lookup at Blox-mini width, summed"})
+
+
+def package_store(src: str | Path, dest: str | Path, *, weights: bool = False) -> Path:
+    """Zip a store folder to ``dest`` (atomically); without ``weights`` the block libraries' and teachers'
+    weights are left out (the tables, signatures and fine-tuning results stay), which keeps the bundled
+    Blox-mini at a few MB (weights: ~8 MB more; they stay in the build folder)."""
+    import shutil
+    import tempfile
+
+    from blox_env.datasets.store.location import zip_directory
+
+    src, target = Path(src), Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".zip.tmp")
+    with tempfile.TemporaryDirectory() as work:
+        folder = src
+        if not weights and (src / "blockwise").is_dir():
+            folder = Path(work) / src.name
+            shutil.copytree(src, folder)
+            for teacher in (folder / "blockwise").iterdir():
+                if teacher.is_dir():
+                    shutil.rmtree(teacher / "library", ignore_errors=True)
+                    shutil.rmtree(teacher / "teacher", ignore_errors=True)
+        zip_directory(folder, tmp)
+    tmp.replace(target)
+    return target

@@ -1,0 +1,89 @@
+"""``blox bench``: the project's main job — search agents on cost budgets, with a table and a plot."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+DEFAULT_AGENTS = "random,evolution,local,reinforce,hyperband,brpnas"
+
+
+def bench(
+    store: Annotated[str | None, typer.Option(help="benchmark store (default: imported BLOX, else Blox-mini)")] = None,
+    agents: Annotated[str, typer.Option(help="comma-separated agents")] = DEFAULT_AGENTS,
+    seeds: Annotated[int, typer.Option(help="searches per agent")] = 20,
+    budgets: Annotated[str, typer.Option(help="comma-separated budgets in --cost-unit")] = "100,300,600",
+    cost_unit: Annotated[str, typer.Option(help="seconds | epochs | evaluations")] = "seconds",
+    target: Annotated[float | None, typer.Option(help="report the cost to reach this test top-1")] = None,
+    executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
+    workers: Annotated[int, typer.Option(help="parallel searches")] = 2,
+    report: Annotated[str | None, typer.Option(help="write a Markdown report here")] = None,
+    plot: Annotated[str, typer.Option(help="anytime plot (PNG)")] = "bench_anytime.png",
+    traces: Annotated[str | None, typer.Option(help="store (.zarr) to write every trace into")] = None,
+    mode: Annotated[str, typer.Option(help="normal | blockwise (rewards from the store's blockwise tables)")]
+    = "normal",
+    teacher: Annotated[str, typer.Option(help="blockwise teacher: M1..M5 (with full tables)")] = "M1",
+    ft_epochs: Annotated[int | None, typer.Option(help="blockwise fine-tuning length (default: full)")] = None,
+    strategy: Annotated[str, typer.Option(help="plain | two-stage (FT-short + FT-full) | iterative (teacher)")]
+    = "plain",
+) -> None:
+    """Run agents x seeds on a tabular benchmark under cost budgets; print the summary table."""
+    import numpy as np
+
+    from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
+    from blox_env.datasets.store.core import open_store
+    from blox_env.reports.bench import markdown_table, plot_anytime, write_report
+
+    st = open_store(store)
+    spec = BenchSpec(agents=tuple(a.strip() for a in agents.split(",") if a.strip()), seeds=seeds,
+                     budgets=tuple(float(b) for b in budgets.split(",")), cost_unit=cost_unit, target=target,
+                     mode=mode, teacher=teacher, ft_epochs=ft_epochs, strategy=strategy)
+    report_values = None
+    if mode == "blockwise":  # answers are scored by their normal accuracy, whichever signal picked them
+        from blox_env.datasets.store.blockwise import BlockwiseTables
+
+        tables = BlockwiseTables(st)
+        val, test = tables.normal("val_top1"), tables.normal("test_top1")
+        report_values = dict(zip(st.index.tolist(), test.tolist()))
+        best_row = int(np.nanargmax(val))
+        best_index, best_report = int(st.index[best_row]), float(test[best_row])
+    else:
+        val = st.get(spec.metric, seed="mean")
+        best_row = int(np.nanargmax(val))
+        best_index = int(st.index[best_row])
+        best_report = float(st.get(spec.report_metric, [best_index], seed="mean")[0])
+    console.print(f"benchmark {st.name}: {len(st):,} models; best by mean {spec.metric}: model {best_index} "
+                  f"({spec.report_metric} {best_report:.2f}); {len(spec.agents)} agents x {seeds} seeds")
+    t = time.perf_counter()
+    results = run_benchmark(st.location, spec=spec, executor=executor, workers=workers)
+    seconds = time.perf_counter() - t
+    rows = summarise_traces(results, spec=spec, best_index=best_index, best_report=best_report,
+                            report=report_values)
+    console.print(markdown_table(rows, spec=spec), markup=False)
+    png = plot_anytime(results, plot, spec=spec, best=best_report, title=f"{st.name}: anytime search",
+                       report=report_values)
+    console.print(f"anytime plot: {png}; {seconds:.0f} s")
+    if report:
+        out = write_report(report, rows=rows, spec=spec, plot=png, store_name=st.name, best_index=best_index,
+                           best_report=best_report, seconds=seconds)
+        console.print(f"report: {out}")
+    if traces:
+        from pathlib import Path
+
+        from blox_env.datasets.store.core import BloxStore
+
+        path = Path(traces)
+        tstore = BloxStore.open(path, mode="a") if path.exists() else BloxStore.create(path, index=st.index)
+        for (agent, seed), trace in results.items():
+            tstore.write_trace(f"{agent}-s{seed}", trace, attrs={"agent": agent, "seed": seed,
+                                                                 "benchmark": st.name, "cost_unit": cost_unit,
+                                                                 "mode": mode, "strategy": strategy})
+        console.print(f"traces: {traces}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

@@ -1,0 +1,53 @@
+"""``blox study``: rerun the BLOX paper's blockwise analysis on a store with blockwise tables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def study(
+    store: Annotated[str | None, typer.Option(help="store with blockwise tables (default: Blox-mini)")] = None,
+    out: Annotated[str, typer.Option(help="folder for study.md, its figures and study.json")] = "study",
+    seeds: Annotated[int, typer.Option(help="searches per method for Table 2")] = 10,
+    budgets: Annotated[str | None, typer.Option(help="comma-separated budgets in seconds (default: 15, 40 "
+                                                "and 100 median normal trainings)")] = None,
+    predictor_sizes: Annotated[str, typer.Option(help="training-set sizes for Q4")] = "10,25,50,100",
+    predictor_seeds: Annotated[int, typer.Option(help="splits per size for Q4")] = 3,
+    predictors: Annotated[str, typer.Option(help="predictors for Q4")] = "donna,lana,gcn,brp",
+    executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
+    workers: Annotated[int, typer.Option(help="parallel searches")] = 2,
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+) -> None:
+    """Q1-Q6 and a Table-2 comparison as a Markdown report with PNG figures (see docs/study/study.md)."""
+    from blox_env.cli.build import _ints
+    from blox_env.datasets.store.blockwise import BlockwiseTables
+    from blox_env.datasets.store.core import open_store
+    from blox_env.errors import InvalidArgumentError
+    from blox_env.reports.study import StudyConfig, run_study
+    from blox_env.reports.study_report import write_study
+
+    st = open_store(store)
+    tables = BlockwiseTables(st)
+    try:
+        budget_values = tuple(float(b) for b in budgets.split(",")) if budgets else None
+    except ValueError as exc:
+        raise InvalidArgumentError(f"--budgets takes comma-separated numbers, got {budgets!r}") from exc
+    config = StudyConfig(seeds=seeds, budgets=budget_values,
+                         predictor_sizes=tuple(_ints(predictor_sizes, "--predictor-sizes")),
+                         predictor_seeds=predictor_seeds, executor=executor, workers=workers,
+                         predictors=tuple(p.strip() for p in predictors.split(",") if p.strip()))
+    if not quiet:
+        console.print(f"study on {st.name}: teachers " + ", ".join(f"{k} = {v.index}" for k, v in
+                                                                    tables.teachers.items()))
+    results = run_study(st, config=config, progress=not quiet)
+    path = write_study(results, tables, out)
+    console.print(f"report: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("study")(study)

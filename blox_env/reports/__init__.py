@@ -1,0 +1,1 @@
+"""Reports and plots: bench summaries, the blockwise study."""

@@ -1,0 +1,110 @@
+"""Tables, anytime plots and Markdown reports of a cost-budget benchmark."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blox_env.agents.harness import BenchSpec, _best_at
+
+__all__ = ["anytime_curves", "group_curves", "markdown_table", "plot_anytime", "plot_curves", "write_report"]
+
+
+def anytime_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec, points: int = 60,
+                   report: Mapping[int, float] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Cost grid and, per agent, ``[seeds, points]`` best-so-far report metric (select on validation)."""
+    groups = {agent: [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces] for agent in spec.agents}
+    return group_curves(groups, budget=max(spec.budgets), report_metric=spec.report_metric, points=points,
+                        report=report)
+
+
+def group_curves(groups: Mapping[str, Sequence[Sequence[dict[str, Any]]]], *, budget: float, report_metric: str,
+                 points: int = 60, report: Mapping[int, float] | None = None,
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Anytime curves of labelled groups of traces (``[runs, points]`` each) on one cost grid."""
+    grid = np.linspace(0, budget, points + 1)[1:]
+    curves = {label: np.array([[_best_at(t, c, report_metric, report) for c in grid] for t in runs])
+              for label, runs in groups.items()}
+    return grid, curves
+
+
+def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *, spec: BenchSpec,
+                 best: float | None = None, title: str = "", report: Mapping[int, float] | None = None) -> Path:
+    """Best-so-far vs cost: mean over seeds with a +-1 std band, one line per agent (PNG)."""
+    grid, curves = anytime_curves(traces, spec=spec, report=report)
+    return plot_curves(grid, curves, path, budgets=spec.budgets, best=best, title=title or "anytime performance",
+                       xlabel=f"search cost ({spec.cost_unit})",
+                       ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
+
+
+def plot_curves(grid: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path, *, budgets: Sequence[float],
+                best: float | None, title: str, xlabel: str, ylabel: str) -> Path:
+    """Mean +- std band per labelled curve set, budget lines and the benchmark's best (PNG)."""
+    from blox_env.reports.plotting import new_axes, save_axes
+
+    fig, ax = new_axes((7, 4.5))
+    for label, c in curves.items():
+        with warnings.catch_warnings():  # costs before a search's first eligible answer are all-NaN columns
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
+        ax.plot(grid, mean, label=label)
+        ax.fill_between(grid, mean - std, mean + std, alpha=0.12)
+    if best is not None:
+        ax.axhline(best, color="grey", linestyle="--", label="benchmark best")
+    for b in budgets:
+        ax.axvline(b, color="lightgrey", linewidth=0.8)
+    return save_axes(fig, ax, path, title=title, xlabel=xlabel, ylabel=ylabel)
+
+
+def _fmt_cost(x: float) -> str:
+    return "not reached" if not np.isfinite(x) else f"{x:,.0f}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec) -> str:
+    """The summary table as Markdown."""
+    head = ["agent"] + [f"{spec.report_metric} @ {b:g}" for b in spec.budgets] + \
+           [f"regret @ {max(spec.budgets):g}", "median cost to best model (found)"]
+    if spec.target is not None:
+        head.append(f"median cost to {spec.target:g} (reached)")
+    head.append("evaluations")
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        cells = [r["agent"]] + [f"{r[f'best@{b:g}'][0]:.2f} ± {r[f'best@{b:g}'][1]:.2f}" for b in spec.budgets]
+        cells += [f"{r[f'regret@{max(spec.budgets):g}']:.2f}",
+                  f"{_fmt_cost(r['cost_to_best_median'])} ({r['found_best']}/{r['seeds']})"]
+        if spec.target is not None:
+            cells.append(f"{_fmt_cost(r['cost_to_target_median'])} ({r['reached_target']}/{r['seeds']})")
+        cells.append(f"{r['evaluations_mean']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: BenchSpec, plot: str | Path,
+                 store_name: str, best_index: int, best_report: float, seconds: float) -> Path:
+    """A Markdown report: setup, the table, the anytime plot."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_rel = Path(plot).name if Path(plot).parent == out.parent else str(plot)
+    text = (
+        f"# Search benchmark on {store_name}\n\n"
+        f"{len(spec.agents)} agents x {spec.seeds} seeds, budgets {', '.join(f'{b:g}' for b in spec.budgets)} "
+        f"{spec.cost_unit} of recorded training time; search metric `{spec.metric}` (seed mode "
+        f"{spec.seed_mode!r}), reported `{spec.report_metric}` of the best-`{spec.metric}` model found. "
+        f"Benchmark best (by mean `{spec.metric}`): model {best_index}, {spec.report_metric} {best_report:.2f}. "
+        f"Wall time {seconds:.0f} s.{_blockwise_note(spec)}\n\n" + markdown_table(rows, spec=spec)
+        + f"\n\n![anytime]({plot_rel})\n"
+    )
+    out.write_text(text)
+    return out
+
+
+def _blockwise_note(spec: BenchSpec) -> str:
+    if spec.mode != "blockwise":
+        return ""
+    return (f" Blockwise mode (teacher {spec.teacher}, strategy {spec.strategy}): searches read fine-tuned "
+            "accuracies and pay fine-tuning, each distilled block and the teacher once per search; the reported "
+            f"`{spec.report_metric}` is the answer's normal test accuracy (seed mean).")

@@ -1,0 +1,203 @@
+"""``LiveReward``: the reward backend that trains models for real and records every result in a store.
+
+``mode="normal"`` trains the model with the recipe (results in ``runs/live-...``);
+``mode="blockwise"`` trains the teacher once, distils the blocks the model needs
+(all missing ones in one shared pass), assembles the student and fine-tunes it
+with KD (results in ``blockwise/<teacher>/finetune/...``). A model already in the
+store is read back instead of retrained, so repeats are free and reproducible,
+and an interrupted search loses at most the model in training.
+
+Cost: the recorded wall seconds of the model's training (fine-tuning), as for
+the tabular backend, plus, the first time this backend needs them, the wall
+seconds of training the teacher and of distilling each block (a block is charged
+once per search run: per backend instance, or since ``new_run()``). ``metrics["compute_s"]`` is the
+compute this very call spent (0 when the result came from the store). The
+fidelity is read from the stored curve (``val_top1`` best within ``fidelity``
+epochs) of the full recipe's run, and time scales with ``fidelity / epochs``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blox_env.costs import static_costs
+from blox_env.datasets.store.core import BloxStore
+from blox_env.errors import InvalidArgumentError
+from blox_env.paths import blox_home
+from blox_env.rewards.tabular import Evaluation, check_fidelity
+from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
+from blox_env.training.distill import DistillConfig, distill_blocks
+from blox_env.training.recipes import Recipe, get_recipe
+from blox_env.training.results import ensure_run, record_result
+from blox_env.training.train import model_config_for, resolve_device, train_model
+
+__all__ = ["LiveReward", "open_live_store"]
+
+MODES = ("normal", "blockwise")
+
+
+def open_live_store(location: str | os.PathLike[str] | BloxStore | None, *, name: str) -> BloxStore:
+    """Open (``mode="a"``) or create a store over the whole space for live results."""
+    if isinstance(location, BloxStore):
+        if location.mode == "r":
+            raise InvalidArgumentError("the live reward writes results: open the store with mode='a'")
+        return location
+    path = Path(location) if location is not None else blox_home() / "stores" / f"{name}.zarr"
+    if path.exists():
+        return BloxStore.open(path, mode="a")
+    return BloxStore.create(path, index=FULL_SPACE.indices(), name=name,
+                            provenance={"source": "blox-env live training"})
+
+
+class LiveReward:
+    """Real training behind the reward Protocol (see the module docstring)."""
+
+    source = "live"
+
+    def __init__(self, *, store: str | os.PathLike[str] | BloxStore | None = None, data: Any = "digits",
+                 recipe: str | Recipe = "digits_mini", mode: str = "normal", teacher: Any = None, seed: int = 0,
+                 distill: DistillConfig | None = None, ft_epochs: int | None = None, alpha: float = 0.9,
+                 temperature: float = 1.0, device: str = "auto", space: SubSpace = FULL_SPACE,
+                 progress: bool = False) -> None:
+        from blox_env.datasets.images import ImageData, load_data
+
+        if mode not in MODES:
+            raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode = mode
+        self.data = data if isinstance(data, ImageData) else load_data(str(data), seed=seed)
+        self.recipe = get_recipe(recipe)
+        self.seed = int(seed)
+        self.space = space
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.distill = distill or DistillConfig(seed=self.seed)
+        self.alpha, self.temperature = alpha, temperature
+        self.ft_recipe = self.recipe.with_(epochs=ft_epochs) if ft_epochs else self.recipe
+        self.store = open_live_store(store, name=f"live-{self.data.name}")
+        self.normal_run = f"live-{self.recipe.name}-e{self.recipe.epochs}-{self.data.name}"
+        from blox_env.rewards.blockwise import BlockCharges
+
+        self.charges = BlockCharges()
+        self.library = None
+        if mode == "blockwise":
+            if teacher is None:
+                raise InvalidArgumentError("mode='blockwise' needs teacher= (an arch: index, hash, vector or Arch)")
+            from blox_env.training.library import BlockLibrary
+
+            self.library = BlockLibrary(self.store, parse_arch(teacher))
+            self.teacher = self.library.teacher
+            from blox_env.datasets.store.blockwise import finetune_run_name
+
+            self.ft_run = finetune_run_name(self.library.teacher, self.distill.key, self.ft_recipe.epochs,
+                                            alpha=alpha, temperature=temperature, seed=self.seed)
+        self.run = self.ft_run if mode == "blockwise" else self.normal_run
+        self.max_fidelity = (self.ft_recipe if mode == "blockwise" else self.recipe).epochs
+        self.config = model_config_for(self.data, self.recipe)
+
+    # ---------------------------------------------------------------- pieces
+    def _stored(self, run: str, arch: Arch) -> bool:
+        try:
+            return bool(np.isfinite(self.store.get("test_top1", [arch], seed=self.seed, run=run))[0])
+        except InvalidArgumentError:
+            return False
+
+    def train_normal(self, arch: Arch) -> float:
+        """Train ``arch`` normally unless stored; returns the compute seconds spent."""
+        ensure_run(self.store, self.normal_run, seeds=[self.seed], recipe=self.recipe, data=self.data,
+                   attrs={"kind": "normal"})
+        if self._stored(self.normal_run, arch):
+            return 0.0
+        t = time.perf_counter()
+        result = train_model(arch, self.data, recipe=self.recipe, seed=self.seed, device=self.device,
+                             progress=self.progress)
+        record_result(self.store, self.normal_run, result, seed=self.seed)
+        return time.perf_counter() - t
+
+    def ensure_teacher(self) -> float:
+        """Train and store the teacher unless present; returns the compute seconds spent."""
+        assert self.library is not None  # noqa: S101 - internal invariant (mode checked in __init__)
+        if self.library.exists:
+            return 0.0
+        t = time.perf_counter()
+        result = train_model(self.library.teacher, self.data, recipe=self.recipe, seed=self.seed,
+                             device=self.device, progress=self.progress, keep_weights=True)
+        from blox_env.model import BloxModel
+
+        model = BloxModel(self.library.teacher, self.config)
+        model.load_state_dict(result.state_dict)
+        self.library.save_teacher(model, attrs={"recipe": self.recipe.to_dict(), "data": self.data.name,
+                                                "seed": self.seed, "val_top1": result.best_val_top1,
+                                                "test_top1": result.test_top1, "train_time_s": result.train_time_s})
+        return time.perf_counter() - t
+
+    def ensure_blocks(self, candidates: list[tuple[int, int]]) -> float:
+        """Distil the missing candidates in one shared pass; returns the compute seconds spent."""
+        assert self.library is not None  # noqa: S101
+        missing = self.library.missing(candidates, self.distill)
+        if not missing:
+            return 0.0
+        t = time.perf_counter()
+        results = distill_blocks(self.library.teacher_model(), self.data, candidates=missing, config=self.distill,
+                                 device=self.device, progress=self.progress)
+        for r in results.values():
+            self.library.save(r, self.distill)
+        return time.perf_counter() - t
+
+    def _block_charge(self, arch: Arch) -> float:
+        """Distillation (and teacher) seconds this search run has not been charged yet."""
+        assert self.library is not None  # noqa: S101
+        return self.charges.charge(arch, self.library.signatures(self.distill)["distill_time_s"],
+                                   float(self.library.attrs.get("train_time_s", 0.0)))
+
+    def new_run(self) -> None:
+        """A new search run pays for the teacher and the blocks again."""
+        self.charges.clear()
+
+    # ---------------------------------------------------------------- Protocol
+    def fidelity(self, fidelity: int | None) -> int:
+        return check_fidelity(fidelity, self.max_fidelity)
+
+    def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
+                 rng: np.random.Generator | None = None) -> Evaluation:
+        e = self.fidelity(fidelity)
+        if arch not in self.space:
+            raise InvalidArgumentError(f"{arch!r} is outside this backend's space")
+        if self.mode == "normal":
+            spent = self.train_normal(arch)
+            extra = 0.0
+        else:
+            spent = self.ensure_teacher()
+            spent += self.ensure_blocks([(s, b) for s, b in enumerate(arch.blocks)])
+            ensure_run(self.store, self.ft_run, seeds=[self.seed], recipe=self.ft_recipe, data=self.data,
+                       attrs={"kind": "finetune", "teacher": self.library.teacher.index,  # type: ignore[union-attr]
+                              "distill": self.distill.to_dict(), "alpha": self.alpha,
+                              "temperature": self.temperature})
+            if not self._stored(self.ft_run, arch):
+                from blox_env.training.finetune import finetune
+
+                t = time.perf_counter()
+                result = finetune(arch, self.data, library=self.library, distill=self.distill,  # type: ignore[arg-type]
+                                  recipe=self.ft_recipe, seed=self.seed, alpha=self.alpha,
+                                  temperature=self.temperature, device=self.device, progress=self.progress)
+                record_result(self.store, self.ft_run, result, seed=self.seed)
+                spent += time.perf_counter() - t
+            extra = self._block_charge(arch)
+        get = self.store.get
+        metrics = {
+            "val_top1": float(get("val_top1", [arch], seed=self.seed, epoch=e, run=self.run)[0]),
+            "val_top1_at_epoch": float(get("val_top1", [arch], seed=self.seed, epoch=e, best=False, run=self.run)[0]),
+            "test_top1": float(get("test_top1", [arch], seed=self.seed, run=self.run)[0]),
+            "train_time_s": float(get("train_time_s", [arch], seed=self.seed, epoch=e, run=self.run)[0]),
+            "compute_s": spent,
+        }
+        cost_static = static_costs(arch, self.config)
+        metrics.update(params=float(cost_static.params), flops=float(cost_static.macs))
+        cost = {"seconds": metrics["train_time_s"] + extra, "epochs": float(e), "evaluations": 1.0}.get(cost_unit)
+        if cost is None:
+            raise InvalidArgumentError(f"cost_unit must be seconds, epochs or evaluations, got {cost_unit!r}")
+        return Evaluation(arch, metrics, cost, cost_unit, self.source, e, self.seed)

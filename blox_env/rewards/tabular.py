@@ -1,0 +1,281 @@
+"""Reward backends: one Protocol, three sources (tabular now; surrogate and live plug in).
+
+A backend turns an architecture and a fidelity (training epochs) into an
+:class:`Evaluation`: a dict of metrics, the cost of obtaining them (seconds of
+recorded training time, epochs, or evaluations) and its source. The tabular
+backend materialises the columns it needs into numpy on first use, so a lookup
+is an array index; it also evaluates whole batches for the vector env.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from blox_env.errors import InvalidArgumentError, MissingCostError
+from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, Arch, SubSpace, indices_to_blocks
+
+if TYPE_CHECKING:
+    from blox_env.datasets.store.core import BloxStore
+
+__all__ = ["COST_UNITS", "MISSING_COST_RULES", "SEED_MODES", "Evaluation", "InvalidArgumentTypeError", "RewardBackend",
+           "TabularReward", "check_fidelity", "check_missing_cost", "cost_is_missing", "impute_cost", "is_real",
+           "missing_cost_error", "space_of_index"]
+
+COST_UNITS = ("seconds", "epochs", "evaluations")
+SEED_MODES = ("random", "mean")
+MISSING_COST_RULES = ("error", "median", "max")
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has the wrong type: an :class:`InvalidArgumentError` that ``except TypeError`` also catches."""
+
+
+def is_real(value: Any) -> bool:
+    """True for a Python/numpy real number (0-d arrays included), False for bools, strings and arrays."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_missing_cost(rule: Any) -> str:
+    """The ``missing_cost`` rule: ``"error"`` (refuse), ``"median"`` or ``"max"`` (charge that recorded cost)."""
+    if not isinstance(rule, str) or rule not in MISSING_COST_RULES:
+        raise InvalidArgumentError(f"missing_cost must be one of {', '.join(map(repr, MISSING_COST_RULES))} "
+                                   f"(refuse an evaluation without a recorded cost, or charge the median/max recorded "
+                                   f"cost), got {rule!r}")
+    return rule
+
+
+def cost_is_missing(cost: Any) -> Any:
+    """True where a cost cannot be charged: NaN, infinite or negative (elementwise on arrays)."""
+    c = np.asarray(cost, dtype=np.float64)
+    return ~np.isfinite(c) | (c < 0)
+
+
+def impute_cost(rule: str, known: np.ndarray) -> float | None:
+    """The stated replacement for a missing cost: median or max of the ``known`` costs (None if there are none)."""
+    if rule not in ("median", "max") or len(known) == 0:
+        return None
+    return float(np.median(known) if rule == "median" else np.max(known))
+
+
+def missing_cost_error(model: str, column: str, value: Any, known: np.ndarray, unit: str) -> MissingCostError:
+    """The error for an evaluation without a recorded cost, naming the model, the column and the options."""
+    if len(known):
+        ref = (f"missing_cost='median' charges the median recorded cost ({np.median(known):.6g} {unit}, over the "
+               f"{len(known)} recorded values) and missing_cost='max' the maximum ({np.max(known):.6g} {unit}), "
+               "both flagged in info['cost_imputed']")
+    else:
+        ref = "nothing has a recorded cost to impute from, so missing_cost='median'/'max' cannot help here"
+    return MissingCostError(
+        f"model {model} has no recorded cost: {column} is {value!r}, so the budget cannot be charged for it "
+        f"(charging nothing would silently switch the budget off). Options: {ref}; cost_unit='epochs' or "
+        "'evaluations' needs no recorded time; or complete the store (rebuild or re-import it)."
+    )
+
+
+class Evaluation(NamedTuple):
+    """Result of evaluating one architecture at one fidelity."""
+
+    arch: Arch
+    metrics: dict[str, float]
+    cost: float  # in ``cost_unit``: what obtaining these metrics from scratch costs
+    cost_unit: str
+    source: str  # "tabular" | "surrogate" | "live"
+    fidelity: int
+    seed: int | str | None
+    cost_imputed: str | None = None  # the missing_cost rule ("median" | "max") that set ``cost``; None if recorded
+
+
+@runtime_checkable
+class RewardBackend(Protocol):
+    """What the environments and agents need from a source of architecture metrics."""
+
+    source: str
+    space: SubSpace
+    max_fidelity: int
+
+    def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
+                 rng: np.random.Generator | None = None) -> Evaluation:
+        """Metrics and cost of ``arch`` trained for ``fidelity`` epochs (default: the full protocol)."""
+        ...
+
+
+def check_fidelity(fidelity: int | None, max_fidelity: int) -> int:
+    """A fidelity (training epochs) in ``1..max_fidelity``; ``None`` means the full protocol."""
+    if fidelity is None:
+        return max_fidelity
+    if isinstance(fidelity, (bool, np.bool_)) or not isinstance(fidelity, (int, np.integer)) \
+            or not 1 <= int(fidelity) <= max_fidelity:
+        raise InvalidArgumentError(f"epochs (fidelity) must be an integer in 1..{max_fidelity}, got {fidelity!r}")
+    return int(fidelity)
+
+
+def space_of_index(index: np.ndarray) -> SubSpace:
+    """The product sub-space spanned by a store's rows (per stage, the blocks that occur)."""
+    blocks = indices_to_blocks(index)
+    return SubSpace(tuple(tuple(np.unique(blocks[:, s]).tolist()) for s in range(N_STAGES)))  # type: ignore[arg-type]
+
+
+def _check_seed_mode(seed_mode: Any, seeds: tuple[int, ...]) -> Any:
+    if seed_mode in SEED_MODES:
+        return seed_mode
+    if isinstance(seed_mode, (int, np.integer)) and not isinstance(seed_mode, bool) and int(seed_mode) in seeds:
+        return int(seed_mode)
+    raise InvalidArgumentError(
+        f"seed_mode must be 'random', 'mean' or one of the seeds {list(seeds)}, got {seed_mode!r}"
+    )
+
+
+class TabularReward:
+    """Rewards read from a :class:`~blox_env.datasets.store.core.BloxStore` (materialised on first use).
+
+    ``metric`` follows :meth:`BloxStore.get` semantics at the fidelity: ``val_top1``
+    is the best validation top-1 within the first ``fidelity`` epochs, other
+    per-epoch metrics their value at that epoch. ``seed_mode`` is ``"random"``
+    (one of the run's seeds per query, drawn from the caller's generator),
+    ``"mean"`` or a fixed seed label.
+    """
+
+    source = "tabular"
+
+    def __init__(self, store: BloxStore, *, metric: str = "val_top1", run: str | None = None,
+                 seed_mode: int | str = "random") -> None:
+        self.store = store
+        self.info = store.run_info(run)
+        allowed = store.metrics(self.info.name)
+        if not isinstance(metric, str) or metric not in allowed:
+            raise InvalidArgumentError(f"unknown metric {metric!r}: allowed {', '.join(allowed)}")
+        self.metric = metric
+        self.seed_mode = _check_seed_mode(seed_mode, self.info.seeds)
+        self.seeds = self.info.seeds
+        self.max_fidelity = self.info.epochs
+        self.space = space_of_index(store.index)
+        self.n_rows = len(store)
+        self._row_of = np.full(N_MODELS, -1, dtype=np.int64)
+        self._row_of[store.index] = np.arange(len(store))
+        self._columns: dict[tuple[str, int], np.ndarray] = {}
+        self._static = {m: store.get(m) for m in store.metrics(self.info.name) if m in ("params", "flops")
+                        or m.startswith("latency/")}
+        self._per_seed = [m for m in ("test_top1", "train_time_s") if m in self.info.metrics]
+        self._scalar_cols: dict[int, list[tuple[str, np.ndarray]]] = {}
+        self._known: dict[int, np.ndarray] = {}
+
+    # -------------------------------------------------------------- materialised columns
+    def column(self, metric: str, fidelity: int) -> np.ndarray:
+        """``[S, N]`` values of a run metric at a fidelity (computed once, then cached)."""
+        key = (metric, fidelity)
+        col = self._columns.get(key)
+        if col is None:
+            col = np.stack([self.store.get(metric, None, seed=s, epoch=fidelity, run=self.info.name)
+                            for s in self.seeds])
+            col.setflags(write=False)
+            self._columns[key] = col
+        return col
+
+    def fidelity(self, fidelity: int | None) -> int:
+        return check_fidelity(fidelity, self.max_fidelity)
+
+    def cost_column(self, cost_unit: str) -> str | None:
+        """The store column a cost in ``cost_unit`` is read from (None: the cost is a count, never missing)."""
+        return "train_time_s" if cost_unit == "seconds" else None
+
+    def known_costs(self, fidelity: int, cost_unit: str) -> np.ndarray:
+        """Every recorded (finite, non-negative) cost of this run at a fidelity, over seeds and models.
+
+        The reference of the ``missing_cost="median" | "max"`` rules; cached per fidelity.
+        """
+        if cost_unit != "seconds":
+            return np.array([float(self.cost_of({}, fidelity, cost_unit))])
+        if "train_time_s" not in self.info.metrics:
+            return np.empty(0)
+        known = self._known.get(fidelity)
+        if known is None:
+            col = self.column("train_time_s", fidelity).ravel()
+            known = self._known[fidelity] = col[~cost_is_missing(col)]
+        return known
+
+    def describe_cost(self, fidelity: int, seed: Any) -> str:
+        """Where a missing cost was looked up, for error messages."""
+        return f"train_time_s (run {self.info.name!r} of store {self.store.name!r}, seed {seed}, {fidelity} epochs)"
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """Store rows of model indices (-1 where a model is not in the store)."""
+        return self._row_of[indices]
+
+    def seed_positions(self, n: int, rng: np.random.Generator | None) -> np.ndarray | None:
+        """Per-query seed positions for ``random`` / fixed modes; ``None`` for ``mean``."""
+        if self.seed_mode == "mean":
+            return None
+        if self.seed_mode == "random":
+            gen = rng if rng is not None else np.random.default_rng()
+            return gen.integers(0, len(self.seeds), size=n)
+        return np.full(n, self.seeds.index(self.seed_mode), dtype=np.int64)
+
+    def batch(self, rows: np.ndarray, fidelity: int, seed_pos: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Vectorised metrics for many rows: the reward metric, test accuracy, train time, statics."""
+        out: dict[str, np.ndarray] = {}
+        names = dict.fromkeys([self.metric, "val_top1", *self._per_seed])
+        for m in names:
+            if m not in self.info.metrics:
+                continue
+            col = self.column(m, fidelity)
+            out[m] = col[:, rows].mean(axis=0) if seed_pos is None else col[seed_pos, rows]
+        for m, values in self._static.items():
+            out[m] = values[rows]
+        return out
+
+    def cost_of(self, metrics: dict[str, Any], fidelity: int, cost_unit: str) -> Any:
+        if cost_unit == "seconds":
+            if "train_time_s" not in metrics:
+                raise InvalidArgumentError(
+                    "this store records no train_time_s: use cost_unit='epochs' or 'evaluations'"
+                )
+            return metrics["train_time_s"]
+        if cost_unit == "epochs":
+            return fidelity
+        if cost_unit == "evaluations":
+            return 1
+        raise InvalidArgumentError(f"cost_unit must be one of {', '.join(COST_UNITS)}, got {cost_unit!r}")
+
+    # -------------------------------------------------------------- Protocol
+    def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
+                 rng: np.random.Generator | None = None) -> Evaluation:
+        e = self.fidelity(fidelity) if fidelity is not None else self.max_fidelity
+        row = int(self._row_of[arch.index])
+        if row < 0:
+            from blox_env.errors import ArchitectureNotFoundError
+
+            raise ArchitectureNotFoundError(f"{arch!r} is not in store {self.store.name!r}")
+        if self.seed_mode == "mean":
+            pos, seed = -1, "mean"
+        elif self.seed_mode == "random":
+            pos = int((rng if rng is not None else np.random.default_rng()).random() * len(self.seeds))
+            seed = self.seeds[pos]
+        else:
+            pos, seed = self.seeds.index(self.seed_mode), self.seed_mode
+        metrics = self._scalar_metrics(row, e, pos)
+        return Evaluation(arch, metrics, float(self.cost_of(metrics, e, cost_unit)), cost_unit, self.source, e, seed)
+
+    def _scalar_metrics(self, row: int, fidelity: int, pos: int) -> dict[str, float]:
+        """The metrics of one row (fast path of :meth:`batch`; ``pos=-1`` averages seeds)."""
+        cols = self._scalar_cols.get(fidelity)
+        if cols is None:
+            names = [m for m in dict.fromkeys([self.metric, "val_top1", *self._per_seed]) if m in self.info.metrics]
+            cols = [(m, self.column(m, fidelity)) for m in names]
+            self._scalar_cols[fidelity] = cols
+        if pos < 0:
+            out = {m: float(col[:, row].mean()) for m, col in cols}
+        else:
+            out = {m: col.item(pos, row) for m, col in cols}
+        for m, values in self._static.items():
+            out[m] = values.item(row)
+        return out
+
+    def arch_of_local(self, local: np.ndarray) -> np.ndarray:
+        """Model indices of local block coordinates ``(..., 3)`` in this backend's space."""
+        tables = [np.asarray(b) for b in self.space.blocks]
+        blocks = [tables[s][local[..., s]] for s in range(N_STAGES)]
+        return blocks[0] + N_BLOCKS * blocks[1] + N_BLOCKS**2 * blocks[2]

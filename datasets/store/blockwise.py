@@ -1,0 +1,175 @@
+"""Blockwise tables in a store: which teachers, which signatures, which fine-tuning runs (read side, torch-free).
+
+The blockwise builder (:mod:`.blockwise_build`) writes, under ``blockwise/``:
+
+- ``blockwise/<teacher hash>/``: the block library of each teacher (weights,
+  signatures per distillation config) and its fine-tuning runs
+  (``finetune/<distill key>-ft<E>-a<alpha>-T<T>-s<seed>``, laid out like ``runs/<name>``);
+- the ``tables`` attribute of the ``blockwise`` group: the teachers M1..M5 (index,
+  hash, rank and normal accuracy), the normal run they were chosen from, the
+  distillation configs (short and full; the fine-tunes use the full one), the
+  fine-tuning lengths, and the path of every signature group and fine-tuning run.
+
+:class:`BlockwiseTables` reads that description; tabular blockwise rewards and
+``blox study`` go through it, so they work on any store with these tables (the
+bundled Blox-mini, or full BLOX built on a GPU cluster with the same builder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreError
+from blox_env.space import N_BLOCKS, N_STAGES, Arch, parse_arch
+
+if TYPE_CHECKING:
+    from blox_env.datasets.store.core import BloxStore
+
+__all__ = ["SIGNATURE_NAMES", "TEACHER_NAMES", "TEACHER_QUANTILES", "BlockwiseTables", "choose_teachers",
+           "finetune_run_name", "oracle_block_scores"]
+
+TEACHER_NAMES = ("M1", "M2", "M3", "M4", "M5")
+#: Rank quantiles of the five teachers by normal accuracy, best first: M1 the best, M2 in the top 2 %,
+#: M3 the median, M4 in the bottom 2 %, M5 the worst (the paper: two of the best, one average, two of the worst).
+TEACHER_QUANTILES = (0.0, 0.02, 0.5, 0.98, 1.0)
+SIGNATURE_NAMES = ("distill_loss", "lana_delta", "distill_time_s")
+
+
+def finetune_run_name(teacher: Arch, distill_key: str, ft_epochs: int, *, alpha: float, temperature: float,
+                      seed: int) -> str:
+    """Store path of the fine-tuning results of one teacher, distillation config and length."""
+    return f"blockwise/{teacher.hash}/finetune/{distill_key}-ft{ft_epochs}-a{alpha:g}-T{temperature:g}-s{seed}"
+
+
+def choose_teachers(store: BloxStore, *, run: str | None = None, metric: str = "val_top1",
+                    quantiles: Sequence[float] = TEACHER_QUANTILES) -> dict[str, dict[str, Any]]:
+    """Teachers M1..M5 by rank of the seed-mean ``metric`` of a normal run (best first), as the paper chose.
+
+    Returns ``{"M1": {"index", "hash", "rank", metric}, ...}``; ranks are distinct (ties by model index).
+    """
+    if len(quantiles) != len(TEACHER_NAMES) or any(not 0.0 <= q <= 1.0 for q in quantiles) \
+            or list(quantiles) != sorted(quantiles):
+        raise InvalidArgumentError(f"quantiles must be {len(TEACHER_NAMES)} increasing numbers in [0, 1] (best "
+                                   f"teacher first), got {list(quantiles)}")
+    info = store.run_info(run)
+    values = np.nanmean(np.stack([store.get(metric, None, seed=s, run=info.name) for s in info.seeds]), axis=0)
+    ok = np.flatnonzero(np.isfinite(values))
+    if len(ok) < len(TEACHER_NAMES):
+        raise StoreError(f"run {info.name!r} has {len(ok)} models with {metric}; choosing 5 teachers needs 5")
+    order = ok[np.lexsort((store.index[ok], -values[ok]))]  # best first, ties by model index
+    n = len(order)
+    ranks = [int(round(q * (n - 1))) for q in quantiles]
+    for i in range(1, len(ranks)):  # distinct on tiny stores: push forward, then back from the end
+        ranks[i] = max(ranks[i], ranks[i - 1] + 1)
+    ranks[-1] = min(ranks[-1], n - 1)
+    for i in range(len(ranks) - 2, -1, -1):
+        ranks[i] = min(ranks[i], ranks[i + 1] - 1)
+    out = {}
+    for name, r in zip(TEACHER_NAMES, ranks):
+        arch = Arch.from_index(int(store.index[order[r]]))
+        out[name] = {"index": arch.index, "hash": arch.hash, "rank": r + 1, metric: float(values[order[r]])}
+    return out
+
+
+def oracle_block_scores(store: BloxStore, values: np.ndarray) -> np.ndarray:
+    """``[3, 45]``: per stage and block, the best ``values`` (one per store row) of any model using that block.
+
+    The oracle ranking of blocks the paper compares signatures against ("the best accuracy reachable with
+    this block in this stage"); NaN for blocks no model of the store uses.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (len(store),):
+        raise InvalidArgumentError(f"values must have one entry per store row ({len(store)}), got {values.shape}")
+    from blox_env.space import indices_to_blocks
+
+    blocks = indices_to_blocks(store.index)
+    out = np.full((N_STAGES, N_BLOCKS), np.nan)
+    for s in range(N_STAGES):
+        for b in np.unique(blocks[:, s]):
+            sel = values[blocks[:, s] == b]
+            if np.isfinite(sel).any():
+                out[s, b] = np.nanmax(sel)
+    return out
+
+
+class BlockwiseTables:
+    """The blockwise tables of a store (see the module docstring)."""
+
+    def __init__(self, store: BloxStore) -> None:
+        self.store = store
+        grp = store._group  # noqa: SLF001
+        if "blockwise" not in grp or "tables" not in grp["blockwise"].attrs:
+            raise StoreError(f"store {store.name!r} has no blockwise tables: build them with `blox build-blockwise`")
+        self.attrs: dict[str, Any] = dict(grp["blockwise"].attrs["tables"])
+        self.teachers = {name: Arch.from_index(int(t["index"])) for name, t in self.attrs["teachers"].items()}
+        self.ft_epochs: tuple[int, ...] = tuple(int(e) for e in self.attrs["ft_epochs"])
+        self.distill_epochs: tuple[int, ...] = tuple(int(c["epochs"]) for c in self.attrs["distill"])
+        self.normal_run: str = self.attrs["normal_run"]
+
+    # ---------------------------------------------------------------- names
+    def teacher_name(self, teacher: Any) -> str:
+        """``"M1"``..``"M5"`` of a teacher given by name or as any arch spec (index, hash, vector, Arch)."""
+        if isinstance(teacher, str) and teacher in self.teachers:
+            return teacher
+        try:
+            arch = parse_arch(teacher)
+        except Exception as exc:  # noqa: BLE001 - re-raised as a clear message below
+            raise InvalidArgumentError(f"teacher must be one of {', '.join(self.teachers)} or an arch of one of "
+                                       f"them, got {teacher!r}") from exc
+        for name, t in self.teachers.items():
+            if t == arch:
+                return name
+        raise ArchitectureNotFoundError(f"model {arch.index} is not a tabulated teacher; tabulated: "
+                                        + ", ".join(f"{n} = {t.index}" for n, t in self.teachers.items()))
+
+    def full_teachers(self) -> list[str]:
+        """Teachers fine-tuned over the whole sub-space (not only the 5 x 5 matrix)."""
+        return [n for n, runs in self.attrs["finetune_runs"].items() if len(runs) == len(self.ft_epochs)]
+
+    def _path(self, table: str, teacher: Any, length: int | None, default: int, what: str) -> str:
+        """Store path of one teacher's entry of a ``tables`` mapping at a length (default: ``default``)."""
+        name = self.teacher_name(teacher)
+        e = default if length is None else length
+        paths = self.attrs[table].get(name, {})
+        if str(e) not in paths:
+            raise InvalidArgumentError(f"no {what} of length {e!r} for teacher {name}; tabulated lengths: "
+                                       f"{', '.join(paths) or 'none'}")
+        return str(paths[str(e)])
+
+    def ft_run(self, teacher: Any, ft_epochs: int | None = None) -> str:
+        """Run path of the fine-tuning results of a teacher at a length (default: the full length)."""
+        return self._path("finetune_runs", teacher, ft_epochs, max(self.ft_epochs), "fine-tuning")
+
+    # ---------------------------------------------------------------- values
+    def signatures(self, teacher: Any, distill_epochs: int | None = None) -> dict[str, np.ndarray]:
+        """``{distill_loss, lana_delta, distill_time_s}`` as ``[3, 45]`` arrays (NaN = not distilled)."""
+        path = self._path("signature_groups", teacher, distill_epochs, max(self.distill_epochs), "signatures")
+        grp = self.store._group[path]  # noqa: SLF001
+        return {s: np.asarray(grp[s][...], dtype=np.float64) for s in SIGNATURE_NAMES}
+
+    def finetuned(self, teacher: Any, ft_epochs: int | None = None, *, metric: str = "test_top1",
+                  epoch: int | None = None) -> np.ndarray:
+        """One value per store row of a fine-tuning run (NaN where the model was not fine-tuned)."""
+        run = self.ft_run(teacher, ft_epochs)
+        seed = self.store.run_info(run).seeds[0]
+        return self.store.get(metric, None, seed=seed, epoch=epoch, run=run)
+
+    def normal(self, metric: str = "test_top1", *, seed: int | str = "mean") -> np.ndarray:
+        """One value per store row of the normal run the teachers came from (seed mean by default)."""
+        info = self.store.run_info(self.normal_run)
+        if seed == "mean":
+            return np.nanmean(np.stack([self.store.get(metric, None, seed=s, run=info.name) for s in info.seeds]),
+                              axis=0)
+        return self.store.get(metric, None, seed=seed, run=info.name)
+
+    def matrix(self, metric: str = "test_top1") -> np.ndarray:
+        """``[5, 5]``: entry (i, j) is student Mi fine-tuned (full length) with teacher Mj."""
+        names = list(self.teachers)
+        rows = self.store.rows([self.teachers[n] for n in names])
+        out = np.full((len(names), len(names)), np.nan)
+        for j, t in enumerate(names):
+            out[:, j] = self.finetuned(t, None, metric=metric)[rows]
+        return out

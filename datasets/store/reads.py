@@ -1,0 +1,197 @@
+"""Low-level reads of :class:`~blox_env.datasets.store.core.BloxStore`: rows, nodes, arrays and cached chunks.
+
+This is the store's read boundary: every metadata lookup goes through
+:meth:`ReadMixin._node` / :meth:`ReadMixin._children` and every chunk decode
+through :meth:`ReadMixin._block`, so damage surfaces as one
+``StoreCorruptError`` and an absent chunk reads as missing (see
+:mod:`.store_integrity`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from blox_env.datasets.store.encoding import Encoding, running_best
+from blox_env.datasets.store.integrity import (
+    block_chunk_coords,
+    chunk_key,
+    corrupt,
+    guard,
+    is_run_group,
+    key_exists,
+    list_dir,
+    list_keys,
+    present_chunks,
+    shape_problem,
+    warn_absent,
+)
+from blox_env.errors import ArchitectureNotFoundError, InvalidArchitectureError, InvalidArgumentError, StoreError
+from blox_env.space import N_MODELS, Arch, parse_arch
+
+if TYPE_CHECKING:
+    from blox_env.datasets.store.core import BloxStore
+
+__all__ = ["ReadMixin"]
+
+
+class ReadMixin:
+    """Rows, metadata nodes and chunk reads (a mixin of BloxStore)."""
+
+    # ------------------------------------------------------------------ rows
+    def _row_or_none(self: BloxStore, model_index: int) -> int | None:
+        if self._full:
+            return model_index
+        pos = int(np.searchsorted(self.index, model_index))
+        return pos if pos < len(self.index) and self.index[pos] == model_index else None
+
+    def rows(self: BloxStore, archs: Any) -> np.ndarray:
+        """Row positions of many models (Archs, indices, hashes or vectors)."""
+        if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
+            idx = archs.astype(np.int64, copy=False)
+        else:
+            idx = np.fromiter((parse_arch(a).index for a in archs), dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= N_MODELS):
+            raise InvalidArchitectureError(f"model index outside 0..{N_MODELS - 1}")
+        if self._full:
+            return idx
+        pos = np.minimum(np.searchsorted(self.index, idx), len(self.index) - 1)
+        bad = self.index[pos] != idx
+        if bad.any():
+            raise ArchitectureNotFoundError(
+                f"{int(bad.sum())} model(s) not in store {self.name!r}, e.g. index {int(idx[bad][0])}"
+            )
+        return pos
+
+    def _row(self: BloxStore, arch: Any) -> int:
+        i = arch.index if isinstance(arch, Arch) else parse_arch(arch).index
+        row = self._row_or_none(i)
+        if row is None:
+            raise ArchitectureNotFoundError(f"model {i} is not in store {self.name!r} ({len(self)} models)")
+        return row
+
+    # ------------------------------------------------------------------ metadata nodes
+    def _node(self: BloxStore, path: str) -> Any:
+        """The zarr group or array at ``path``, or None when there is none; damaged metadata raises."""
+        with guard(self.location, f"metadata of {path!r}"):
+            try:
+                return self._group[path]
+            except KeyError:
+                if key_exists(self._group.store, f"{path}/zarr.json"):
+                    raise  # the metadata exists but is incomplete: damage
+                return None
+
+    def _children(self: BloxStore, path: str, *, arrays: bool) -> list[str]:
+        """Names of the arrays (or groups) directly under group ``path``; a child without metadata raises."""
+        if self._node(path) is None:
+            return []
+        out = []
+        with guard(self.location, f"the listing of {path!r}"):
+            names = list_dir(self._group.store, path)
+        for name in sorted(names):
+            if name == "zarr.json":
+                continue
+            child = f"{path}/{name}"
+            node = self._node(child)
+            if node is None:
+                with guard(self.location, f"the listing of {child!r}"):
+                    if not list_keys(self._group.store, f"{child}/"):
+                        continue  # an empty folder left by a deletion, not a node
+                raise corrupt(self.location, f"node {child!r}", f"{child}/zarr.json is missing")
+            if hasattr(node, "chunks") == arrays:
+                out.append(name)
+        return out
+
+    def metric_paths(self: BloxStore) -> set[str]:
+        """``static/...`` and ``latency/...`` arrays (listed once; writes reset the cache)."""
+        if self._paths is None:
+            self._paths = {f"{grp}/{k}" for grp in ("static", "latency") for k in self._children(grp, arrays=True)}
+        return self._paths
+
+    # ------------------------------------------------------------------ arrays and chunks
+    def _array(self: BloxStore, path: str) -> tuple[Any, Encoding, int]:
+        """(zarr array, encoding, model axis) of a stored array, cached; shape checked against the store."""
+        entry = self._arrays.get(path)
+        if entry is None:
+            arr = self._node(path)
+            if arr is None or not hasattr(arr, "chunks"):
+                raise InvalidArgumentError(f"store {self.name!r} has no array {path!r}")
+            parent = self._node(path.rsplit("/", 1)[0]) if "/" in path else None
+            with guard(self.location, f"metadata of array {path!r}"):
+                attrs = dict(arr.attrs)
+                run_attrs = dict(parent.attrs) if parent is not None else None
+            try:
+                enc = Encoding.from_attrs(attrs.get("encoding", {"kind": "raw", "dtype": str(arr.dtype)}))
+            except StoreError as exc:
+                raise corrupt(self.location, f"array {path!r}", str(exc)) from None
+            problem = shape_problem(path, arr.shape, n_rows=len(self.index),
+                                    run_attrs=run_attrs if is_run_group(run_attrs) else None)
+            if problem:
+                raise corrupt(self.location, f"array {path!r}", problem)
+            if self.mode != "r":  # keep every chunk on disk, even an all-missing one (absent = damage)
+                arr = arr.with_config({"write_empty_chunks": True})
+            entry = (arr, enc, 0 if arr.ndim == 1 else 1)
+            self._arrays[path] = entry
+        return entry
+
+    def _block(self: BloxStore, path: str, seed_pos: int, chunk: int, best: str | None = None) -> np.ndarray:
+        """One chunk of stored values along the model axis, cached; ``best`` = running max/min."""
+        key = (path, seed_pos, chunk, best)
+        block = self._chunks.get(key)
+        if block is None:
+            arr, enc, axis = self._array(path)
+            if best is None:
+                block = self._read_block(path, arr, enc, axis, seed_pos, chunk)
+            else:
+                block = running_best(self._block(path, seed_pos, chunk), enc, best)
+            self._chunks[key] = block
+        return block
+
+    def _read_block(self: BloxStore, path: str, arr: Any, enc: Encoding, axis: int, seed_pos: int,
+                    chunk: int) -> np.ndarray:
+        """Decode one block; absent chunks become the missing sentinel (with a warning), damage raises."""
+        size = arr.chunks[axis]
+        sl = slice(chunk * size, (chunk + 1) * size)
+        coords = block_chunk_coords(arr, axis, seed_pos, chunk)
+        keys = [chunk_key(arr, c) for c in coords]
+        with guard(self.location, f"array {path!r} chunk {keys[0] if len(keys) == 1 else keys}"):
+            absent = [(c, k) for c, k, ok in zip(coords, keys, present_chunks(arr, path, self.location, keys))
+                      if not ok]
+            block = enc.unpack(arr[sl] if axis == 0 else arr[seed_pos, sl])
+        if absent:
+            lost = (path, tuple(k for _, k in absent))
+            if lost not in self._warned:  # one warning per lost chunk and store object
+                self._warned.add(lost)
+                warn_absent(self.location, path, lost[1])
+            block = np.array(block, copy=True)
+            if len(absent) == len(coords) or enc.delta:  # a delta curve is lost whole with any of its chunks
+                block[...] = enc.missing
+            else:  # odd chunking along epochs: only the absent chunks' epochs are missing
+                for c, _ in absent:
+                    region = tuple(slice(i * n, (i + 1) * n) for i, n in zip(c[axis + 1:], arr.chunks[axis + 1:]))
+                    block[(slice(None), *region)] = enc.missing
+        return block
+
+    def _gather(self: BloxStore, path: str, seed_pos: int, rows: np.ndarray, col: int | None = None,
+                best: str | None = None) -> np.ndarray:
+        """Stored values of ``rows`` (any order), optionally at one epoch column."""
+        arr, _, axis = self._array(path)
+        size = arr.chunks[axis]
+        order = np.argsort(rows, kind="stable")
+        srows = rows[order]
+        rest = () if col is not None else arr.shape[axis + 1 :]
+        out = None
+        first, last = int(srows[0]) // size if len(srows) else 0, int(srows[-1]) // size if len(srows) else -1
+        bounds = np.searchsorted(srows, np.arange(first, last + 2) * size)
+        for k, c in enumerate(range(first, last + 1)):
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            if hi == lo:
+                continue
+            blk = self._block(path, seed_pos, c, best)
+            local = srows[lo:hi] - c * size
+            vals = blk[local] if col is None else blk[local, col]
+            if out is None:
+                out = np.empty((len(rows), *rest), dtype=blk.dtype)
+            out[order[lo:hi]] = vals
+        return out if out is not None else np.empty((0, *rest))
