@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from blox_env.errors import InvalidArgumentError
+from blox_env.rewards.base import RewardBackend
 from blox_env.space import Arch, SubSpace
 
 if TYPE_CHECKING:
-    from blox_env.rewards.tabular import Evaluation
+    from blox_env.rewards.base import Evaluation
 
 __all__ = ["Agent", "BaseAgent", "Constraint", "make_constraint", "make_rng"]
 
@@ -94,15 +95,15 @@ class Constraint:
         return "Constraint(" + ", ".join(f"{k} <= {v:g}" for k, v in self.limits.items()) + ")"
 
 
-def make_constraint(backend: Any, limits: Mapping[str, float]) -> Constraint:
+def make_constraint(backend: RewardBackend, limits: Mapping[str, float]) -> Constraint:
     """A constraint "static metric <= limit" for each entry of ``limits`` (e.g. ``{"params": 2e6}``).
 
-    Metric names are the backend's static columns: ``params``, ``flops`` and
-    ``latency/<device>``. Needs a :class:`~blox_env.rewards.tabular.TabularReward` (or
-    anything with its ``_static`` columns and ``rows``).
+    Metric names are the backend's static columns (:meth:`~blox_env.rewards.base.RewardBackend.static_costs`):
+    ``params``, ``flops`` and ``latency/<device>``. Needs a backend that has them, such as
+    :class:`~blox_env.rewards.tabular.TabularReward`.
     """
-    static = getattr(backend, "_static", None)
-    if not isinstance(static, Mapping) or not callable(getattr(backend, "rows", None)):
+    static = backend.static_costs() if isinstance(backend, RewardBackend) else None
+    if not static:
         raise InvalidArgumentError(
             f"make_constraint needs a tabular backend with static columns (TabularReward), got {type(backend).__name__}"
         )

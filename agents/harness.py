@@ -1,11 +1,11 @@
 """The cost-budget harness: agents x seeds x budgets under one enforced simulated clock.
 
-Every evaluation goes through a reward backend and a :class:`~blox_env.envs.base.CostLedger`
-(the same accounting as the environments: repeats free unless ``charge_repeats``,
-the evaluation that crosses the budget completes and counts). A search stops
-once its budget is spent. Results are traces (one record per evaluation with
-arch, metrics, cost, cumulative cost and wall time), written to a store's
-``traces/`` when one is given, and summarised per agent:
+Every search is :func:`~blox_env.agents.loop.run_search` (or a blockwise strategy of
+:mod:`~blox_env.agents.strategies`) through a :class:`~blox_env.runs.SearchRun`: the same
+accounting as the environments (repeats free unless ``charge_repeats``, the evaluation that
+crosses the budget completes and counts). A search stops once its budget is spent. Results are
+traces (one record per evaluation with arch, metrics, cost, cumulative cost and wall time),
+written to a store's ``traces/`` when one is given, and summarised per agent:
 
 - *best test accuracy at cost b*: test top-1 of the model with the best search
   metric (validation) among those evaluated within cumulative cost ``b`` — the
@@ -19,18 +19,18 @@ arch, metrics, cost, cumulative cost and wall time), written to a store's
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from blox_env.envs.base import CostLedger
+from blox_env.agents.loop import run_search
+from blox_env.agents.strategies import STRATEGIES, iterative_teacher_search, two_stage_search
 from blox_env.errors import InvalidArgumentError
+from blox_env.rewards.base import RewardBackend
 
-__all__ = ["BenchSpec", "SearchTask", "make_search_agent", "run_benchmark", "run_search", "summarise_traces",
-           "trace_record"]
+__all__ = ["BenchSpec", "SearchTask", "make_search_agent", "run_benchmark", "summarise_traces"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,6 @@ class BenchSpec:
 
     def __post_init__(self) -> None:
         from blox_env.agents import AGENTS
-        from blox_env.agents.strategies import STRATEGIES
 
         unknown = [a for a in self.agents if a not in AGENTS]
         if unknown:
@@ -81,66 +80,14 @@ class SearchTask:
     spec: BenchSpec
 
 
-def run_search(agent: Any, backend: Any, *, budget: float, cost_unit: str, seed: int, metric: str,
-               charge_repeats: bool = False, max_evaluations: int = 1_000_000, ledger: CostLedger | None = None,
-               stop_at: float | None = None, fields: dict[str, Any] | None = None, key: Any = None,
-               trace: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Drive ``agent`` against ``backend`` until ``budget`` is spent; returns the trace.
-
-    With free repeats a search can run out of new models before it runs out of
-    budget; it then stops once every model it may evaluate has been evaluated at
-    full fidelity (or after ``10 x`` that many evaluations in a row cost nothing).
-    Strategies that chain searches pass a shared ``ledger`` and ``trace``, stop a
-    phase at cumulative cost ``stop_at``, tag records with ``fields`` (e.g.
-    ``{"select": False}``) and key the ledger with ``key`` (so the same model
-    fine-tuned with another teacher is charged again).
-    """
-    ledger = ledger if ledger is not None else CostLedger(budget, cost_unit, charge_repeats)
-    limit = budget if stop_at is None else min(stop_at, budget)
-    rng = np.random.default_rng(seed)
-    trace = trace if trace is not None else []
-    start = time.perf_counter() - (trace[-1]["wall_time_s"] if trace else 0.0)
-    feasible = agent.feasible_indices() if hasattr(agent, "feasible_indices") else backend.space.indices()
-    n_feasible = len(feasible)
-    full_fidelity = getattr(backend, "max_fidelity", None)
-    seen_full: set[int] = set()
-    free_streak = 0
-    n = 0
-    try:
-        while ledger.spent < limit and n < max_evaluations:
-            if not charge_repeats and (len(seen_full) >= n_feasible or free_streak >= 10 * n_feasible):
-                break
-            arch = agent.ask()
-            ev = backend.evaluate(arch, getattr(agent, "fidelity", None), cost_unit=cost_unit, rng=rng)
-            charged = ledger.charge(arch.index if key is None else (key, arch.index), ev.fidelity, ev.cost)
-            agent.tell(arch, ev)
-            if ev.fidelity == full_fidelity:
-                seen_full.add(arch.index)
-            free_streak = free_streak + 1 if charged == 0 else 0
-            n += 1
-            trace.append(trace_record(trace, arch, ev, charged, ledger, metric, start, fields))
-    finally:
-        if hasattr(agent, "close"):
-            agent.close()  # e.g. SB3Agent's learner thread
-    return trace
-
-
-def trace_record(trace: Sequence[dict[str, Any]], arch: Any, ev: Any, charged: float, ledger: CostLedger,
-                 metric: str, start: float, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One trace record (``select`` says whether the model may be picked as the search's answer)."""
-    return {"step": len(trace) + 1, "arch_index": arch.index, "fidelity": ev.fidelity, "metrics": dict(ev.metrics),
-            "objective": float(ev.metrics[metric]), "cost": charged, "full_cost": ev.cost,
-            "cumulative_cost": ledger.spent, "wall_time_s": time.perf_counter() - start, "select": True,
-            **(fields or {})}
-
-
-def make_search_agent(name: str, backend: Any, *, seed: int, spec: BenchSpec) -> Any:
+def make_search_agent(name: str, backend: RewardBackend, *, seed: int, spec: BenchSpec) -> Any:
     """The agent ``name`` for one search on ``backend``, with the spec's options.
 
     Multi-fidelity agents get the backend's epoch range; ``donna`` and ``lana`` get the
     blockwise backend's signatures (distillation loss; minus the accuracy change).
     """
     from blox_env.agents import make_agent, make_constraint
+    from blox_env.rewards.blockwise import BlockwiseTabularReward
 
     constraint = make_constraint(backend, spec.constraint) if spec.constraint else None
     kwargs = dict(spec.agent_kwargs.get(name, {}))
@@ -148,10 +95,10 @@ def make_search_agent(name: str, backend: Any, *, seed: int, spec: BenchSpec) ->
         kwargs.setdefault("max_fidelity", backend.max_fidelity)
         kwargs.setdefault("min_fidelity", max(1, backend.max_fidelity // 9))
     if name in ("donna", "lana") and "signatures" not in kwargs:
-        sig = getattr(backend, "signatures", None)
-        if sig is None:
+        if not isinstance(backend, BlockwiseTabularReward):
             raise InvalidArgumentError(f"agent {name!r} needs block signatures: run it with mode='blockwise' on a "
                                        "store with blockwise tables (or pass signatures= in agent_kwargs)")
+        sig = backend.signatures
         kwargs["signatures"] = sig["distill_loss"] if name == "donna" else -sig["lana_delta"]
     return make_agent(name, backend.space, seed=seed, metric=spec.metric, constraint=constraint, **kwargs)
 
@@ -159,7 +106,7 @@ def make_search_agent(name: str, backend: Any, *, seed: int, spec: BenchSpec) ->
 def _task(task: SearchTask) -> list[dict[str, Any]]:
     """Worker side: open the store read-only, build backend(s) + agent, search at the largest budget."""
     from blox_env.datasets.store.core import open_store
-    from blox_env.rewards.blockwise import make_tabular_backend
+    from blox_env.rewards.factory import make_tabular_backend
 
     spec = task.spec
     store = open_store(task.store)
@@ -176,7 +123,6 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
         return run_search(agent, backend, budget=budget, cost_unit=spec.cost_unit, seed=task.seed,
                           metric=spec.metric, charge_repeats=spec.charge_repeats)
     # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``
-    from blox_env.agents import strategies
     from blox_env.rewards.blockwise import nearest_teacher_backends
 
     trace: list[dict[str, Any]] = []
@@ -185,7 +131,7 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
             full = backend_at(None)
             short = backend_at(min(full.tables.ft_epochs))
             agent = make_search_agent(task.agent, short, seed=task.seed, spec=spec)
-            part = strategies.two_stage_search(agent, short, full, budget=plan, cost_unit=spec.cost_unit,
+            part = two_stage_search(agent, short, full, budget=plan, cost_unit=spec.cost_unit,
                                                seed=task.seed, metric=spec.metric, **spec.strategy_kwargs)
         else:
             backend_for = nearest_teacher_backends(store, metric=spec.metric, ft_epochs=spec.ft_epochs)
@@ -193,7 +139,7 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
             first = backend_for(start)
             normal = make_tabular_backend(store, metric=spec.metric, run=first.tables.normal_run,
                                           seed_mode=spec.seed_mode)
-            part = strategies.iterative_teacher_search(
+            part = iterative_teacher_search(
                 lambda s, first=first: make_search_agent(task.agent, first, seed=s, spec=spec), backend_for, normal,
                 start_teacher=start, budget=plan, cost_unit=spec.cost_unit, seed=task.seed, metric=spec.metric,
                 **spec.strategy_kwargs)

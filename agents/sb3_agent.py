@@ -18,11 +18,14 @@ import queue
 import threading
 from typing import Any
 
+from collections.abc import Callable
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from blox_env.agents.base import BaseAgent
+from blox_env.envs.base import observation_space, stage_observation
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace
 
@@ -32,20 +35,18 @@ _STOP = object()
 
 
 class _BridgeEnv(gym.Env):
-    """Blox-v0-shaped env whose final reward comes from the agent's ``tell``."""
+    """Blox-v0-shaped env (same spaces and observation) whose final reward is ``exchange(arch)``: the agent's tell."""
 
-    def __init__(self, agent: SB3Agent) -> None:
+    def __init__(self, space: SubSpace, exchange: Callable[[Arch], float]) -> None:
         super().__init__()
-        self.agent = agent
-        sizes = agent.space.sizes
-        self.action_space = spaces.Discrete(max(sizes))
-        self.observation_space = spaces.MultiDiscrete([*(k + 1 for k in sizes), 4])
+        self.space = space
+        self.exchange = exchange
+        self.action_space = spaces.Discrete(max(space.sizes))
+        self.observation_space = observation_space(space.sizes)
         self._chosen: list[int] = []
 
     def _obs(self) -> np.ndarray:
-        obs = np.array([*self.agent.space.sizes, len(self._chosen)], dtype=np.int64)
-        obs[: len(self._chosen)] = self._chosen
-        return obs
+        return stage_observation(self.space.sizes, self._chosen)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -55,11 +56,11 @@ class _BridgeEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         stage = len(self._chosen)
         a = int(np.asarray(action).reshape(()))
-        self._chosen.append(min(a, self.agent.space.sizes[stage] - 1))  # Discrete(max K): clip on smaller stages
+        self._chosen.append(min(a, self.space.sizes[stage] - 1))  # Discrete(max K): clip on smaller stages
         if len(self._chosen) < 3:
             return self._obs(), 0.0, False, False, {}
-        arch = self.agent.space.arch(tuple(self._chosen))
-        return self._obs(), self.agent._exchange(arch), True, False, {}
+        arch = self.space.arch(tuple(self._chosen))
+        return self._obs(), self.exchange(arch), True, False, {}
 
 
 class SB3Agent(BaseAgent):
@@ -83,7 +84,7 @@ class SB3Agent(BaseAgent):
         self._asks: queue.Queue = queue.Queue(maxsize=1)
         self._tells: queue.Queue = queue.Queue(maxsize=1)
         seed_int = int(self.rng.integers(2**31 - 1))
-        self.model = cls("MlpPolicy", _BridgeEnv(self), seed=seed_int, verbose=0, **kwargs)
+        self.model = cls("MlpPolicy", _BridgeEnv(space, self._exchange), seed=seed_int, verbose=0, **kwargs)
         self._thread = threading.Thread(target=self._learn, daemon=True, name="sb3-agent")
         self._started = False
         self._error: BaseException | None = None

@@ -11,23 +11,23 @@
   trained normally; this repeats until the best model stops improving, ``max_rounds`` or the
   budget. Only normal trainings are eligible as the answer.
 
-Both take backends (anything with ``evaluate``): tabular blockwise tables make them run at
-tabular speed, live backends run them for real. Blockwise backends that share a block library
-share their :class:`~blox_env.rewards.blockwise.BlockCharges`, so each block's distillation is
-charged once per run. Trace records carry ``phase`` codes (:data:`PHASES`) and ``teacher``.
+Both take reward backends: tabular blockwise tables make them run at tabular speed, live backends
+run them for real. All phases share one :class:`~blox_env.runs.SearchRun` (one budget, one trace),
+so a teacher's training and each of its blocks' distillation are charged once per run whichever
+backend uses them. Trace records carry ``phase`` codes (:data:`PHASES`) and ``teacher``.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
 
-from blox_env.agents.harness import run_search, trace_record
-from blox_env.envs.base import CostLedger
+from blox_env.agents.loop import run_search
 from blox_env.errors import InvalidArgumentError
+from blox_env.rewards.base import RewardBackend
+from blox_env.runs import SearchRun
 from blox_env.space import Arch
 
 __all__ = ["PHASES", "STRATEGIES", "iterative_teacher_search", "two_stage_search"]
@@ -57,58 +57,40 @@ def _ranked(trace: list[dict[str, Any]], phases: tuple[int, ...], teacher: int |
     return [i for i, _ in sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-class _Chain:
-    """One ledger and one trace shared by the phases of a strategy."""
-
-    def __init__(self, budget: float, cost_unit: str, metric: str, seed: int) -> None:
-        self.ledger = CostLedger(budget, cost_unit)
-        self.trace: list[dict[str, Any]] = []
-        self.metric, self.cost_unit = metric, cost_unit
-        self.rng = np.random.default_rng(seed)
-        self.start = time.perf_counter()
-
-    def evaluate(self, backend: Any, index: int, *, key: Any, fields: dict[str, Any]) -> dict[str, Any] | None:
-        """Evaluate one model at full fidelity unless the budget is spent; returns its record."""
-        if self.ledger.exhausted:
-            return None
-        arch = Arch.from_index(int(index))
-        ev = backend.evaluate(arch, None, cost_unit=self.cost_unit, rng=self.rng)
-        charged = self.ledger.charge((key, arch.index), ev.fidelity, ev.cost)
-        rec = trace_record(self.trace, arch, ev, charged, self.ledger, self.metric, self.start, fields)
-        self.trace.append(rec)
-        return rec
+def _evaluate(run: SearchRun, backend: RewardBackend, index: int, *, key: Hashable,
+              fields: dict[str, Any]) -> dict[str, Any] | None:
+    """Evaluate one model at full fidelity unless the run's budget is spent; returns its trace row."""
+    outcome = run.evaluate(backend, Arch.from_index(int(index)), None, key=key)
+    return None if outcome is None else run.record(outcome, fields=fields)
 
 
-def _share_charges(*backends: Any) -> None:
-    charges = [getattr(b, "charges", None) for b in backends]
-    if charges[0] is not None:
-        for b in backends[1:]:
-            if hasattr(b, "charges") and getattr(b, "teacher", None) == getattr(backends[0], "teacher", None):
-                b.charges = charges[0]
+def _teacher_index(backend: RewardBackend, default: int) -> int:
+    """Model index of the backend's teacher (``default`` for backends without one)."""
+    return backend.teacher.index if backend.teacher is not None else default
 
 
-def two_stage_search(agent: Any, short_backend: Any, full_backend: Any, *, budget: float, cost_unit: str = "seconds",
-                     seed: int = 0, metric: str = "val_top1", search_fraction: float = 0.5,
-                     top_k: int = 5) -> list[dict[str, Any]]:
+def two_stage_search(agent: Any, short_backend: RewardBackend, full_backend: RewardBackend, *, budget: float,
+                     cost_unit: str = "seconds", seed: int = 0, metric: str = "val_top1",
+                     search_fraction: float = 0.5, top_k: int = 5) -> list[dict[str, Any]]:
     """FT-short search, then full fine-tuning of the ranked top (see the module docstring)."""
     fraction, top_k = _fraction(search_fraction, "search_fraction"), _count(top_k, "top_k")
-    _share_charges(short_backend, full_backend)
-    chain = _Chain(budget, cost_unit, metric, seed)
-    teacher = getattr(getattr(short_backend, "teacher", None), "index", -1)
-    run_search(agent, short_backend, budget=budget, cost_unit=cost_unit, seed=seed, metric=metric,
-               ledger=chain.ledger, stop_at=budget * fraction, trace=chain.trace, key="short",
+    run = SearchRun(budget=budget, cost_unit=cost_unit, metric=metric, seed=seed)
+    teacher = _teacher_index(short_backend, -1)
+    run_search(agent, short_backend, budget=budget, cost_unit=cost_unit, seed=seed, metric=metric, run=run,
+               stop_at=budget * fraction, key="short",
                fields={"phase": PHASES["search"], "select": False, "teacher": teacher})
-    for index in _ranked(chain.trace, (PHASES["search"],))[:top_k]:
-        if chain.evaluate(full_backend, index, key="full",
-                          fields={"phase": PHASES["full"], "select": True, "teacher": teacher}) is None:
+    for index in _ranked(run.trace, (PHASES["search"],))[:top_k]:
+        if _evaluate(run, full_backend, index, key="full",
+                     fields={"phase": PHASES["full"], "select": True, "teacher": teacher}) is None:
             break
-    return chain.trace
+    return run.trace
 
 
-def iterative_teacher_search(make_agent: Callable[[int], Any], backend_for: Callable[[Arch], Any],
-                             normal_backend: Any, *, start_teacher: Arch, budget: float, cost_unit: str = "seconds",
-                             seed: int = 0, metric: str = "val_top1", search_fraction: float = 0.5,
-                             candidates: int = 3, refine: int = 10, max_rounds: int = 4) -> list[dict[str, Any]]:
+def iterative_teacher_search(make_agent: Callable[[int], Any], backend_for: Callable[[Arch], RewardBackend],
+                             normal_backend: RewardBackend, *, start_teacher: Arch, budget: float,
+                             cost_unit: str = "seconds", seed: int = 0, metric: str = "val_top1",
+                             search_fraction: float = 0.5, candidates: int = 3, refine: int = 10,
+                             max_rounds: int = 4) -> list[dict[str, Any]]:
     """Search with a teacher, promote the best normally trained candidate to teacher, repeat (module docstring).
 
     ``backend_for(arch)`` returns the blockwise backend of a teacher; for tabular tables it may map the
@@ -117,37 +99,37 @@ def iterative_teacher_search(make_agent: Callable[[int], Any], backend_for: Call
     fraction = _fraction(search_fraction, "search_fraction")
     candidates, refine, max_rounds = (_count(candidates, "candidates"), _count(refine, "refine"),
                                       _count(max_rounds, "max_rounds"))
-    chain = _Chain(budget, cost_unit, metric, seed)
+    run = SearchRun(budget=budget, cost_unit=cost_unit, metric=metric, seed=seed)
     backend = backend_for(start_teacher)
-    teacher = backend.teacher.index if hasattr(backend, "teacher") else start_teacher.index
-    run_search(make_agent(seed), backend, budget=budget, cost_unit=cost_unit, seed=seed, metric=metric,
-               ledger=chain.ledger, stop_at=budget * fraction, trace=chain.trace, key=("ft", teacher),
+    teacher = _teacher_index(backend, start_teacher.index)
+    run_search(make_agent(seed), backend, budget=budget, cost_unit=cost_unit, seed=seed, metric=metric, run=run,
+               stop_at=budget * fraction, key=("ft", teacher),
                fields={"phase": PHASES["search"], "select": False, "teacher": teacher})
     teacher_value = float(normal_backend.evaluate(Arch.from_index(teacher), None, cost_unit=cost_unit,
-                                                  rng=chain.rng).metrics[metric])  # a given model: not charged
-    pool = _ranked(chain.trace, (PHASES["search"],))[:refine]
+                                                  rng=run.rng).metrics[metric])  # a given model: not charged
+    pool = _ranked(run.trace, (PHASES["search"],))[:refine]
     ranking = pool
     trained: set[int] = set()
     for _round in range(max_rounds):
         for index in [i for i in ranking if i not in trained][:candidates]:
             trained.add(index)
-            if chain.evaluate(normal_backend, index, key="normal",
-                              fields={"phase": PHASES["normal"], "select": True, "teacher": teacher}) is None:
-                return chain.trace
-        best = _ranked(chain.trace, (PHASES["normal"],))
-        best_value = max(r["objective"] for r in chain.trace if r["phase"] == PHASES["normal"] and
+            if _evaluate(run, normal_backend, index, key="normal",
+                         fields={"phase": PHASES["normal"], "select": True, "teacher": teacher}) is None:
+                return run.trace
+        best = _ranked(run.trace, (PHASES["normal"],))
+        best_value = max(r["objective"] for r in run.trace if r["phase"] == PHASES["normal"] and
                          r["arch_index"] == best[0]) if best else -np.inf
         if not best or not best_value > teacher_value:
             break
         new_backend = backend_for(Arch.from_index(best[0]))
-        new_teacher = new_backend.teacher.index if hasattr(new_backend, "teacher") else best[0]
+        new_teacher = _teacher_index(new_backend, best[0])
         teacher_value = best_value
         if new_teacher == teacher:  # the tables offer no closer teacher: nothing new to learn
             break
         teacher, backend = new_teacher, new_backend
         for index in pool:
-            if chain.evaluate(backend, index, key=("ft", teacher),
-                              fields={"phase": PHASES["refine"], "select": False, "teacher": teacher}) is None:
-                return chain.trace
-        ranking = _ranked(chain.trace, (PHASES["refine"],), teacher=teacher)
-    return chain.trace
+            if _evaluate(run, backend, index, key=("ft", teacher),
+                         fields={"phase": PHASES["refine"], "select": False, "teacher": teacher}) is None:
+                return run.trace
+        ranking = _ranked(run.trace, (PHASES["refine"],), teacher=teacher)
+    return run.trace

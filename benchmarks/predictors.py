@@ -20,7 +20,8 @@ from common import machine
 from blox_env.build.mini import MINI_BLOCKS
 from blox_env.datasets.store.core import open_store
 from blox_env.datasets.store.location import bundled_mini_path
-from blox_env.predictors.evaluation import EvalSpec, plot_results, run_evaluation, save_results, summarise
+from blox_env.predictors.evaluation import EvalSpec, run_evaluation, save_results, summarise
+from blox_env.reports.predictors import plot_results
 from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch
 from blox_env.training.distill import DistillConfig

@@ -52,7 +52,7 @@ def main() -> None:
 
     from blox_env import costs as costs_mod
 
-    costs_mod._component_costs.cache_clear()
+    costs_mod.clear_cache()
     t = time.perf_counter()
     params_table()
     macs_table()

@@ -1,14 +1,41 @@
 """blox-env: the BLOX macro NAS benchmark for today's NAS and RL research.
 
-``import blox_env`` is light (numpy + gymnasium for the env registration): torch, dgl
-and zarr are imported by the modules that use them. Importing registers the
-Gymnasium ids ``Blox-v0`` and ``BloxOneShot-v0``.
+Public API: :class:`Arch`, :class:`SubSpace`, :func:`parse_arch` and the space's sizes; the store
+(:class:`BloxStore`, :func:`open_store`); :class:`Evaluation` (what a reward backend returns); every
+error of :mod:`blox_env.errors`. ``import blox_env`` is light (numpy + gymnasium for the env
+registration): the store, rewards, torch, dgl and zarr are imported on first use, so
+``blox_env.BloxStore`` is resolved lazily by the module ``__getattr__`` below. Importing registers
+the Gymnasium ids ``Blox-v0`` and ``BloxOneShot-v0``.
 """
 
 from __future__ import annotations
 
-from blox_env.errors import BloxError, InvalidArchitectureError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from blox_env.errors import (
+    ArchitectureNotFoundError,
+    BloxError,
+    DownloadError,
+    InvalidActionError,
+    InvalidArchitectureError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    MissingCostError,
+    MissingDependencyError,
+    PredictorNotFittedError,
+    ReleaseFormatError,
+    StoreCorruptError,
+    StoreError,
+    StoreNotFoundError,
+    StoreReadOnlyError,
+    TrainingDivergedError,
+)
 from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, OPS, Arch, SubSpace, parse_arch
+
+if TYPE_CHECKING:
+    from blox_env.datasets.store import BloxStore, open_store
+    from blox_env.rewards import Evaluation
 
 __version__ = "0.1.0"
 
@@ -16,15 +43,53 @@ from blox_env.envs import register_envs  # noqa: E402 - registration after the v
 
 register_envs()
 
+#: Public names imported on first use -> the package that exports them (keeps ``import blox_env`` light).
+_LAZY = {
+    "BloxStore": "blox_env.datasets.store",
+    "open_store": "blox_env.datasets.store",
+    "Evaluation": "blox_env.rewards",
+}
+
 __all__ = [
     "N_BLOCKS",
     "N_MODELS",
     "N_STAGES",
     "OPS",
+    "ArchitectureNotFoundError",
     "Arch",
     "BloxError",
+    "BloxStore",
+    "DownloadError",
+    "Evaluation",
+    "InvalidActionError",
     "InvalidArchitectureError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "MissingCostError",
+    "MissingDependencyError",
+    "PredictorNotFittedError",
+    "ReleaseFormatError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreNotFoundError",
+    "StoreReadOnlyError",
     "SubSpace",
+    "TrainingDivergedError",
     "__version__",
+    "open_store",
     "parse_arch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve the lazy exports (``BloxStore``, ``open_store``, ``Evaluation``) on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blox_env' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -19,7 +19,8 @@ import numpy as np
 from blox_env.shapes import ModelConfig
 from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_STAGES, Arch
 
-__all__ = ["ComponentCosts", "Cost", "additive_table", "component_costs", "macs_table", "params_table", "static_costs"]
+__all__ = ["ComponentCosts", "Cost", "additive_table", "clear_cache", "component_costs", "macs_table", "params_table",
+           "static_costs"]
 
 
 class Cost(NamedTuple):
@@ -67,6 +68,11 @@ class ComponentCosts(NamedTuple):
 def component_costs(config: ModelConfig | None = None) -> ComponentCosts:
     """Cost of each component at a :class:`ModelConfig` (default: the original benchmark)."""
     return _component_costs(config or ModelConfig())
+
+
+def clear_cache() -> None:
+    """Forget the cached component costs, so the next table is computed cold (the space benchmark times that)."""
+    _component_costs.cache_clear()
 
 
 @lru_cache(maxsize=16)

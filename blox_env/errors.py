@@ -14,6 +14,7 @@ __all__ = [
     "InvalidActionError",
     "InvalidArchitectureError",
     "InvalidArgumentError",
+    "InvalidArgumentTypeError",
     "PredictorNotFittedError",
     "ReleaseFormatError",
     "MissingCostError",
@@ -32,6 +33,10 @@ class BloxError(Exception):
 
 class InvalidArgumentError(BloxError, ValueError):
     """A keyword argument has a value outside the allowed set or range."""
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has the wrong type: an :class:`InvalidArgumentError` that ``except TypeError`` also catches."""
 
 
 class InvalidArchitectureError(BloxError, ValueError):

@@ -1,42 +1,57 @@
-"""Architecture graphs of the BLOX space: minimised labelled DAGs and their hash.
+"""Architecture graphs of the BLOX space: stage graphs, the 45 canonical blocks, model DAGs and their hash.
 
 A model is the DAG ``input -> [A_s, B_s -> R_s] x 3 -> output``. Every node not on
 an input->output path is removed (minimisation); the hash is the NAS-Bench-101
 style iterated md5 over degrees and integer labels, identical bit for bit to the
-original benchmark's, because the official data files are keyed by it.
+original benchmark's, because the official data files are keyed by it. The
+canonical blocks are the isomorphism classes of the minimised stage graphs; they
+live here, below :mod:`blox_env.space` and :mod:`blox_env.hashes`, so both can use
+them without importing each other in a cycle (``graph -> hashes -> space``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 __all__ = [
+    "BLOCKS",
+    "BLOCK_GRAPHS",
     "INPUT_LABEL",
+    "N_BLOCKS",
+    "N_MODELS",
+    "N_STAGES",
     "NODE_TYPES",
+    "OPS",
     "OUTPUT_LABEL",
+    "RAW_TO_BLOCK",
     "ModelGraph",
     "StageGraph",
     "graph_hash",
     "model_adjacency",
     "model_graph",
     "node_type_ids",
+    "raw_config_index",
     "stage_graph",
     "stages_hash",
 ]
 
 INPUT_LABEL = -1
 OUTPUT_LABEL = -2
+#: Op ids 0, 1, 2 of a stage's nodes A and B.
+OPS: tuple[str, ...] = ("conv", "mbconv", "bconv")
+#: Stages of every model (each followed by a reduction). Public path: :data:`blox_env.space.N_STAGES`.
 N_STAGES = 3
 
 #: Node types used for one-hot features: input, output, op x stage, reduction x stage.
 NODE_TYPES: tuple[str, ...] = (
     "input",
     "output",
-    *(f"{op}@{s}" for s in range(N_STAGES) for op in ("conv", "mbconv", "bconv")),
+    *(f"{op}@{s}" for s in range(N_STAGES) for op in OPS),
     *(f"reduce@{s}" for s in range(N_STAGES)),
 )
 
@@ -189,3 +204,49 @@ def node_type_ids(graph: ModelGraph) -> np.ndarray:
             ids.append(2 + 3 * stage + kind if kind < 3 else 2 + 3 * N_STAGES + stage)
     return np.asarray(ids, dtype=np.int64)
 
+
+
+# --------------------------------------------------------------------------- the 45 canonical blocks
+
+RawConfig = tuple[int, int, int, int, int]  # (opA, opB, prev, inp, sc)
+
+
+def raw_config_index(op_a: int, op_b: int, prev: int, inp: int, sc: int) -> int:
+    """Position of a raw stage config in the odometer enumeration (0..71)."""
+    return op_a + 3 * op_b + 9 * prev + 18 * inp + 36 * sc
+
+
+def _stage_key(st: StageGraph) -> str:
+    """Isomorphism key of a minimised stage graph (its hash as a stand-alone graph)."""
+    n = len(st.ops) + 2
+    matrix = np.zeros((n, n), dtype=np.int8)
+    for a, b in st.edges:
+        matrix[a, b] = 1
+    return graph_hash(matrix, (-1, *st.ops, 3))
+
+
+def _enumerate_blocks() -> tuple[tuple[RawConfig, ...], tuple[StageGraph, ...], tuple[int, ...]]:
+    blocks: list[RawConfig] = []
+    graphs: list[StageGraph] = []
+    seen: dict[str, int] = {}
+    raw_to_block: list[int] = []
+    for sc, inp, prev, op_b, op_a in itertools.product(range(2), range(2), range(2), range(3), range(3)):
+        st = stage_graph(op_a, op_b, prev, inp, sc)
+        if st is None:
+            raw_to_block.append(-1)
+            continue
+        key = _stage_key(st)
+        if key not in seen:
+            seen[key] = len(blocks)
+            blocks.append((op_a, op_b, prev, inp, sc))
+            graphs.append(st)
+        raw_to_block.append(seen[key])
+    return tuple(blocks), tuple(graphs), tuple(raw_to_block)
+
+
+#: The 45 canonical blocks as raw configs ``(opA, opB, prev, inp, sc)``, in canonical order.
+#: ``BLOCK_GRAPHS`` holds their minimised stage graphs; ``RAW_TO_BLOCK`` maps each of the 72
+#: raw configs (by :func:`raw_config_index`) to its canonical block, or -1 if invalid.
+BLOCKS, BLOCK_GRAPHS, RAW_TO_BLOCK = _enumerate_blocks()
+N_BLOCKS = len(BLOCKS)
+N_MODELS = N_BLOCKS**N_STAGES

@@ -12,27 +12,31 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from blox_env.errors import ArchitectureNotFoundError, InvalidArchitectureError
-from blox_env.graph import stages_hash
+from blox_env.graph import BLOCK_GRAPHS, N_BLOCKS, N_MODELS, stages_hash
 from blox_env.paths import blox_home
-from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_MODELS, Arch
+from blox_env.progress import track
 
 __all__ = ["all_hashes", "compute_hashes", "hash_to_index", "hashes_to_indices", "hash_cache_path"]
 
 _CACHE_NAME = "hashes-v1.npy"
-_SPOT_CHECK = (0, 1, 50000, N_MODELS - 1)
+#: Blocks ``(b0, b1, b2)`` of the models checked on every load: indices 0, 1, 50000 and the last one.
+_SPOT_CHECK = ((0, 0, 0), (1, 0, 0), (5, 31, 24), (N_BLOCKS - 1,) * 3)
 
 
 def hash_cache_path() -> Path:
     """Location of the on-disk hash table."""
     return blox_home() / "space" / _CACHE_NAME
+
+
+def _index(b0: int, b1: int, b2: int) -> int:
+    """Model index of blocks ``(b0, b1, b2)``; the digests are stored in this order (b0 fastest)."""
+    return b0 + N_BLOCKS * (b1 + N_BLOCKS * b2)
 
 
 def _hash_slab(b2: int) -> bytes:
@@ -50,20 +54,16 @@ def compute_hashes(*, workers: int | None = None, progress: bool = True) -> np.n
     """Compute every model's digest from scratch: ``uint8`` array ``(91125, 16)`` in index order."""
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
     slabs: list[bytes]
+    label = "hashing 91,125 models (once)"
     if n_workers <= 1:
-        slabs = [_hash_slab(b2) for b2 in _progress(range(N_BLOCKS), progress)]
+        slabs = list(track(map(_hash_slab, range(N_BLOCKS)), total=N_BLOCKS, description=label, enabled=progress))
     else:
+        from concurrent.futures import ProcessPoolExecutor  # only paid for when the table is built
+
         with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            slabs = list(_progress(pool.map(_hash_slab, range(N_BLOCKS)), progress))
+            slabs = list(track(pool.map(_hash_slab, range(N_BLOCKS)), total=N_BLOCKS, description=label,
+                               enabled=progress))
     return np.frombuffer(b"".join(slabs), dtype=np.uint8).reshape(N_MODELS, 16).copy()
-
-
-def _progress(items: Iterable[Any], enabled: bool) -> Iterable[Any]:
-    if not enabled:
-        return items
-    from rich.progress import track
-
-    return track(items, total=N_BLOCKS, description="hashing 91,125 models (once)", transient=True)
 
 
 def _load_cache(path: Path) -> np.ndarray | None:
@@ -73,8 +73,8 @@ def _load_cache(path: Path) -> np.ndarray | None:
         return None
     if digests.shape != (N_MODELS, 16) or digests.dtype != np.uint8:
         return None
-    for i in _SPOT_CHECK:
-        if digests[i].tobytes().hex() != Arch.from_index(i).hash:
+    for blocks in _SPOT_CHECK:
+        if digests[_index(*blocks)].tobytes().hex() != stages_hash([BLOCK_GRAPHS[b] for b in blocks]):
             return None
     return digests
 

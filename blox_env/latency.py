@@ -25,6 +25,7 @@ from torch import nn
 from blox_env.costs import additive_table
 from blox_env.errors import InvalidArgumentError
 from blox_env.model import BloxBlock, ConvBNReLU, Reduction, build_model
+from blox_env.progress import track
 from blox_env.shapes import ModelConfig
 from blox_env.space import N_BLOCKS, N_STAGES, Arch
 
@@ -106,12 +107,8 @@ def component_latencies(config: LatencyConfig = LatencyConfig(), *, progress: bo
 
         stem = _median_seconds(ConvBNReLU(m.in_channels, m.stem_channels, 3), inp(m.in_channels, m.image_size), config)
         items = [(s, b) for s in range(N_STAGES) for b in range(N_BLOCKS)]
-        if progress:
-            from tqdm import tqdm
-
-            items = tqdm(items, desc="latency of 135 blocks", leave=False)
         table = np.zeros((N_STAGES, N_BLOCKS))
-        for s, b in items:
+        for s, b in track(items, description=f"latency of {len(items)} blocks", enabled=progress):
             table[s, b] = _median_seconds(BloxBlock(b, m.channels(s)), inp(m.channels(s), m.resolution(s)), config)
         reductions = tuple(_median_seconds(Reduction(m.channels(s)), inp(m.channels(s), m.resolution(s)), config)
                            for s in range(N_STAGES))

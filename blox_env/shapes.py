@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from blox_env.errors import InvalidArgumentError
+from blox_env.space import N_STAGES
 
 __all__ = ["ModelConfig"]
-
-N_STAGES = 3
 
 
 @dataclass(frozen=True)

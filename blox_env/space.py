@@ -7,7 +7,10 @@ from ``conv, mbconv, bconv`` and three connection bits ``prev`` (A->B), ``inp``
 and 45 unique up to graph isomorphism. The canonical block order is the order in
 which the original benchmark first meets each block while enumerating raw configs
 as an odometer (opA fastest, then opB, prev, inp, sc), so a model's index is
-``b0 + 45*b1 + 2025*b2``.
+``b0 + 45*b1 + 2025*b2``. The block tables (``OPS``, ``BLOCKS``, ``BLOCK_GRAPHS``,
+``RAW_TO_BLOCK``, ``N_BLOCKS``, ``N_MODELS``, ``N_STAGES``) are computed in :mod:`blox_env.graph`
+and re-exported here, their public home; hashes come from :mod:`blox_env.hashes` (one way:
+``graph -> hashes -> space``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.errors import InvalidArchitectureError
-from blox_env.graph import ModelGraph, StageGraph, graph_hash, model_graph, stage_graph, stages_hash
+from blox_env.errors import InvalidArchitectureError, InvalidArgumentError
+from blox_env.graph import (
+    BLOCK_GRAPHS,
+    BLOCKS,
+    N_BLOCKS,
+    N_MODELS,
+    N_STAGES,
+    OPS,
+    RAW_TO_BLOCK,
+    ModelGraph,
+    RawConfig,
+    model_graph,
+    raw_config_index,
+    stages_hash,
+)
+from blox_env.hashes import hash_to_index
 
 __all__ = [
     "BLOCKS",
@@ -34,6 +51,7 @@ __all__ = [
     "RAW_TO_BLOCK",
     "Arch",
     "SubSpace",
+    "as_indices",
     "block_name",
     "blocks_to_indices",
     "indices_to_blocks",
@@ -44,52 +62,6 @@ __all__ = [
     "raw_config_index",
     "sample_archs",
 ]
-
-OPS: tuple[str, ...] = ("conv", "mbconv", "bconv")
-N_STAGES = 3
-
-RawConfig = tuple[int, int, int, int, int]  # (opA, opB, prev, inp, sc)
-
-
-def raw_config_index(op_a: int, op_b: int, prev: int, inp: int, sc: int) -> int:
-    """Position of a raw stage config in the odometer enumeration (0..71)."""
-    return op_a + 3 * op_b + 9 * prev + 18 * inp + 36 * sc
-
-
-def _stage_key(st: StageGraph) -> str:
-    """Isomorphism key of a minimised stage graph (its hash as a stand-alone graph)."""
-    n = len(st.ops) + 2
-    matrix = np.zeros((n, n), dtype=np.int8)
-    for a, b in st.edges:
-        matrix[a, b] = 1
-    return graph_hash(matrix, (-1, *st.ops, 3))
-
-
-def _enumerate_blocks() -> tuple[tuple[RawConfig, ...], tuple[StageGraph, ...], tuple[int, ...]]:
-    blocks: list[RawConfig] = []
-    graphs: list[StageGraph] = []
-    seen: dict[str, int] = {}
-    raw_to_block: list[int] = []
-    for sc, inp, prev, op_b, op_a in itertools.product(range(2), range(2), range(2), range(3), range(3)):
-        st = stage_graph(op_a, op_b, prev, inp, sc)
-        if st is None:
-            raw_to_block.append(-1)
-            continue
-        key = _stage_key(st)
-        if key not in seen:
-            seen[key] = len(blocks)
-            blocks.append((op_a, op_b, prev, inp, sc))
-            graphs.append(st)
-        raw_to_block.append(seen[key])
-    return tuple(blocks), tuple(graphs), tuple(raw_to_block)
-
-
-#: The 45 canonical blocks as raw configs ``(opA, opB, prev, inp, sc)``, in canonical order.
-#: ``BLOCK_GRAPHS`` holds their minimised stage graphs; ``RAW_TO_BLOCK`` maps each of the 72
-#: raw configs (by :func:`raw_config_index`) to its canonical block, or -1 if invalid.
-BLOCKS, BLOCK_GRAPHS, RAW_TO_BLOCK = _enumerate_blocks()
-N_BLOCKS = len(BLOCKS)
-N_MODELS = N_BLOCKS**N_STAGES
 
 
 def block_name(block: int) -> str:
@@ -209,8 +181,6 @@ class Arch:
     @classmethod
     def from_hash(cls, model_hash: str) -> Arch:
         """The model whose benchmark hash is ``model_hash`` (32 lowercase hex digits)."""
-        from blox_env.hashes import hash_to_index
-
         return cls.from_index(hash_to_index(model_hash))
 
     @property
@@ -276,6 +246,23 @@ def parse_arch(obj: Any) -> Arch:
         f"cannot read an architecture from {obj!r}: give an Arch, an index 0..{N_MODELS - 1}, "
         "a 32-hex-digit model hash, a raw arch vector, or 'blocks:b0,b1,b2'"
     )
+
+
+def as_indices(archs: Any) -> np.ndarray:
+    """Model indices ``(N,)`` of Archs, indices, hashes, raw vectors or an integer numpy array.
+
+    A single model (an Arch, an int, a hash) gives one index. A raw arch vector is itself a
+    nested list: wrap it in a list, ``[vec]``. Out-of-range indices raise InvalidArgumentError.
+    """
+    if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
+        idx = archs.astype(np.int64, copy=False).reshape(-1)
+    elif isinstance(archs, (Arch, str, bytes, int, np.integer)) or not hasattr(archs, "__iter__"):
+        idx = np.array([parse_arch(archs).index], dtype=np.int64)  # one model
+    else:
+        idx = np.fromiter((a.index if isinstance(a, Arch) else parse_arch(a).index for a in archs), dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= N_MODELS):
+        raise InvalidArgumentError(f"model index out of range: allowed 0..{N_MODELS - 1}")
+    return idx
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,49 @@
-"""Data for blox-env: the Zarr model store, official release import, images, graphs, builder.
+"""Data for blox-env: the Zarr model store, the official release files, image data and graph data.
 
-Installed as ``blox_env.datasets`` (never as a top-level ``datasets`` package).
+Installed as ``blox_env.datasets`` (never as a top-level ``datasets`` package). Sub-packages
+:mod:`.store` (:class:`BloxStore`) and :mod:`.release` (import and download of the official
+files); modules :mod:`.images` (+ :mod:`.cifar`, :mod:`.augment`, :mod:`.randaugment`),
+:mod:`.graphs` (DGL) and :mod:`.synthetic`. The names below are imported on first use, so
+``import blox_env.datasets`` pays for none of zarr, torch or DGL.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the module that defines (or, for the sub-packages, exports) it.
+_EXPORTS = {
+    "BloxStore": "blox_env.datasets.store",
+    "RunInfo": "blox_env.datasets.store",
+    "open_store": "blox_env.datasets.store",
+    "download_release": "blox_env.datasets.release",
+    "import_release": "blox_env.datasets.release",
+    "ImageData": "blox_env.datasets.images",
+    "ImageSplit": "blox_env.datasets.images",
+    "load_data": "blox_env.datasets.images",
+    "load_digits": "blox_env.datasets.images",
+    "synthetic_images": "blox_env.datasets.images",
+    "AugmentConfig": "blox_env.datasets.augment",
+    "ArchGraphDataset": "blox_env.datasets.graphs",
+    "DatasetSplit": "blox_env.datasets.graphs",
+    "arch_to_graph": "blox_env.datasets.graphs",
+    "batch_graphs": "blox_env.datasets.graphs",
+    "synthetic_store": "blox_env.datasets.synthetic",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a public name on first access (and cache it in the module)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blox_env.datasets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -38,7 +38,7 @@ import torch
 
 from blox_env.errors import InvalidArgumentError
 from blox_env.graph import NODE_TYPES, model_graph, node_type_ids
-from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_MODELS, N_STAGES, Arch, indices_to_blocks, parse_arch
+from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_STAGES, Arch, as_indices, indices_to_blocks, parse_arch
 
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
@@ -49,7 +49,6 @@ __all__ = [
     "ArchGraphDataset",
     "DatasetSplit",
     "arch_to_graph",
-    "archs_to_indices",
     "batch_graphs",
     "collate",
 ]
@@ -59,22 +58,6 @@ GLOBAL_TYPE = len(NODE_TYPES)
 #: Width of the one-hot node feature ``feat``.
 N_FEATURES = len(NODE_TYPES) + 1
 _CACHE_FORMAT = 1
-
-
-def archs_to_indices(archs: Any) -> np.ndarray:
-    """Model indices ``(N,)`` of Archs, ints, hashes, raw vectors or an integer numpy array.
-
-    A single model (an Arch, an int, a hash) gives one index; wrap a raw arch vector in a list.
-    """
-    if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
-        idx = archs.astype(np.int64, copy=False).reshape(-1)
-    elif isinstance(archs, (Arch, str, bytes, int, np.integer)) or not hasattr(archs, "__iter__"):
-        idx = np.array([parse_arch(archs).index], dtype=np.int64)
-    else:
-        idx = np.fromiter((a.index if isinstance(a, Arch) else parse_arch(a).index for a in archs), dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= N_MODELS):
-        raise InvalidArgumentError(f"model index out of range: allowed 0..{N_MODELS - 1}")
-    return idx
 
 
 def arch_to_graph(arch: Any, *, self_loops: bool = True) -> dgl.DGLGraph:
@@ -152,7 +135,7 @@ def batch_graphs(archs: Any, *, self_loops: bool = True) -> dgl.DGLGraph:
     ``dgl.unbatch`` recovers the per-model graphs.
     """
     t = _templates()
-    blocks = indices_to_blocks(archs_to_indices(archs))
+    blocks = indices_to_blocks(as_indices(archs))
     n_models = len(blocks)
     if n_models == 0:
         raise InvalidArgumentError("archs is empty: give at least one model")
@@ -249,7 +232,7 @@ class ArchGraphDataset(dgl.data.DGLDataset):
             raise InvalidArgumentError("seed=None would draw targets at random: give a seed of the run or 'mean'")
         self._store = store
         self._query = {"metric": metric, "seed": seed, "epoch": epoch, "run": run}
-        self._subset = None if indices is None else archs_to_indices(indices)
+        self._subset = None if indices is None else as_indices(indices)
         self._self_loops = bool(self_loops)
         self._drop_missing = bool(drop_missing)
         self._cache = bool(cache)

@@ -1,22 +1,19 @@
 """Image data for training BLOX models: CIFAR-100/10 from a local folder, scikit-learn digits, a synthetic set.
 
 What: every loader returns an :class:`ImageData` whose splits hold *raw* uint8 images ``[N, C, H, W]``
-and int64 labels; augmentation and normalisation happen per batch (:func:`iterate_batches`,
-:mod:`blox_env.datasets.augment`), so one copy of the data serves training and evaluation.
+and int64 labels; augmentation and normalisation happen per batch
+(:func:`blox_env.datasets.augment.iterate_batches`), so one copy of the data serves training and evaluation.
 
 Why: the BLOX benchmark trained every model on CIFAR-100 with a fixed train/validation split; the
 search tooling needs exactly that split, plus small real (digits) and synthetic sets that run on CPU
 in seconds. Nothing is ever downloaded.
 
-- **CIFAR** (:func:`load_cifar`): the standard python pickles (``cifar-100-python/{train,test,meta}``,
-  ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``) read with ``encoding="bytes"``
-  by a restricted unpickler that allows only the globals needed to rebuild a numpy array (plus
-  ``_codecs.encode(str, "latin1")``, which Python 3 protocol-2 pickles use for ``bytes``); any other
-  global is refused before it is resolved, so a hostile file executes nothing. ``meta`` files are
-  optional (they only provide label names). Split rule (the original BLOX one, generalised to any
-  size): ``perm = np.random.RandomState(0).permutation(n_train)``; the first ``n_train - n_train // 10``
-  entries of ``perm`` index the training split, the last ``n_train // 10`` the validation split
-  (45,000 / 5,000 for the official 50,000 images); the official test images are the test split.
+- **CIFAR** (:func:`load_cifar`): the standard python pickles, read by the restricted unpickler of
+  :mod:`blox_env.datasets.cifar` (a hostile file executes nothing). Split rule (the original BLOX one,
+  generalised to any size): ``perm = np.random.RandomState(0).permutation(n_train)``; the first
+  ``n_train - n_train // 10`` entries of ``perm`` index the training split, the last ``n_train // 10``
+  the validation split (45,000 / 5,000 for the official 50,000 images); the official test images are
+  the test split.
   Mean/std are the usual published constants.
 - **Digits** (:func:`load_digits`): scikit-learn's bundled 1,797 8x8 images, scaled to 0..255 with
   ``round(v * 255 / 16)`` (half to even), split with a seeded stratified rule, optionally noised and
@@ -26,41 +23,25 @@ in seconds. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from blox_env.datasets.augment import AugmentConfig, augment_batch, iterate_batches, normalise
-from blox_env.errors import BloxError, InvalidArgumentError, StoreNotFoundError
+from blox_env.datasets.cifar import find_cifar_folder, read_cifar
+from blox_env.errors import InvalidArgumentError, StoreNotFoundError
 
 __all__ = [
-    "AugmentConfig",
+    "CIFAR_STATS",
     "ImageData",
-    "ImageDataFormatError",
     "ImageSplit",
-    "UnsafePickleError",
-    "augment_batch",
     "blox_split_indices",
-    "find_cifar_folder",
-    "iterate_batches",
     "load_cifar",
     "load_data",
     "load_digits",
-    "normalise",
-    "restricted_unpickle",
     "synthetic_images",
 ]
-
-
-class ImageDataFormatError(BloxError, ValueError):
-    """An image data file exists but does not hold what its format promises."""
-
-
-class UnsafePickleError(ImageDataFormatError):
-    """A pickle asked for a global outside the allow-list; nothing from it was executed."""
 
 
 class ImageSplit(NamedTuple):
@@ -91,72 +72,7 @@ CIFAR_STATS: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
     100: ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
     10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
-_CIFAR_LAYOUT: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], str, bytes, bytes]] = {
-    # folder, train files, test files, meta file, label key, label-name key
-    100: ("cifar-100-python", ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names"),
-    10: ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "batches.meta",
-         b"labels", b"label_names"),
-}
-
-try:  # numpy >= 2 (numpy 1.26 also ships numpy._core)
-    from numpy._core.multiarray import _reconstruct as _np_reconstruct
-except ImportError:  # pragma: no cover - older numpy
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct
-
-
-def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    if subtype is not np.ndarray:
-        raise UnsafePickleError(f"refusing to rebuild an array of type {subtype!r}; only numpy.ndarray is allowed")
-    return _np_reconstruct(subtype, shape, dtype)
-
-
-def _dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
-    if not isinstance(spec, str | bytes):
-        raise UnsafePickleError(f"refusing numpy dtype spec {spec!r}; only plain dtype strings are allowed")
-    dtype = np.dtype(spec, bool(align), bool(copy))
-    if dtype.hasobject:
-        raise UnsafePickleError(f"refusing object dtype {spec!r}; image arrays hold numbers only")
-    return dtype
-
-
-def _encode(text: Any, encoding: Any = "latin1") -> bytes:
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError("refusing _codecs.encode other than (str, 'latin1')")
-    return text.encode("latin1")
-
-
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _dtype,
-    ("_codecs", "encode"): _encode,
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only :data:`_ALLOWED_GLOBALS` (each a checked wrapper); every other global is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            allowed = ", ".join(f"{m}.{n}" for m, n in _ALLOWED_GLOBALS)
-            raise UnsafePickleError(f"refusing global {module}.{name}; allowed: {allowed}") from None
-
-
-def restricted_unpickle(path: str | Path) -> Any:
-    """Load a CIFAR-style pickle (``encoding="bytes"``) without resolving any global outside the allow-list."""
-    path = Path(path)
-    with path.open("rb") as fh:
-        try:
-            return _RestrictedUnpickler(fh, encoding="bytes").load()
-        except UnsafePickleError as exc:
-            raise UnsafePickleError(f"{path}: {exc}") from None
-        except OSError:
-            raise
-        except Exception as exc:  # truncated, garbage or inconsistent pickles: all format errors
-            raise ImageDataFormatError(f"{path}: not a readable CIFAR python pickle ({exc})") from None
+"""Published per-channel mean and std of CIFAR-100 and CIFAR-10."""
 
 
 def blox_split_indices(n_train: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,86 +84,30 @@ def blox_split_indices(n_train: int) -> tuple[np.ndarray, np.ndarray]:
     return perm[: n_train - n_val], perm[n_train - n_val:]
 
 
-def _check_variant(variant: object) -> int:
-    if isinstance(variant, bool) or variant not in _CIFAR_LAYOUT:
-        raise InvalidArgumentError(f"variant must be 100 or 10, got {variant!r}")
-    return int(variant)  # type: ignore[call-overload]
-
-
-def find_cifar_folder(root: str | Path, *, variant: int = 100) -> Path | None:
-    """The folder holding the CIFAR-``variant`` python files: ``root`` itself or its standard subfolder."""
-    folder, train, test, *_ = _CIFAR_LAYOUT[_check_variant(variant)]
-    root = Path(root).expanduser()
-    for candidate in dict.fromkeys((root, root / folder)):
-        if all((candidate / f).is_file() for f in (*train, *test)):
-            return candidate
-    return None
-
-
-def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    raw = restricted_unpickle(path)
-    if not isinstance(raw, dict):
-        raise ImageDataFormatError(f"{path}: expected a pickled dict, got {type(raw).__name__}")
-    batch = {(k.encode() if isinstance(k, str) else k): v for k, v in raw.items()}
-    data, labels = batch.get(b"data"), batch.get(label_key)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        got = f"{data.dtype} array {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise ImageDataFormatError(f"{path}: b'data' must be a uint8 array [N, 3072], got {got}")
-    problem = f"{path}: {label_key!r} must list {len(data)} int labels in [0, {num_classes})"
-    if not isinstance(labels, list | np.ndarray):
-        raise ImageDataFormatError(f"{problem}, got {type(labels).__name__}")
-    try:
-        y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError, OverflowError):
-        raise ImageDataFormatError(f"{problem}; they are not integers") from None
-    if len(y) != len(data) or (len(y) and (y.min() < 0 or y.max() >= num_classes)):
-        raise ImageDataFormatError(f"{problem}, got {len(y)} in [{y.min(initial=0)}, {y.max(initial=0)}]")
-    return data.reshape(-1, 3, 32, 32), y
-
-
-def _label_names(path: Path, key: bytes) -> list[str] | None:
-    if not path.is_file():
-        return None
-    meta = restricted_unpickle(path)
-    names = meta.get(key, meta.get(key.decode())) if isinstance(meta, dict) else None
-    if not isinstance(names, list):
-        raise ImageDataFormatError(f"{path}: expected a dict with a list {key!r}")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-
-
 def load_cifar(root: str | Path, *, variant: int = 100) -> ImageData:
     """CIFAR-100 (``variant=100``) or CIFAR-10 from a local folder in the standard python format.
 
-    ``root`` is the dataset folder itself or its parent. Splits follow :func:`blox_split_indices`.
+    ``root`` is the dataset folder itself or its parent (see :func:`~blox_env.datasets.cifar.read_cifar`).
+    Splits follow :func:`blox_split_indices`.
     """
-    variant = _check_variant(variant)
-    folder_name, train_files, test_files, meta_file, label_key, names_key = _CIFAR_LAYOUT[variant]
-    folder = find_cifar_folder(root, variant=variant)
-    if folder is None:
-        base = Path(root).expanduser()
-        raise StoreNotFoundError(
-            f"no CIFAR-{variant} python data at {base}: looked for {', '.join((*train_files, *test_files))} in "
-            f"{base} and in {base / folder_name}; extract the official {folder_name} archive there "
-            "(blox-env never downloads it)")
-    train_parts = [_read_batch(folder / f, label_key, variant) for f in train_files]
-    test_parts = [_read_batch(folder / f, label_key, variant) for f in test_files]
-    x_all, y_all = np.concatenate([p[0] for p in train_parts]), np.concatenate([p[1] for p in train_parts])
-    x_test, y_test = np.concatenate([p[0] for p in test_parts]), np.concatenate([p[1] for p in test_parts])
-    train_idx, val_idx = blox_split_indices(len(x_all))
+    files = read_cifar(root, variant=variant)
+    train_idx, val_idx = blox_split_indices(len(files.x_train))
 
     def split(x: np.ndarray, y: np.ndarray) -> ImageSplit:
         return ImageSplit(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
 
-    data = (split(x_all[train_idx], y_all[train_idx]), split(x_all[val_idx], y_all[val_idx]), split(x_test, y_test))
-    mean, std = CIFAR_STATS[variant]
+    x_all, y_all = files.x_train, files.y_train
+    data = (split(x_all[train_idx], y_all[train_idx]), split(x_all[val_idx], y_all[val_idx]),
+            split(files.x_test, files.y_test))
+    mean, std = CIFAR_STATS[files.variant]
     provenance = {
-        "source": str(folder), "format": "CIFAR python pickles", "variant": variant,
+        "source": str(files.folder), "format": "CIFAR python pickles", "variant": files.variant,
         "split_rule": "np.random.RandomState(0).permutation(n_train): first n_train - n_train // 10 = train, "
                       "last n_train // 10 = val; official test set = test",
-        "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(x_test)}, "seed": 0,
-        "mean_std": "published CIFAR constants", "label_names": _label_names(folder / meta_file, names_key),
+        "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(files.x_test)}, "seed": 0,
+        "mean_std": "published CIFAR constants", "label_names": files.label_names,
     }
-    return ImageData(f"cifar{variant}", *data, num_classes=variant, channels=3, image_size=32,
+    return ImageData(f"cifar{files.variant}", *data, num_classes=files.variant, channels=3, image_size=32,
                      mean=mean, std=std, provenance=provenance)
 
 

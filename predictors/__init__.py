@@ -18,28 +18,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+#: Public name -> its defining module under ``blox_env`` (each class has that one import path besides this one;
+#: errors, ``PredictorNotFittedError`` included, come from :mod:`blox_env.errors`).
 _EXPORTS = {
-    "BasePredictor": "base",
-    "PairwisePredictor": "base",
-    "Predictor": "base",
-    "PredictorNotFittedError": "base",
-    "TargetScaler": "base",
-    "as_indices": "base",
-    "GCNConfig": "gcn",
-    "GCNPredictor": "gcn",
-    "GINConfig": "gin",
-    "GINPredictor": "gin",
-    "BRPConfig": "brp",
-    "BRPPredictor": "brp",
-    "DonnaPredictor": "signatures",
-    "LanaPredictor": "signatures",
-    "ConstantPredictor": "baselines",
-    "MLPConfig": "baselines",
-    "MLPPredictor": "baselines",
-    "TreePredictor": "baselines",
-    "one_hot_blocks": "baselines",
-    "evaluate_predictions": "metrics",
-    "precision_at_k": "metrics",
+    "BasePredictor": "predictors.base",
+    "PairwisePredictor": "predictors.base",
+    "Predictor": "predictors.base",
+    "PredictorFolderError": "predictors.folders",
+    "TargetScaler": "predictors.base",
+    "GCNConfig": "predictors.gcn",
+    "GCNPredictor": "predictors.gcn",
+    "GINConfig": "predictors.gin",
+    "GINPredictor": "predictors.gin",
+    "BRPConfig": "predictors.brp",
+    "BRPPredictor": "predictors.brp",
+    "DonnaPredictor": "predictors.signatures",
+    "LanaPredictor": "predictors.signatures",
+    "ConstantPredictor": "predictors.baselines",
+    "MLPConfig": "predictors.baselines",
+    "MLPPredictor": "predictors.baselines",
+    "TreePredictor": "predictors.baselines",
+    "one_hot_blocks": "predictors.baselines",
+    "evaluate_predictions": "predictors.metrics",
+    "precision_at_k": "predictors.metrics",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,7 +50,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'blox_env.predictors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"blox_env.predictors.{module}"), name)
+    value = getattr(importlib.import_module(f"blox_env.{module}"), name)
     globals()[name] = value
     return value
 

@@ -38,7 +38,7 @@ from blox_env.predictors.folders import (
     read_meta,
     require_keys,
 )
-from blox_env.space import N_MODELS, Arch, parse_arch
+from blox_env.space import as_indices
 
 if TYPE_CHECKING:
     import torch
@@ -48,10 +48,7 @@ __all__ = [
     "BasePredictor",
     "PairwisePredictor",
     "Predictor",
-    "PredictorFolderError",
-    "PredictorNotFittedError",
     "TargetScaler",
-    "as_indices",
     "check_training_data",
     "seeded_torch",
     "train_torch_regressor",
@@ -86,23 +83,6 @@ class PairwisePredictor(Predictor, Protocol):
     """A predictor that also says how likely ``a`` beats ``b``."""
 
     def compare(self, a: Any, b: Any) -> np.ndarray: ...
-
-
-def as_indices(archs: Any) -> np.ndarray:
-    """Model indices ``(N,)`` of Archs, indices, hashes, raw vectors or an integer numpy array.
-
-    A single model (an Arch, an int, a hash) gives one index. Note that a raw arch
-    vector is itself a nested list: wrap it in a list, ``[vec]``.
-    """
-    if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
-        idx = archs.astype(np.int64, copy=False).reshape(-1)
-    elif isinstance(archs, (Arch, str, bytes, int, np.integer)) or not hasattr(archs, "__iter__"):
-        idx = np.array([parse_arch(archs).index], dtype=np.int64)  # one model
-    else:
-        idx = np.fromiter((a.index if isinstance(a, Arch) else parse_arch(a).index for a in archs), dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= N_MODELS):
-        raise InvalidArgumentError(f"model index out of range: allowed 0..{N_MODELS - 1}")
-    return idx
 
 
 def check_training_data(archs: Any, y: Any, *, min_size: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,6 @@ from blox_env.predictors.base import (
     ARRAYS_FILE,
     BasePredictor,
     TargetScaler,
-    as_indices,
     check_config,
     check_training_data,
     config_dict,
@@ -42,7 +41,7 @@ from blox_env.predictors.base import (
     train_torch_regressor,
 )
 from blox_env.predictors.folders import load_arrays, number
-from blox_env.space import N_BLOCKS, N_STAGES, indices_to_blocks
+from blox_env.space import N_BLOCKS, N_STAGES, as_indices, indices_to_blocks
 
 __all__ = ["ConstantPredictor", "MLPConfig", "MLPPredictor", "TreePredictor", "one_hot_blocks"]
 

@@ -39,7 +39,6 @@ from blox_env.datasets.graphs import batch_graphs
 from blox_env.errors import InvalidArgumentError
 from blox_env.predictors.base import (
     BasePredictor,
-    as_indices,
     check_config,
     config_dict,
     config_from_dict,
@@ -51,6 +50,7 @@ from blox_env.predictors.base import (
 )
 from blox_env.predictors.folders import number
 from blox_env.predictors.gcn import GCNPredictor, GraphEncoder, encoder_shapes
+from blox_env.space import as_indices
 
 __all__ = ["BRPConfig", "BRPPredictor", "RelationModel"]
 
@@ -80,7 +80,7 @@ class RelationModel(nn.Module):
 
     def __init__(self, config: BRPConfig) -> None:
         super().__init__()
-        self.encoder = GraphEncoder(make_conv=GCNPredictor._make_conv, layers=config.layers, hidden=config.hidden,
+        self.encoder = GraphEncoder(make_conv=GCNPredictor.make_conv, layers=config.layers, hidden=config.hidden,
                                     dropout=config.dropout)
         self.first = nn.Linear(2 * config.hidden, config.classifier_hidden)
         self.second = nn.Linear(config.classifier_hidden, 1)
@@ -88,7 +88,7 @@ class RelationModel(nn.Module):
     @staticmethod
     def state_shapes(config: BRPConfig) -> dict[str, tuple[int, ...]]:
         """Parameter shapes implied by ``config``, computed without building the model."""
-        enc = encoder_shapes(GCNPredictor._conv_shapes, layers=config.layers, hidden=config.hidden)
+        enc = encoder_shapes(GCNPredictor.conv_shapes, layers=config.layers, hidden=config.hidden)
         ch = config.classifier_hidden
         return {**{f"encoder.{k}": s for k, s in enc.items()}, "first.weight": (ch, 2 * config.hidden),
                 "first.bias": (ch,), "second.weight": (1, ch), "second.bias": (1,)}

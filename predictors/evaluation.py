@@ -22,9 +22,10 @@ import numpy as np
 
 from blox_env.errors import InvalidArgumentError
 from blox_env.predictors.metrics import evaluate_predictions
+from blox_env.progress import ProgressBar
 from blox_env.space import Arch
 
-__all__ = ["PREDICTORS", "EvalSpec", "make_predictor", "noise_ceiling", "plot_results", "run_evaluation",
+__all__ = ["PREDICTORS", "EvalSpec", "make_predictor", "noise_ceiling", "run_evaluation",
            "summarise"]
 
 PREDICTORS = ("gcn", "brp", "gin", "mlp", "tree", "donna", "lana", "constant")
@@ -102,35 +103,28 @@ def run_evaluation(store: Any, *, spec: EvalSpec = EvalSpec(), signatures: dict[
             f"with a {spec.metric} value"
         )
     jobs = [(s, n, p) for s in range(spec.seeds) for n in spec.train_sizes for p in spec.predictors]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc="predictor fits")
     rows = []
-    for seed in range(spec.seeds):
-        order = np.random.default_rng(seed).permutation(len(index))
-        test = order[-spec.test_size :]
-        test_archs = [Arch.from_index(int(i)) for i in index[test]]
-        ceiling = noise_ceiling(store, metric=spec.metric, run=spec.run, models=index[test])
-        for n in spec.train_sizes:
-            train = order[:n]
-            archs = [Arch.from_index(int(i)) for i in index[train]]
-            for name in spec.predictors:
-                pred = make_predictor(name, fast=spec.fast, signatures=signatures)
-                t = time.perf_counter()
-                pred.fit(archs, y_all[train], seed=seed)
-                fit_s = time.perf_counter() - t
-                t = time.perf_counter()
-                y_hat = pred.predict(test_archs)
-                predict_s = time.perf_counter() - t
-                scores = evaluate_predictions(y_all[test], y_hat, top_k=(5,))
-                rows.append({"predictor": name, "train_size": n, "seed": seed, "fit_s": fit_s,
-                             "predict_s": predict_s, "noise_ceiling": ceiling, **scores})
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
+    with ProgressBar(len(jobs), description="predictor fits", enabled=progress, keep=True) as bar:
+        for seed in range(spec.seeds):
+            order = np.random.default_rng(seed).permutation(len(index))
+            test = order[-spec.test_size :]
+            test_archs = [Arch.from_index(int(i)) for i in index[test]]
+            ceiling = noise_ceiling(store, metric=spec.metric, run=spec.run, models=index[test])
+            for n in spec.train_sizes:
+                train = order[:n]
+                archs = [Arch.from_index(int(i)) for i in index[train]]
+                for name in spec.predictors:
+                    pred = make_predictor(name, fast=spec.fast, signatures=signatures)
+                    t = time.perf_counter()
+                    pred.fit(archs, y_all[train], seed=seed)
+                    fit_s = time.perf_counter() - t
+                    t = time.perf_counter()
+                    y_hat = pred.predict(test_archs)
+                    predict_s = time.perf_counter() - t
+                    scores = evaluate_predictions(y_all[test], y_hat, top_k=(5,))
+                    rows.append({"predictor": name, "train_size": n, "seed": seed, "fit_s": fit_s,
+                                 "predict_s": predict_s, "noise_ceiling": ceiling, **scores})
+                    bar.update()
     return rows
 
 
@@ -143,26 +137,6 @@ def summarise(rows: Sequence[dict[str, Any]], *, key: str = "spearman") -> dict[
 
     with quiet_nan():  # a constant predictor's correlations are NaN: the mean is NaN, quietly
         return {k: (float(np.nanmean(v)), float(np.nanstd(v))) for k, v in groups.items()}
-
-
-def plot_results(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
-    """Spearman vs train size per predictor (mean and std band over seeds), as a PNG."""
-    from blox_env.reports.plotting import new_axes, save_axes
-
-    summary = summarise(rows)
-    fig, ax = new_axes((6, 4))
-    for name in dict.fromkeys(r["predictor"] for r in rows):
-        sizes = sorted({n for (p, n) in summary if p == name})
-        mean = np.array([summary[(name, n)][0] for n in sizes])
-        std = np.array([summary[(name, n)][1] for n in sizes])
-        ax.plot(sizes, mean, marker="o", label=name)
-        ax.fill_between(sizes, mean - std, mean + std, alpha=0.15)
-    ceilings = np.array([r["noise_ceiling"] for r in rows], dtype=np.float64)
-    ceiling = float(ceilings[np.isfinite(ceilings)].mean()) if np.isfinite(ceilings).any() else float("nan")
-    if np.isfinite(ceiling):
-        ax.axhline(ceiling, color="grey", linestyle="--", label=f"noise ceiling {ceiling:.2f}")
-    return save_axes(fig, ax, path, title=title or "predictor comparison", xlabel="training models",
-                     ylabel="Spearman on held-out models")
 
 
 def save_results(rows: Sequence[dict[str, Any]], path: str | Path, *, spec: EvalSpec) -> Path:

@@ -43,8 +43,8 @@ from blox_env.predictors.base import (
     seeded_torch,
     train_torch_regressor,
 )
-from blox_env.predictors.base import as_indices as _as_indices
 from blox_env.predictors.folders import number
+from blox_env.space import as_indices
 
 __all__ = ["GCNConfig", "GCNPredictor", "GraphEncoder", "GraphRegressor", "global_node_ids"]
 
@@ -138,25 +138,25 @@ class GCNPredictor(BasePredictor):
 
     # model ------------------------------------------------------------------------
     @staticmethod
-    def _make_conv(in_dim: int, out_dim: int) -> nn.Module:
+    def make_conv(in_dim: int, out_dim: int) -> nn.Module:
         from dgl.nn.pytorch import GraphConv
 
         return GraphConv(in_dim, out_dim, norm="both", weight=True, bias=True)
 
     @staticmethod
-    def _conv_shapes(in_dim: int, out_dim: int) -> dict[str, tuple[int, ...]]:
-        """Parameter shapes of one ``_make_conv(in_dim, out_dim)`` (DGL ``GraphConv``: weight ``[in, out]``)."""
+    def conv_shapes(in_dim: int, out_dim: int) -> dict[str, tuple[int, ...]]:
+        """Parameter shapes of one ``make_conv(in_dim, out_dim)`` (DGL ``GraphConv``: weight ``[in, out]``)."""
         return {"weight": (in_dim, out_dim), "bias": (out_dim,)}
 
     def _state_shapes(self) -> dict[str, tuple[int, ...]]:
         """The state dict's shapes that the config implies: checked against a saved file before building."""
         c = self.config
-        enc = encoder_shapes(self._conv_shapes, layers=c.layers, hidden=c.hidden)
+        enc = encoder_shapes(self.conv_shapes, layers=c.layers, hidden=c.hidden)
         return {**{f"encoder.{k}": s for k, s in enc.items()}, "head.weight": (1, c.hidden), "head.bias": (1,)}
 
     def _build(self) -> GraphRegressor:
         c = self.config
-        enc = GraphEncoder(make_conv=self._make_conv, layers=c.layers, hidden=c.hidden, dropout=c.dropout)
+        enc = GraphEncoder(make_conv=self.make_conv, layers=c.layers, hidden=c.hidden, dropout=c.dropout)
         return GraphRegressor(enc).to(c.device)
 
     def _graphs(self, idx: np.ndarray) -> dgl.DGLGraph:
@@ -185,7 +185,7 @@ class GCNPredictor(BasePredictor):
         """Predicted metric (in the units of the training targets) for every model."""
         self._require_fitted()
         assert self.model is not None  # internal invariant: fitted_ implies a model
-        idx = _as_indices(archs)
+        idx = as_indices(archs)
         self.model.eval()
         out = [self.model(self._graphs(idx[lo : lo + batch_size])).cpu().numpy()
                for lo in range(0, len(idx), batch_size)]

@@ -37,14 +37,14 @@ class GINPredictor(GCNPredictor):
     config_cls: ClassVar[type] = GINConfig
 
     @staticmethod
-    def _make_conv(in_dim: int, out_dim: int) -> nn.Module:
+    def make_conv(in_dim: int, out_dim: int) -> nn.Module:
         from dgl.nn.pytorch import GINConv
 
         mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
         return GINConv(mlp, aggregator_type="sum", learn_eps=True)
 
     @staticmethod
-    def _conv_shapes(in_dim: int, out_dim: int) -> dict[str, tuple[int, ...]]:
+    def conv_shapes(in_dim: int, out_dim: int) -> dict[str, tuple[int, ...]]:
         """Parameter shapes of one GIN layer: epsilon and the two linear maps of its MLP."""
         return {"eps": (1,), "apply_func.0.weight": (out_dim, in_dim), "apply_func.0.bias": (out_dim,),
                 "apply_func.2.weight": (out_dim, out_dim), "apply_func.2.bias": (out_dim,)}

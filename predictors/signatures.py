@@ -28,9 +28,9 @@ from typing import Any, Self
 import numpy as np
 
 from blox_env.errors import InvalidArgumentError
-from blox_env.predictors.base import BasePredictor, as_indices, meta_keys
+from blox_env.predictors.base import BasePredictor, meta_keys
 from blox_env.predictors.folders import PredictorFolderError, number
-from blox_env.space import N_BLOCKS, N_STAGES, indices_to_blocks
+from blox_env.space import N_BLOCKS, N_STAGES, as_indices, indices_to_blocks
 
 __all__ = ["DonnaPredictor", "LanaPredictor", "poly2", "signature_features"]
 

@@ -31,6 +31,18 @@ def _blox_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ["BLOX_HOME"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _warm_hash_table(_blox_home: None) -> None:
+    """Build (or load) the 91,125-model hash table once, into the session's BLOX_HOME, before any test runs.
+
+    Every later lookup in this process is then an in-memory hit, and the CLI subprocesses the tests
+    start (they inherit BLOX_HOME) load the table from disk instead of each building it cold.
+    """
+    from blox_env import hashes
+
+    assert hashes.hash_to_index(str(hashes.all_hashes()[50_000])) == 50_000
+
+
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory):
     """A 27-model synthetic store (3 blocks per stage, 2 seeds, 12 epochs), opened read-only."""

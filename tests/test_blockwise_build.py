@@ -48,7 +48,7 @@ def test_teachers_retrain_to_the_runs_numbers(built) -> None:
     store = open_store(path)
     tables = BlockwiseTables(store)
     for arch in tables.teachers.values():
-        attrs = dict(store._group[f"blockwise/{arch.hash}"].attrs)
+        attrs = store.teacher_attrs(arch)
         assert attrs["val_top1"] == pytest.approx(store.val_acc(arch, seed=0, run="r"), abs=1e-3)
 
 

@@ -101,7 +101,7 @@ def test_tabular_blockwise_env(bw_path: Path, tables: BlockwiseTables) -> None:
     assert info["metrics"]["val_top1"] == pytest.approx(tables.finetuned("M1", 2, metric="val_top1")[row])
     assert info["metrics"]["normal_test_top1"] == pytest.approx(tables.normal("test_top1")[row])
     sig = tables.signatures("M1")["distill_time_s"]
-    teacher_s = float(tables.store._group[f"blockwise/{tables.teachers['M1'].hash}"].attrs["train_time_s"])
+    teacher_s = float(tables.store.teacher_attrs(tables.teachers["M1"])["train_time_s"])
     ft_s = tables.finetuned("M1", 2, metric="train_time_s")[row]
     first = ft_s + teacher_s + sum(sig[s, b] for s, b in enumerate(arch.blocks))
     assert info["cumulative_cost"] == pytest.approx(first)  # fine-tuning + the teacher + each block, once

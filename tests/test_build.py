@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -58,18 +59,47 @@ def test_process_pool_matches_serial(serial: Path, tmp_path: Path) -> None:
         assert np.array_equal(a[m], b[m]), m
 
 
+# A gate around the worker's task: the first task to arrive trains; every other one waits (marked by a
+# ``waiting-<pid>`` file) until the test kills its worker, so the kill always lands mid-build.
+GATE = """
+import os, pathlib, time
+
+from blox_env.build import benchmark
+
+_train = benchmark.run_task
+
+
+def gated_task(task):
+    folder = pathlib.Path(os.environ["BLOX_TEST_GATE"])
+    try:
+        os.close(os.open(folder / "first", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        (folder / f"waiting-{os.getpid()}").touch()
+        time.sleep(300)  # killed by the test (or with the broken pool) long before this ends
+        raise RuntimeError("the test never killed a waiting worker")
+    return _train(task)
+"""
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_killed_worker_then_resume_gives_the_clean_result(serial: Path, tmp_path: Path) -> None:
-    path = tmp_path / "k.zarr"
+    path, gate = tmp_path / "k.zarr", tmp_path / "gate"
+    gate.mkdir()
+    (gate / "gate.py").write_text(GATE)
     code = textwrap.dedent(f"""
-        from blox_env.build.benchmark import build_benchmark
+        import sys
+        sys.path.insert(0, {str(gate)!r})
+        import gate
+        from blox_env.build import benchmark
         from blox_env.space import SubSpace
         from blox_env.training.recipes import Recipe
+        benchmark.run_task = gate.gated_task  # the workers import the gate by name (spawn keeps sys.path)
         recipe = Recipe(name="tiny", epochs=2, batch_size=32, eval_batch_size=256, lr=0.05, stem_channels=2)
-        build_benchmark({str(path)!r}, archs=SubSpace(((9, 30), (10,), (9, 11))), run="r", recipe=recipe,
-                        data="synthetic", seeds=(0, 1), executor="process", workers=2, progress=False)
+        benchmark.build_benchmark({str(path)!r}, archs=SubSpace(((9, 30), (10,), (9, 11))), run="r", recipe=recipe,
+                                  data="synthetic", seeds=(0, 1), executor="process", workers=2, progress=False)
     """)
-    driver = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "BLOX_TEST_GATE": str(gate)})
     killed = False
     deadline = time.monotonic() + 120
     try:
@@ -78,26 +108,25 @@ def test_killed_worker_then_resume_gives_the_clean_result(serial: Path, tmp_path
             if (path / "runs" / "r" / "test_top1").exists():
                 try:
                     store = open_store(path)
-                    finished = int(np.isfinite(store.get("test_top1", seed=0, run="r")).sum())
+                    finished = sum(int(np.isfinite(store.get("test_top1", seed=s, run="r")).sum()) for s in (0, 1))
                 except Exception:  # noqa: BLE001 - the store may be mid-creation
                     finished = 0
-            workers = [p for p in psutil.Process(driver.pid).children(recursive=True)
-                       if "spawn_main" in " ".join(p.cmdline())]
-            if finished >= 1 and workers:
-                workers[0].kill()
+            workers = {p.pid for p in psutil.Process(driver.pid).children(recursive=True)}
+            waiting = [int(f.name.split("-")[1]) for f in gate.glob("waiting-*")]
+            if finished >= 1 and any(pid in workers for pid in waiting):
+                psutil.Process(next(pid for pid in waiting if pid in workers)).kill()  # a worker mid-task
                 killed = True
                 break
             time.sleep(0.05)
-        driver.wait(timeout=120)
+        _, err = driver.communicate(timeout=120)
     finally:
         if driver.poll() is None:
             driver.kill()
-    if not killed:
-        pytest.skip("the build finished before a worker could be killed")
+    assert killed, f"no worker was killed after the first result (driver exit {driver.returncode}): {err[-2000:]}"
     assert driver.returncode != 0  # the driver reports the broken pool instead of pretending success
     partial = open_store(path)
     pending = list(iter_pending(partial, "r"))
-    assert 0 < len(pending) < 8
+    assert len(pending) == 7  # exactly the one result that arrived before the kill was kept
     report = build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, seeds=(0, 1), progress=False)
     assert report.trained == len(pending) and report.skipped == 8 - len(pending)
     a, b = _values(serial), _values(path)

@@ -372,20 +372,20 @@ def test_blockwise_counts_half_written_teachers_and_blocks_as_not_done(built: Pa
     from blox_env.shapes import ModelConfig
     from blox_env.space import Arch
     from blox_env.training.distill import DistillConfig, DistillResult
-    from blox_env.training.library import BlockLibrary, save_state
+    from blox_env.training.library import BlockLibrary, flatten_state
 
     store = BloxStore.open(built, mode="a")
     teacher = Arch.from_blocks(9, 10, 9)
     lib = BlockLibrary(store, teacher)
     cfg = DistillConfig(epochs=1)
-    group = store._group.require_group(lib.key)
-    group.create_array("teacher", shape=(4,), dtype="float32")  # killed inside save_state: no names yet
+    zarr.open_group(built, mode="a").require_group(lib.key).create_array("teacher", shape=(4,), dtype="float32")
+    # ^ killed inside the weights write: no tensor names yet
     assert lib.exists and not _teacher_saved(lib)
     model = BloxModel(teacher, ModelConfig(**store.attrs["model_config"]))
     lib.save_teacher(model, attrs={"seed": 0})
     assert _teacher_saved(lib)
     state = {"w": torch.ones(3)}
-    save_state(store._group.require_group(f"{lib.key}/library/{cfg.key}"), "s2_b9", state)  # no signatures yet
+    store.write_block(teacher, cfg.key, 2, 9, flatten_state(state), config=cfg.to_dict())  # no signatures yet
     assert lib.has(2, 9, cfg) and _missing_blocks(lib, [(2, 9)], cfg) == [(2, 9)]
     lib.save(DistillResult(stage=2, block=9, distill_loss=0.5, lana_delta=-1.0, train_time_s=0.1, state_dict=state),
              cfg)

@@ -11,10 +11,10 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import blox_env  # noqa: F401 - registers the ids
-from blox_env.envs.base import CostLedger
 from blox_env.envs.wrappers import OneHotObservation, RecordSearchTrace
 from blox_env.errors import BloxError, InvalidActionError, InvalidArgumentError, StoreNotFoundError
 from blox_env.rewards.functions import Accuracy, MnasReward, PenalizedAccuracy
+from blox_env.runs import CostLedger
 
 IDS = ("Blox-v0", "BloxOneShot-v0")
 

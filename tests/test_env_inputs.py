@@ -12,9 +12,9 @@ import pytest
 import blox_env  # noqa: F401 - registers the ids
 from blox_env.datasets.store.core import open_store
 from blox_env.datasets.synthetic import synthetic_store
-from blox_env.envs.base import CostLedger
-from blox_env.errors import BloxError, InvalidArgumentError, MissingCostError
-from blox_env.rewards.tabular import InvalidArgumentTypeError
+from blox_env.errors import BloxError, InvalidArgumentError, InvalidArgumentTypeError, MissingCostError
+from blox_env.rewards import BaseReward, Evaluation
+from blox_env.runs import CostLedger
 from blox_env.space import Arch, SubSpace
 
 IDS = ("Blox-v0", "BloxOneShot-v0")
@@ -172,15 +172,13 @@ def test_search_trace_records_which_costs_were_imputed(nan_store, tmp_path: Path
     assert all(math.isfinite(r["cumulative_cost"]) for r in env.trace)
 
 
-class _CostlessSometimes:
+class _CostlessSometimes(BaseReward):
     """A non-tabular backend (as a live or surrogate one) whose cost is missing for models with block 0 at stage 0."""
 
     source, space, max_fidelity = "live", SPACE, 4
 
     def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
-                 rng: np.random.Generator | None = None):
-        from blox_env.rewards.tabular import Evaluation
-
+                 rng: np.random.Generator | None = None) -> Evaluation:
         cost = float("nan") if arch.blocks[0] == 0 else 10.0 * (1 + arch.blocks[1] % 3)
         return Evaluation(arch, {"val_top1": 50.0}, cost, cost_unit, self.source, fidelity or 4, None)
 

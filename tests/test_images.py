@@ -1,4 +1,4 @@
-"""Tests for blox_env.datasets.images and .augment: official-format CIFAR folders, digits, synthetic, augmentation."""
+"""Image data (datasets.images, .cifar) and the batch pipeline (.augment, .randaugment): CIFAR, digits, synthetic."""
 
 from __future__ import annotations
 
@@ -15,28 +15,24 @@ import torch
 
 from blox_env.datasets.augment import (
     BLOX_AUGMENT,
-    RANDAUGMENT_OPS,
     AugmentConfig,
-    apply_op,
     augment_batch,
     cutout,
     hflip,
+    iterate_batches,
     normalise,
-    op_magnitude,
-    randaugment,
     random_crop,
 )
+from blox_env.datasets.cifar import ImageDataFormatError, UnsafePickleError
 from blox_env.datasets.images import (
-    ImageDataFormatError,
     ImageSplit,
-    UnsafePickleError,
     blox_split_indices,
-    iterate_batches,
     load_cifar,
     load_data,
     load_digits,
     synthetic_images,
 )
+from blox_env.datasets.randaugment import RANDAUGMENT_OPS, apply_op, op_magnitude, randaugment
 from blox_env.errors import BloxError, InvalidArgumentError, StoreNotFoundError
 
 torch.set_num_threads(1)

@@ -14,7 +14,8 @@ from blox_env.cli.root import app
 from blox_env.datasets.store.core import open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import InvalidArgumentError
-from blox_env.predictors.evaluation import EvalSpec, noise_ceiling, plot_results, run_evaluation, summarise
+from blox_env.predictors.evaluation import EvalSpec, noise_ceiling, run_evaluation, summarise
+from blox_env.reports.predictors import plot_results
 from blox_env.rewards.surrogate import SurrogateReward
 from blox_env.space import Arch, SubSpace
 

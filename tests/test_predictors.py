@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, PredictorNotFittedError
 from blox_env.predictors import (
     BRPPredictor,
     ConstantPredictor,
@@ -19,14 +19,12 @@ from blox_env.predictors import (
     MLPPredictor,
     PairwisePredictor,
     Predictor,
-    PredictorNotFittedError,
     TreePredictor,
-    as_indices,
     evaluate_predictions,
     one_hot_blocks,
     precision_at_k,
 )
-from blox_env.space import N_BLOCKS, N_STAGES, Arch, SubSpace, indices_to_blocks
+from blox_env.space import N_BLOCKS, N_STAGES, Arch, SubSpace, as_indices, indices_to_blocks
 
 SPACE = SubSpace(((0, 5, 9, 20, 30), (1, 12, 17, 36, 40), (2, 8, 21, 33, 44)))  # 125 models
 TINY = {"hidden": 32, "epochs": 40, "batch_size": 32, "lr": 3e-3}

@@ -163,14 +163,14 @@ def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run:
                 record_result(st, run, result, seed=task.seed)
                 if worker not in workers_seen:
                     workers_seen.append(worker)
-                    st._group[st.run_path(run)].attrs["workers"] = workers_seen  # noqa: SLF001
+                    st.set_run_attrs(run, workers=workers_seen)
                 st.write_rows(run, "worker", [task.arch_index], [workers_seen.index(worker)], seed=task.seed)
                 trained += 1
                 bar.update(1)
         finally:
             bar.close()
             ex.close()
-    st.close()  # records the checksums of the arrays written (store_integrity)
+    st.close()  # records the checksums of the arrays written (store.integrity)
     return BuildReport(str(store), run, total, total - len(todo), trained, time.perf_counter() - start)
 
 

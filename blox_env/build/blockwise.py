@@ -2,7 +2,7 @@
 
 For a store whose normal run is complete, :func:`build_blockwise`:
 
-1. chooses five teachers M1..M5 by normal accuracy (:func:`~.blockwise_tables.choose_teachers`) and
+1. chooses five teachers M1..M5 by normal accuracy (:func:`~blox_env.datasets.store.blockwise.choose_teachers`) and
    retrains each with the run's recipe and seed, keeping the weights (the retrained teacher's
    accuracy is stored in the library's attributes next to the run's);
 2. distils every block of the sub-space from the *full* teachers (M1 and M5) at every distillation
@@ -161,8 +161,7 @@ def _describe(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
 def _tables_attr(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
     """Write the description on first build; on reruns check that it matches ``spec``."""
     want = _describe(store, spec)  # first: a bad normal run or spec is refused before anything is written
-    grp = store._group.require_group("blockwise")  # noqa: SLF001
-    have = grp.attrs.get("tables")
+    have = store.read_blockwise_tables()
     if have is not None:
         keys = ("teachers", "distill", "ft_epochs", "full_teachers", "alpha", "temperature", "recipe", "seed")
         diff = [k for k in keys if _jsonish(have.get(k)) != _jsonish(want[k])]
@@ -172,7 +171,7 @@ def _tables_attr(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
         want["build"] = have.get("build", {})
         return want
     want["build"] = {"provenance": _run_provenance(), "seconds": {}}
-    grp.attrs["tables"] = want
+    store.write_blockwise_tables(want)
     return want
 
 
@@ -184,17 +183,12 @@ def _jsonish(value: Any) -> Any:
 
 def _teacher_saved(lib: Any) -> bool:
     """The teacher's weights exist and carry their tensor names (written after the values)."""
-    if not lib.exists:
-        return False
-    return "names" in lib.store._group[f"{lib.key}/teacher"].attrs  # noqa: SLF001 - no public reader of array attrs
+    return bool(lib.store.has_teacher(lib.teacher, complete=True))
 
 
 def _missing_blocks(lib: Any, candidates: list[tuple[int, int]], config: Any) -> list[tuple[int, int]]:
-    """Candidates not distilled yet: no weights, or no signatures (recorded after the weights)."""
-    try:
-        done = np.isfinite(lib.signatures(config)["distill_time_s"])
-    except KeyError:  # the signature group exists, an array of it was never created
-        done = np.zeros((3, 45), dtype=bool)
+    """Candidates not distilled yet: no weights, or no signatures (recorded after the weights; absent = NaN)."""
+    done = np.isfinite(lib.signatures(config)["distill_time_s"])
     return [(s, b) for s, b in candidates if not (lib.has(s, b, config) and done[s, b])]
 
 
@@ -298,7 +292,7 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
                 bar.close()
             seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - t0
             tables["build"]["seconds"] = seconds
-            st._group["blockwise"].attrs["tables"] = tables  # noqa: SLF001
+            st.write_blockwise_tables(tables)
     finally:
         ex.close()
     teachers = {n: int(t["index"]) for n, t in tables["teachers"].items()}

@@ -139,11 +139,8 @@ def _check_store(store: BloxStore, index: np.ndarray, config: Any) -> None:
 # ---------------------------------------------------------------------------------------------- runs
 def run_setup_state(store: BloxStore, run: str) -> str | None:
     """``None`` (no such run), ``"pending"``, ``"complete"`` or ``"legacy"`` (a run made without the marker)."""
-    path = store.run_path(run)
-    if path not in store._group:  # noqa: SLF001 - a bare run group (attributes never written) is not a run yet
-        return None
-    attrs = store._group[path].attrs  # noqa: SLF001
-    if "seeds" not in attrs or "epochs" not in attrs:
+    attrs = store.run_attrs(run)
+    if attrs is None or "seeds" not in attrs or "epochs" not in attrs:  # a bare run group is not a run yet
         return None
     return str(attrs.get(SETUP_ATTR, "legacy"))
 
@@ -152,8 +149,7 @@ def _described(store: BloxStore, run: str, metric: str) -> bool:
     """Whether a run's metric array exists and carries its encoding (written right after the array)."""
     if metric not in store.run_info(run).metrics:
         return False
-    arr = store._group[f"{store.run_path(run)}/{metric}"]  # noqa: SLF001 - array attributes have no public reader
-    return "encoding" in arr.attrs
+    return "encoding" in store.metric_attrs(run, metric)
 
 
 def prepare_run(store: BloxStore, run: str, *, seeds: Sequence[int], recipe: Any, data: Any,

@@ -34,23 +34,18 @@ def synthetic_blockwise(location: str | os.PathLike[str], *, ft_epochs: tuple[in
     for s in range(N_STAGES):
         for b in np.unique(blocks[:, s]):
             quality[s, b] = normal[blocks[:, s] == b].mean()
-    grp = store._group.require_group("blockwise")  # noqa: SLF001
     for name, t in tables["teachers"].items():
         teacher = Arch.from_index(t["index"])
         row = int(store.rows([teacher])[0])
-        tg = grp.require_group(teacher.hash)
-        tg.attrs.update({"teacher_index": teacher.index, "train_time_s": float(times[row]), "synthetic": True})
+        store.write_teacher(teacher, None, attrs={"train_time_s": float(times[row]), "synthetic": True})
         for e_str, path in tables["signature_groups"][name].items():
             noise = 2.0 / np.sqrt(int(e_str))
-            sig = store._group.require_group(path)  # noqa: SLF001
             gap = np.abs(quality - np.array([[quality[s, teacher.blocks[s]]] for s in range(N_STAGES)]))
             values = {"distill_loss": 0.1 + 0.02 * gap + 0.01 * noise * rng.random(quality.shape),
                       "lana_delta": -0.5 * gap + noise * rng.normal(size=quality.shape),
                       "distill_time_s": np.where(np.isfinite(quality), 1.0 + rng.random(quality.shape), np.nan)}
-            for key, arr in values.items():
-                a = sig.create_array(key, shape=(N_STAGES, N_BLOCKS), dtype="float64", fill_value=np.nan,
-                                     overwrite=True)
-                a[...] = np.where(np.isfinite(quality), arr, np.nan)
+            store.write_signatures(path, {key: np.where(np.isfinite(quality), arr, np.nan)
+                                          for key, arr in values.items()})
         for e_str, run in tables["finetune_runs"][name].items():
             e = int(e_str)
             spread = 3.0 / np.sqrt(e)
@@ -64,5 +59,5 @@ def synthetic_blockwise(location: str | os.PathLike[str], *, ft_epochs: tuple[in
             store.write_metric(run, "test_top1", np.round(np.clip(final, 0, 100) * 100)[None] / 100)
             store.write_metric(run, "train_time_s", np.where(np.isfinite(final), times * e / info.epochs, np.nan)[None])
     tables["build"] = {"synthetic": True, "seconds": {}}
-    grp.attrs["tables"] = tables
+    store.write_blockwise_tables(tables)
     return tables

@@ -32,30 +32,21 @@ def bench(
     = "plain",
 ) -> None:
     """Run agents x seeds on a tabular benchmark under cost budgets; print the summary table."""
-    import numpy as np
-
     from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
     from blox_env.datasets.store.core import open_store
-    from blox_env.reports.bench import markdown_table, plot_anytime, write_report
+    from blox_env.reports.bench import best_model, markdown_table, plot_anytime, write_report
 
     st = open_store(store)
     spec = BenchSpec(agents=tuple(a.strip() for a in agents.split(",") if a.strip()), seeds=seeds,
                      budgets=tuple(float(b) for b in budgets.split(",")), cost_unit=cost_unit, target=target,
                      mode=mode, teacher=teacher, ft_epochs=ft_epochs, strategy=strategy)
-    report_values = None
+    tables = None
     if mode == "blockwise":  # answers are scored by their normal accuracy, whichever signal picked them
         from blox_env.datasets.store.blockwise import BlockwiseTables
 
         tables = BlockwiseTables(st)
-        val, test = tables.normal("val_top1"), tables.normal("test_top1")
-        report_values = dict(zip(st.index.tolist(), test.tolist()))
-        best_row = int(np.nanargmax(val))
-        best_index, best_report = int(st.index[best_row]), float(test[best_row])
-    else:
-        val = st.get(spec.metric, seed="mean")
-        best_row = int(np.nanargmax(val))
-        best_index = int(st.index[best_row])
-        best_report = float(st.get(spec.report_metric, [best_index], seed="mean")[0])
+    best = best_model(st, metric=spec.metric, report_metric=spec.report_metric, tables=tables)
+    best_index, best_report, report_values = best.index, best.report, best.values
     console.print(f"benchmark {st.name}: {len(st):,} models; best by mean {spec.metric}: model {best_index} "
                   f"({spec.report_metric} {best_report:.2f}); {len(spec.agents)} agents x {seeds} seeds")
     t = time.perf_counter()
@@ -86,4 +77,5 @@ def bench(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``blox bench``."""
     app.command("bench")(bench)

@@ -13,16 +13,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from blox_env.cli.options import int_list
+
 console = Console(markup=False, highlight=False)
-
-
-def _ints(text: str, what: str) -> list[int]:
-    from blox_env.errors import InvalidArgumentError
-
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise InvalidArgumentError(f"{what} takes comma-separated integers, got {text!r}") from exc
 
 
 def build(
@@ -48,9 +41,9 @@ def build(
 
         raise InvalidArgumentError(f"--blocks takes one list of blocks (the same for every stage) or three lists "
                                    f"separated by ';', got {len(parts)} lists in {blocks!r}")
-    per_stage = [_ints(p, "--blocks") for p in (parts if len(parts) == 3 else parts * 3)]
+    per_stage = [int_list(p, option="--blocks") for p in (parts if len(parts) == 3 else parts * 3)]
     report = build_benchmark(store, archs=SubSpace(tuple(tuple(p) for p in per_stage)), run=run, recipe=recipe,
-                             data=data, seeds=_ints(seeds, "--seeds"), executor=executor, workers=workers,
+                             data=data, seeds=int_list(seeds, option="--seeds"), executor=executor, workers=workers,
                              address=address, device=device)
     console.print(f"{report.trained} trained, {report.skipped} already there, {report.total} rows in "
                   f"{report.store} (run {report.run}), {report.seconds:.0f} s")
@@ -74,8 +67,8 @@ def build_blockwise(
 
     kwargs = (("seed", data_seed),) if data.strip().lower() in ("digits", "synthetic") else ()
     spec = BlockwiseSpec(recipe=recipe, data=data, data_kwargs=kwargs, normal_run=run,
-                         distill_epochs=tuple(_ints(distill_epochs, "--distill-epochs")),
-                         ft_epochs=tuple(_ints(ft_epochs, "--ft-epochs")))
+                         distill_epochs=tuple(int_list(distill_epochs, option="--distill-epochs")),
+                         ft_epochs=tuple(int_list(ft_epochs, option="--ft-epochs")))
     report = run_build(store, spec=spec, executor=executor, workers=workers, address=address)
     console.print(f"blockwise tables in {report.store}: teachers {report.teachers}; {report.trained_teachers} "
                   f"teachers trained, {report.distill_passes} distillation passes, {report.finetuned} fine-tunes, "
@@ -163,6 +156,7 @@ def _latency_target(store: str) -> str | Path:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``blox build``, ``blox build-mini``, ``blox build-blockwise`` and ``blox latency``."""
     app.command("build")(build)
     app.command("build-mini")(build_mini)
     app.command("build-blockwise")(build_blockwise)

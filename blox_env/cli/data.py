@@ -11,14 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-data_app = typer.Typer(help="Benchmark data: download, import, inspect, query.", no_args_is_help=True)
 console = Console()
 
 StoreOpt = Annotated[str | None, typer.Option("--store", "-s", help="store path/URL (default: imported BLOX, "
                                                  "else bundled Blox-mini)")]
 
 
-@data_app.command("download")
 def download(
     dest: Annotated[Path | None, typer.Option(help="target folder (default: $BLOX_HOME/release)")] = None,
     manifest: Annotated[str | None, typer.Option(help="JSON manifest: base_url and assets (size, sha256)")] = None,
@@ -29,7 +27,8 @@ def download(
     write_manifest: Annotated[bool, typer.Option(help="print the manifest as JSON and exit")] = False,
 ) -> None:
     """Fetch the official release files (resumable; verified by size/sha256, or by length and a .sha256 record)."""
-    from blox_env.datasets.release.download import DEFAULT_MANIFEST, ReleaseManifest, download_release
+    from blox_env.datasets.release.download import download_release
+    from blox_env.datasets.release.manifest import DEFAULT_MANIFEST, ReleaseManifest
 
     man = ReleaseManifest.from_json(manifest) if manifest else DEFAULT_MANIFEST
     if write_manifest:
@@ -40,7 +39,6 @@ def download(
         console.print(str(path), markup=False, highlight=False)
 
 
-@data_app.command("import")
 def import_(
     folder: Annotated[Path, typer.Argument(help="folder with blox-*.{blox,pickle,csv} release files")],
     out: Annotated[Path | None, typer.Option(help="store to create (.zarr folder or .zip; "
@@ -61,7 +59,6 @@ def import_(
     console.print(f"imported {folder} -> {path}", markup=False, highlight=False)
 
 
-@data_app.command("info")
 def info(store: Annotated[str | None, typer.Argument(help="store path/URL or name")] = None) -> None:
     """Runs, seeds, epochs, metrics, coverage and provenance of a store; exits 1 if its structure is damaged."""
     import warnings
@@ -99,7 +96,6 @@ def info(store: Annotated[str | None, typer.Argument(help="store path/URL or nam
         raise typer.Exit(1)
 
 
-@data_app.command("verify")
 def verify(
     store: Annotated[str | None, typer.Argument(help="store path/URL or name")] = None,
     deep: Annotated[bool, typer.Option("--deep", help="also decode every chunk and compare the recorded "
@@ -135,7 +131,6 @@ def _isnan(v):  # noqa: ANN001, ANN202 - tiny numpy helper
     return np.isnan(v)
 
 
-@data_app.command("query")
 def query(
     arch: Annotated[str, typer.Argument(help="index, hash, JSON arch vector or 'blocks:b0,b1,b2'")],
     store: StoreOpt = None,
@@ -158,3 +153,14 @@ def query(
         if isinstance(value, list) and len(value) > 8:
             value = f"[{value[0]}, {value[1]}, ..., {value[-1]}] ({len(value)} epochs)"
         _plain(f"{key:<16}{value}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``blox data`` group: ``download``, ``import``, ``info``, ``verify``, ``query``."""
+    group = typer.Typer(help="Benchmark data: download, import, inspect, query.", no_args_is_help=True)
+    group.command("download")(download)
+    group.command("import")(import_)
+    group.command("info")(info)
+    group.command("verify")(verify)
+    group.command("query")(query)
+    app.add_typer(group, name="data")

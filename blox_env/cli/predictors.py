@@ -8,20 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-predictors_app = typer.Typer(help="Accuracy predictors: train one, or evaluate many.", no_args_is_help=True)
+from blox_env.cli.options import int_list
+
 console = Console()
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    from blox_env.errors import InvalidArgumentError
-
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError as exc:
-        raise InvalidArgumentError(f"expected comma-separated integers, got {text!r}") from exc
-
-
-@predictors_app.command("train")
 def train(
     model: Annotated[str, typer.Option(help="gcn | brp | gin | mlp | tree")] = "gcn",
     metric: Annotated[str, typer.Option(help="target metric of the store")] = "val_top1",
@@ -58,7 +49,6 @@ def train(
         console.print(f"saved to {out}")
 
 
-@predictors_app.command("eval")
 def evaluate(
     store: Annotated[str | None, typer.Option(help="store (default: imported BLOX, else Blox-mini)")] = None,
     predictors: Annotated[str, typer.Option(help="comma-separated: gcn,brp,gin,mlp,tree")] = "gcn,brp,gin,mlp,tree",
@@ -72,11 +62,13 @@ def evaluate(
 ) -> None:
     """The evaluation protocol: sizes x seeds x predictors; table, JSON and plot."""
     from blox_env.datasets.store.core import open_store
-    from blox_env.predictors.evaluation import EvalSpec, plot_results, run_evaluation, save_results, summarise
+    from blox_env.predictors.evaluation import EvalSpec, run_evaluation, save_results, summarise
+    from blox_env.reports.predictors import plot_results
 
     st = open_store(store)
-    spec = EvalSpec(predictors=tuple(p.strip() for p in predictors.split(",")), train_sizes=_ints(sizes),
-                    seeds=seeds, test_size=test_size, metric=metric, fast=fast)
+    spec = EvalSpec(predictors=tuple(p.strip() for p in predictors.split(",")),
+                    train_sizes=tuple(int_list(sizes, option="--sizes")), seeds=seeds, test_size=test_size,
+                    metric=metric, fast=fast)
     rows = run_evaluation(st, spec=spec)
     save_results(rows, out, spec=spec)
     plot_results(rows, plot, title=f"{st.name}: {metric}")
@@ -89,3 +81,11 @@ def evaluate(
         table.add_row(name, *(f"{summary[(name, n)][0]:.3f} ± {summary[(name, n)][1]:.3f}" for n in spec.train_sizes))
     console.print(table)
     console.print(f"results: {out}, plot: {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``blox predictors`` group: ``train`` and ``eval``."""
+    group = typer.Typer(help="Accuracy predictors: train one, or evaluate many.", no_args_is_help=True)
+    group.command("train")(train)
+    group.command("eval")(evaluate)
+    app.add_typer(group, name="predictors")

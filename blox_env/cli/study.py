@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from blox_env.cli.options import float_list, int_list
+
 console = Console()
 
 
@@ -24,21 +26,16 @@ def study(
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
 ) -> None:
     """Q1-Q6 and a Table-2 comparison as a Markdown report with PNG figures (see docs/study/study.md)."""
-    from blox_env.cli.build import _ints
     from blox_env.datasets.store.blockwise import BlockwiseTables
     from blox_env.datasets.store.core import open_store
-    from blox_env.errors import InvalidArgumentError
     from blox_env.reports.study import StudyConfig, run_study
     from blox_env.reports.study_report import write_study
 
     st = open_store(store)
     tables = BlockwiseTables(st)
-    try:
-        budget_values = tuple(float(b) for b in budgets.split(",")) if budgets else None
-    except ValueError as exc:
-        raise InvalidArgumentError(f"--budgets takes comma-separated numbers, got {budgets!r}") from exc
+    budget_values = tuple(float_list(budgets, option="--budgets")) if budgets else None
     config = StudyConfig(seeds=seeds, budgets=budget_values,
-                         predictor_sizes=tuple(_ints(predictor_sizes, "--predictor-sizes")),
+                         predictor_sizes=tuple(int_list(predictor_sizes, option="--predictor-sizes")),
                          predictor_seeds=predictor_seeds, executor=executor, workers=workers,
                          predictors=tuple(p.strip() for p in predictors.split(",") if p.strip()))
     if not quiet:
@@ -50,4 +47,5 @@ def study(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``blox study``."""
     app.command("study")(study)

@@ -97,6 +97,7 @@ def finetune(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``blox train``, ``blox distill`` and ``blox finetune``."""
     app.command("train")(train)
     app.command("distill")(distill)
     app.command("finetune")(finetune)

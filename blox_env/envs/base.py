@@ -1,159 +1,41 @@
-"""Machinery shared by the BLOX environments: backend construction, the cost ledger, rewards, masks.
+"""The common base of Blox-v0 and BloxOneShot-v0: arguments, the search run, evaluating a chosen model, masks.
 
-A *search run* spans episodes: the :class:`CostLedger` holds its cumulative
-cost, evaluation count and best-so-far, and is reset only by
-``reset(options={"new_run": True})``. Budget rule (documented in the env
-docstrings): an evaluation is started only while budget is left; the one that
-crosses the budget completes, is charged in full and returned, and its step
-reports ``truncated=True`` with ``info["budget_exhausted"] = True``; every later
-step returns ``truncated=True`` without evaluating anything.
-
-Missing costs (NaN, infinite or negative, e.g. a partially built store's
-``train_time_s``) never reach the ledger: by default the evaluation is refused
-with :class:`~blox_env.errors.MissingCostError` naming the model; with
-``missing_cost="median" | "max"`` it is charged the median/max recorded cost of
-the run's column at that fidelity (backends without a column: of the costs
-recorded so far in the search run), and ``info["cost_imputed"]`` says so.
+A *search run* spans episodes: a :class:`~blox_env.runs.SearchRun` holds its
+cumulative cost, evaluation count and best-so-far, and is reset only by
+``reset(options={"new_run": True})`` or ``reset(seed=...)``. The budget rule and
+the ``missing_cost`` rule are the run's (see :mod:`blox_env.runs`): the step of
+the evaluation that crosses the budget reports ``truncated=True`` with
+``info["budget_exhausted"] = True``; every later step returns ``truncated=True``
+without evaluating anything; an imputed cost sets ``info["cost_imputed"]``.
 """
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
-from blox_env.envs.checks import check_benchmark, check_budget, check_choice, check_reward_output
-from blox_env.errors import InvalidArgumentError, MissingCostError
-from blox_env.rewards.tabular import (
-    COST_UNITS,
-    Evaluation,
-    RewardBackend,
-    TabularReward,
-    cost_is_missing,
-    impute_cost,
-    missing_cost_error,
-)
+from blox_env.checks import check_bool, check_optional_str, check_real
+from blox_env.envs.checks import check_constraint, check_epochs, check_reset, check_reward_output, check_seed_mode
+from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError
+from blox_env.rewards.base import Evaluation, RewardBackend, check_missing_cost, local_to_indices
+from blox_env.rewards.factory import BackendSpec, make_backend
+from blox_env.rewards.tabular import TabularReward
+from blox_env.runs import CostLedger, SearchRun
+from blox_env.space import Arch
 
-__all__ = ["BackendSpec", "CostLedger", "make_backend", "resolve_cost", "reward_value"]
-
-REWARD_SOURCES = ("tabular", "surrogate", "live")
-
-
-@dataclass
-class CostLedger:
-    """Cumulative cost of one search run, with free repeats unless ``charge_repeats``.
-
-    Without ``charge_repeats``, a model is charged only for epochs beyond the
-    highest fidelity already paid for it (a repeat at the same fidelity is free;
-    a longer run continues from the checkpoint).
-    """
-
-    budget: float | None
-    cost_unit: str
-    charge_repeats: bool = False
-    spent: float = 0.0
-    evaluations: int = 0
-    best: float = -math.inf
-    best_index: int = -1
-    paid: dict[Any, int] = field(default_factory=dict)
-    recorded: list[float] = field(default_factory=list)  # full costs charged as recorded (not imputed) this run
-
-    def __post_init__(self) -> None:
-        self.cost_unit = check_choice("cost_unit", self.cost_unit, COST_UNITS)
-        self.budget = check_budget(self.budget, self.cost_unit)
-
-    @property
-    def exhausted(self) -> bool:
-        return self.budget is not None and self.spent >= self.budget
-
-    @property
-    def left(self) -> float:
-        return math.inf if self.budget is None else max(0.0, self.budget - self.spent)
-
-    def charge(self, index: Any, fidelity: int, full_cost: float, *, imputed: bool = False) -> float:
-        """Record one evaluation of model ``index`` (any hashable key); returns what it costs this run.
-
-        A missing ``full_cost`` (NaN, infinite, negative) raises :class:`MissingCostError` and changes nothing:
-        the run's spent budget can never become NaN (resolve a missing cost first, see :func:`resolve_cost`).
-        """
-        if cost_is_missing(full_cost):
-            raise MissingCostError(f"model {index} has no recorded cost ({full_cost!r} {self.cost_unit}): a budget "
-                                   "cannot be charged for it; refuse the evaluation or charge a stated replacement "
-                                   "(the envs' missing_cost='median' | 'max')")
-        prev = self.paid.get(index, 0)
-        if self.charge_repeats:
-            cost = full_cost
-        elif fidelity <= prev:
-            cost = 0.0
-        elif self.cost_unit == "evaluations":
-            cost = full_cost
-        else:
-            cost = full_cost * (fidelity - prev) / fidelity
-        self.paid[index] = max(prev, fidelity)
-        self.spent += cost
-        self.evaluations += 1
-        if not imputed:
-            self.recorded.append(float(full_cost))
-        return cost
-
-    def observe(self, index: int, value: float) -> None:
-        if value > self.best:
-            self.best, self.best_index = value, index
-
-    def new_run(self) -> None:
-        self.spent, self.evaluations, self.best, self.best_index = 0.0, 0, -math.inf, -1
-        self.paid.clear()
-        self.recorded.clear()
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """Keyword arguments the envs pass through to build a reward backend."""
-
-    benchmark: Any = None
-    reward: str = "tabular"
-    metric: str = "val_top1"
-    run: str | None = None
-    seed_mode: int | str = "random"
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    missing_cost: str = "error"
-
-
-def make_backend(spec: BackendSpec) -> RewardBackend:
-    """Build the reward backend an env asked for (``backend=`` objects are used as they are)."""
-    check_choice("reward", spec.reward, REWARD_SOURCES)
-    check_benchmark(spec.benchmark)
-    if spec.reward == "live":
-        from blox_env.rewards.live import LiveReward
-
-        return LiveReward(store=spec.benchmark, **dict(spec.extra))
-    if spec.reward == "surrogate":
-        if "predictor" not in spec.extra:
-            raise InvalidArgumentError("reward='surrogate' needs predictor=<a fitted predictor> (or backend=...)")
-        from blox_env.rewards.surrogate import SurrogateReward
-
-        return SurrogateReward(**dict(spec.extra), metric=spec.metric)
-    from blox_env.datasets.store.core import BloxStore, open_store
-
-    store = spec.benchmark if isinstance(spec.benchmark, BloxStore) else open_store(spec.benchmark)
-    if spec.benchmark is None:
-        announce_default_store(store)
-    from blox_env.rewards.blockwise import make_tabular_backend
-
-    return make_tabular_backend(store, metric=spec.metric, run=spec.run, seed_mode=spec.seed_mode,
-                                missing_cost=spec.missing_cost, **spec.extra)
-
+__all__ = ["BloxSearchEnv", "announce_default_store", "constraint_grid", "evaluation_info", "observation_space",
+           "reward_value", "stage_observation"]
 
 _ANNOUNCED: set[str] = set()
 
 
 def announce_default_store(store: Any) -> None:
     """Say in one line (once per process) which benchmark a default ``gym.make`` uses."""
-    import sys
-
     if store.location in _ANNOUNCED:
         return
     _ANNOUNCED.add(store.location)
@@ -163,6 +45,18 @@ def announce_default_store(store: Any) -> None:
     else:
         print(f"blox-env: using the benchmark store {store.name!r} at {store.location} ({len(store):,} models)",
               file=sys.stderr)
+
+
+def observation_space(sizes: tuple[int, ...]) -> spaces.MultiDiscrete:
+    """Blox-v0's observation: the block of each stage (``K_s`` = unset) and the stage cursor (0..3)."""
+    return spaces.MultiDiscrete([*(k + 1 for k in sizes), 4])
+
+
+def stage_observation(sizes: tuple[int, ...], chosen: Any) -> np.ndarray:
+    """The observation after choosing the local blocks ``chosen`` (a prefix of the stages)."""
+    obs = np.array([*sizes, len(chosen)], dtype=np.int64)
+    obs[: len(chosen)] = chosen
+    return obs
 
 
 def reward_value(metrics: Mapping[str, Any], metric: str, *, normalize: bool,
@@ -180,44 +74,25 @@ def reward_value(metrics: Mapping[str, Any], metric: str, *, normalize: bool,
     return value
 
 
-def constraint_grid(backend: Any, constraint: Mapping[str, float] | None) -> np.ndarray | None:
-    """Boolean ``[K2, K1, K0]`` grid over local coordinates: allowed (present and within limits)."""
-    if not isinstance(backend, TabularReward):
-        return None
+def constraint_grid(backend: RewardBackend, constraint: Mapping[str, float] | None) -> np.ndarray:
+    """Boolean ``[K2, K1, K0]`` grid over local coordinates: allowed (the backend has the model, within limits)."""
     sizes = backend.space.sizes
     grid_local = np.stack(np.meshgrid(*(np.arange(k) for k in reversed(sizes)), indexing="ij"), axis=-1)[..., ::-1]
-    rows = backend.rows(backend.arch_of_local(grid_local))
+    rows = backend.rows(local_to_indices(backend.space, grid_local))
     allowed = rows >= 0
+    static = backend.static_costs()
+    if constraint and not static:
+        raise InvalidArgumentError("constraints need a tabular backend (static costs per model)")
     for metric, limit in (constraint or {}).items():
-        static = backend._static.get(metric)  # noqa: SLF001 - the backend's materialised static columns
-        if static is None:
+        column = static.get(metric)
+        if column is None:
             raise InvalidArgumentError(f"constraint key {metric!r} is not a static cost of this benchmark: allowed "
-                                       f"{', '.join(map(repr, sorted(backend._static)))}")  # noqa: SLF001
-        allowed &= np.where(rows >= 0, static[np.maximum(rows, 0)] <= limit, False)
+                                       f"{', '.join(map(repr, sorted(static)))}")
+        allowed &= np.where(rows >= 0, column[np.maximum(rows, 0)] <= limit, False)
     return allowed
 
 
-def resolve_cost(ev: Evaluation, *, rule: str, backend: Any, ledger: CostLedger, model: str) -> Evaluation:
-    """``ev`` with a chargeable cost: as recorded, replaced by the ``missing_cost`` rule (flagged), or refused.
-
-    The rule's reference is the backend's recorded costs at that fidelity (``known_costs``) or, for backends
-    without a cost column, the costs recorded so far in this search run. Raises :class:`MissingCostError`.
-    """
-    if ev.cost_imputed is not None or not cost_is_missing(ev.cost):
-        return ev
-    if hasattr(backend, "known_costs"):
-        known = np.asarray(backend.known_costs(ev.fidelity, ev.cost_unit), dtype=np.float64)
-        column = backend.describe_cost(ev.fidelity, ev.seed)
-    else:
-        known = np.asarray(ledger.recorded, dtype=np.float64)
-        column = f"the cost {type(backend).__name__} reported ({ev.cost_unit}; reference: this run's recorded costs)"
-    value = impute_cost(rule, known)
-    if value is None:
-        raise missing_cost_error(model, column, ev.cost, known, ev.cost_unit)
-    return ev._replace(cost=value, cost_imputed=rule)
-
-
-def evaluation_info(ev: Evaluation, *, charged: float, ledger: CostLedger, local: tuple[int, ...],
+def evaluation_info(ev: Evaluation, *, charged: float, run: SearchRun, local: tuple[int, ...],
                     model_hash: str) -> dict[str, Any]:
     """The ``info`` dict of a step that evaluated a model."""
     return {
@@ -234,10 +109,170 @@ def evaluation_info(ev: Evaluation, *, charged: float, ledger: CostLedger, local
         "cost_unit": ev.cost_unit,
         "cost_imputed": ev.cost_imputed is not None,
         "cost_rule": ev.cost_imputed or "recorded",
-        "cumulative_cost": ledger.spent,
-        "budget_left": ledger.left,
-        "evaluations": ledger.evaluations,
-        "best_so_far": ledger.best,
-        "best_index": ledger.best_index,
-        "budget_exhausted": ledger.exhausted,
+        **run.state(),
     }
+
+
+class BloxSearchEnv(gym.Env):
+    """Shared machinery; use :class:`~blox_env.envs.sequential.BloxEnv` or ``BloxOneShotEnv``."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, *, benchmark: Any = None, reward: str = "tabular", metric: str = "val_top1",
+                 epochs: int | None = None, seed_mode: int | str = "random", budget: float | None = None,
+                 cost_unit: str = "seconds", charge_repeats: bool = False,
+                 reward_fn: Callable[[dict[str, float]], float] | None = None, normalize: bool = True,
+                 constraint: Mapping[str, float] | None = None, violation_reward: float = 0.0,
+                 backend: RewardBackend | None = None, run: str | None = None, render_mode: str | None = None,
+                 verbose: bool = False, missing_cost: str = "error", **backend_kwargs: Any) -> None:
+        super().__init__()
+        # every argument is checked before the (possibly slow) backend is built
+        if not isinstance(metric, str):
+            raise InvalidArgumentTypeError(f"metric must be a metric name (a str) such as 'val_top1', got {metric!r}")
+        check_optional_str("run", run, "the name of one of the store's runs")
+        check_epochs(epochs)
+        check_seed_mode(seed_mode)
+        self.run = SearchRun(budget=budget, cost_unit=cost_unit, charge_repeats=charge_repeats,
+                             missing_cost=missing_cost, metric=metric)
+        if reward_fn is not None and not callable(reward_fn):
+            raise InvalidArgumentTypeError(f"reward_fn must be None or a callable metrics dict -> finite real "
+                                           f"number, got {reward_fn!r}")
+        self.normalize = check_bool("normalize", normalize)
+        self.violation_reward = check_real("violation_reward", violation_reward)
+        if render_mode is not None and (not isinstance(render_mode, str)
+                                        or render_mode not in self.metadata["render_modes"]):
+            err = InvalidArgumentError if isinstance(render_mode, str) else InvalidArgumentTypeError
+            raise err(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        verbose = check_bool("verbose", verbose)
+        constraint = check_constraint(constraint)
+        self.missing_cost = check_missing_cost(missing_cost)
+        self._owns_backend = backend is None
+        if backend is None:
+            backend = make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs,
+                                               self.missing_cost))
+            if benchmark is None and isinstance(backend, TabularReward):
+                announce_default_store(backend.store)
+        elif not isinstance(backend, RewardBackend):
+            raise InvalidArgumentTypeError(f"backend must implement blox_env.rewards.RewardBackend (e.g. subclass "
+                                           f"BaseReward), got {backend!r}")
+        self.backend = backend
+        if verbose:
+            where = backend.store.name if isinstance(backend, TabularReward) else f"{backend.space.size:,} models"
+            print(f"blox-env: {type(backend).__name__} on {where}")
+        self.metric = metric
+        self.fidelity = backend.fidelity(epochs)
+        self.reward_fn = reward_fn
+        self.render_mode = render_mode
+        self.space_sizes: tuple[int, ...] = backend.space.sizes
+        self.n_blocks = max(self.space_sizes)
+        self._allowed: np.ndarray | None = constraint_grid(backend, constraint)  # [K2, K1, K0]
+        if not constraint and self._allowed.all():
+            self._allowed = None  # every model present, nothing excluded: no masking work at all
+        self._mask_cache: dict[tuple[int, ...], np.ndarray] = {}
+        if self._allowed is not None and not self._allowed.any():
+            raise InvalidArgumentError(f"no model of the benchmark satisfies the constraint {dict(constraint or {})}")
+        self._archs: dict[tuple[int, ...], Arch] = {}
+        self._hashes: dict[int, str] = {}
+        self._hash_table: np.ndarray | None = None
+        self.last_info: dict[str, Any] = {}
+
+    @property
+    def ledger(self) -> CostLedger:
+        """The search run's cost ledger (spent, budget, evaluations, best-so-far)."""
+        return self.run.ledger
+
+    # ------------------------------------------------------------------ run and seeding
+    def _reset_run(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        """``reset(seed=...)`` starts a new search run (a new experiment); plain ``reset()`` continues it.
+
+        Arguments are checked by :func:`~blox_env.envs.checks.check_reset` before ``gym.Env.reset``.
+        """
+        if seed is not None or check_reset(None, options)[1]:
+            self.run.new_run()
+
+    def _hash(self, index: int) -> str:
+        """Model hash: from the cached table for large benchmarks, computed once per model for small ones."""
+        if self._hash_table is None and isinstance(self.backend, TabularReward) and self.backend.n_rows > 5000:
+            from blox_env.hashes import all_hashes
+
+            self._hash_table = all_hashes()
+        if self._hash_table is not None:
+            return str(self._hash_table[index])
+        h = self._hashes.get(index)
+        if h is None:
+            h = self._hashes[index] = Arch.from_index(index).hash
+        return h
+
+    def run_info(self) -> dict[str, Any]:
+        """Cumulative state of the search run (also in every ``info``)."""
+        return self.run.state()
+
+    def close(self) -> None:
+        """Close the reward backend if this env built it (a ``backend=`` passed in stays open)."""
+        if self._owns_backend:
+            self.backend.close()
+        super().close()
+
+    # ------------------------------------------------------------------ masks
+    def stage_mask(self, stage: int, prefix: tuple[int, ...]) -> np.ndarray:
+        """Allowed local blocks of ``stage`` given earlier choices (padded to ``n_blocks``; a fresh array)."""
+        key = (stage, *prefix)
+        cached = self._mask_cache.get(key)
+        if cached is None:
+            cached = self._mask_cache[key] = self._compute_mask(stage, prefix)
+        return cached.copy()
+
+    def _compute_mask(self, stage: int, prefix: tuple[int, ...]) -> np.ndarray:
+        mask = np.zeros(self.n_blocks, dtype=np.int8)
+        k = self.space_sizes[stage]
+        if self._allowed is None:
+            mask[:k] = 1
+            return mask
+        grid = self._allowed  # axes (stage2, stage1, stage0)
+        for s, b in enumerate(prefix):
+            grid = np.take(grid, [b], axis=2 - s)
+        other = tuple(ax for ax in range(3) if ax != 2 - stage)
+        mask[:k] = grid.any(axis=other).astype(np.int8)
+        return mask
+
+    # ------------------------------------------------------------------ evaluation
+    def _check_block(self, stage: int, b: int) -> None:
+        if not 0 <= b < self.space_sizes[stage]:
+            raise InvalidActionError(
+                f"action {b} for stage {stage} is outside 0..{self.space_sizes[stage] - 1} (this benchmark has "
+                f"{self.space_sizes[stage]} blocks at stage {stage})"
+            )
+
+    def _reward(self, ev: Evaluation) -> float:
+        return reward_value(ev.metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn)
+
+    def _evaluate(self, local: tuple[int, int, int]) -> tuple[float, bool, dict[str, Any]]:
+        """Evaluate the model at (validated) local coordinates through the search run: (reward, truncated, info)."""
+        if self.run.exhausted:
+            return 0.0, True, {**self.run_info(), "evaluated": False, "local_blocks": local}
+        arch = self._archs.get(local)
+        if arch is None:
+            b = self.backend.space.blocks
+            arch = self._archs[local] = Arch.from_blocks(b[0][local[0]], b[1][local[1]], b[2][local[2]])
+        index = arch.index
+        if self._allowed is not None and not self._allowed[local[2], local[1], local[0]]:
+            missing = bool(self.backend.rows(np.array([index]))[0] < 0)
+            info = {**self.run_info(), "evaluated": False, "arch_index": index, "local_blocks": local,
+                    "constraint_violated": True, "missing": missing}
+            return self.violation_reward, False, info
+        outcome = self.run.evaluate(self.backend, arch, self.fidelity, rng=self.np_random, score=self._reward)
+        if outcome is None:  # not reached: the budget was checked above
+            return 0.0, True, {**self.run_info(), "evaluated": False, "local_blocks": local}
+        info = evaluation_info(outcome.evaluation, charged=outcome.charged, run=self.run, local=local,
+                               model_hash=self._hash(index))
+        info["evaluated"] = True
+        return outcome.value, self.run.exhausted, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        info, led = self.last_info, self.run.ledger
+        if "arch_index" not in info:
+            return f"no model evaluated yet; run cost {led.spent:.1f} {led.cost_unit}"
+        return (f"model {info['arch_index']} blocks {info.get('blocks')} -> {info.get('metrics')} "
+                f"(cost {info.get('cost', 0):.1f}, run {led.spent:.1f}/{led.budget})")

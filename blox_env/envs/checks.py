@@ -1,75 +1,22 @@
-"""Validation of the envs' user-facing arguments: one clear error naming the argument, the value and what is allowed.
+"""Validation of the envs' own arguments (generic checks: :mod:`blox_env.checks`): one clear error each.
 
-Wrong types raise :class:`~blox_env.rewards.tabular.InvalidArgumentTypeError` (an
+Wrong types raise :class:`~blox_env.errors.InvalidArgumentTypeError` (an
 :class:`~blox_env.errors.InvalidArgumentError` that is also a ``TypeError``);
 wrong values of the right type raise :class:`~blox_env.errors.InvalidArgumentError`.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError
-from blox_env.rewards.tabular import InvalidArgumentTypeError, is_real
+from blox_env.checks import check_bool, check_real, is_real
+from blox_env.checks import type_name as _type_name
+from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 
-__all__ = ["check_benchmark", "check_bool", "check_budget", "check_choice", "check_constraint", "check_epochs",
-           "check_optional_str", "check_real", "check_reset", "check_reward_output", "check_seed_mode"]
-
-
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """A Python or numpy bool (strings such as ``"no"`` are refused rather than read as true)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidArgumentTypeError(f"{name} must be a bool (True or False), got {value!r} ({_type_name(value)})")
-    return bool(value)
-
-
-def check_real(name: str, value: Any, *, finite: bool = True) -> float:
-    """A real number (int, float or numpy number; not a bool), finite unless ``finite=False`` (NaN never)."""
-    if not is_real(value):
-        raise InvalidArgumentTypeError(f"{name} must be a real number (int, float or numpy number, not a bool), "
-                                       f"got {value!r} ({_type_name(value)})")
-    x = float(value)
-    if math.isnan(x) or (finite and math.isinf(x)):
-        raise InvalidArgumentError(f"{name} must be a {'finite ' if finite else ''}number, got {x!r}")
-    return x
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """One of a fixed set of strings."""
-    if not isinstance(value, str) or value not in choices:
-        err = InvalidArgumentError if isinstance(value, str) else InvalidArgumentTypeError
-        raise err(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return str(value)
-
-
-def check_optional_str(name: str, value: Any, what: str) -> str | None:
-    """None or a string (e.g. a metric or run name)."""
-    if value is not None and not isinstance(value, str):
-        raise InvalidArgumentTypeError(f"{name} must be {what} (a str) or None, got {value!r} ({_type_name(value)})")
-    return value
-
-
-def check_budget(budget: Any, cost_unit: str) -> float | None:
-    """None (no budget) or a positive, finite number of ``cost_unit`` (numpy numbers too; bools are refused)."""
-    if budget is None:
-        return None
-    if not is_real(budget):
-        raise InvalidArgumentTypeError(f"budget must be a positive number of {cost_unit} (int, float or numpy "
-                                       f"number, not a bool) or None, got {budget!r} ({_type_name(budget)})")
-    b = float(budget)
-    if not (math.isfinite(b) and b > 0):
-        raise InvalidArgumentError(f"budget must be a positive, finite number of {cost_unit} or None "
-                                   f"(None means no budget), got {budget!r}")
-    return b
+__all__ = ["check_constraint", "check_epochs", "check_reset", "check_reward_output", "check_seed_mode"]
 
 
 def check_epochs(epochs: Any) -> None:
@@ -88,22 +35,10 @@ def check_seed_mode(seed_mode: Any) -> None:
                                        f"run, got {seed_mode!r} ({_type_name(seed_mode)})")
 
 
-def check_benchmark(benchmark: Any) -> None:
-    """A store name, path or URL (str or os.PathLike), an open BloxStore, or None (the default store)."""
-    if benchmark is None or isinstance(benchmark, (str, os.PathLike)):
-        return
-    from blox_env.datasets.store.core import BloxStore
-
-    if not isinstance(benchmark, BloxStore):
-        raise InvalidArgumentTypeError(f"benchmark must be a store path, URL or name (str or os.PathLike), an open "
-                                       f"BloxStore, or None (the default store), got {benchmark!r} "
-                                       f"({_type_name(benchmark)})")
-
-
 def check_constraint(constraint: Any) -> dict[str, float] | None:
     """None or a mapping of static-cost names (e.g. ``"params"``) to upper limits (real numbers, not NaN).
 
-    The names are checked against the benchmark's static costs by :func:`~blox_env.envs.base.constraint_grid`.
+    The names are checked against the backend's static costs by :func:`~blox_env.envs.base.constraint_grid`.
     """
     if constraint is None:
         return None

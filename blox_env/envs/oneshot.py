@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from gymnasium import error, spaces
 
+from blox_env.envs.base import BloxSearchEnv, observation_space, stage_observation
 from blox_env.envs.checks import check_reset
-from blox_env.envs.search_env import BloxSearchEnv
 from blox_env.errors import InvalidActionError
 
 __all__ = ["BloxOneShotEnv"]
@@ -45,8 +45,8 @@ class BloxOneShotEnv(BloxSearchEnv):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.action_space = spaces.MultiDiscrete(list(self.space_sizes))
-        self.observation_space = spaces.MultiDiscrete([*(k + 1 for k in self.space_sizes), 4])
-        self._unset = np.array([*self.space_sizes, 0], dtype=np.int64)
+        self.observation_space = observation_space(self.space_sizes)
+        self._unset = stage_observation(self.space_sizes, ())
         self._masks = np.stack([self.stage_mask(s, ()) for s in range(3)])
         self._done = True
 
@@ -70,4 +70,4 @@ class BloxOneShotEnv(BloxSearchEnv):
         self._done = True
         info["action_mask"] = self._masks.copy()
         self.last_info = info
-        return np.array([*local, 3], dtype=np.int64), float(reward), True, truncated, info
+        return stage_observation(self.space_sizes, local), float(reward), True, truncated, info

@@ -57,8 +57,8 @@ from typing import Any
 import numpy as np
 from gymnasium import error, spaces
 
+from blox_env.envs.base import BloxSearchEnv, observation_space, stage_observation
 from blox_env.envs.checks import check_reset
-from blox_env.envs.search_env import BloxSearchEnv
 from blox_env.errors import InvalidActionError
 
 __all__ = ["BloxEnv"]
@@ -79,14 +79,12 @@ class BloxEnv(BloxSearchEnv):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.action_space = spaces.Discrete(self.n_blocks)
-        self.observation_space = spaces.MultiDiscrete([*(k + 1 for k in self.space_sizes), 4])
+        self.observation_space = observation_space(self.space_sizes)
         self._chosen: list[int] = []
         self._done = True
 
     def _obs(self) -> np.ndarray:
-        obs = np.array([*self.space_sizes, len(self._chosen)], dtype=np.int64)
-        obs[: len(self._chosen)] = self._chosen
-        return obs
+        return stage_observation(self.space_sizes, self._chosen)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         seed, _ = check_reset(seed, options)
@@ -103,7 +101,7 @@ class BloxEnv(BloxSearchEnv):
         a = as_int_action(action)
         stage = len(self._chosen)
         self._check_block(stage, a)
-        if self.ledger.exhausted:
+        if self.run.exhausted:
             self._done = True
             self.last_info = {**self.run_info(), "evaluated": False, "action_mask": self.stage_mask(stage, ())}
             return self._obs(), 0.0, False, True, self.last_info

@@ -30,29 +30,15 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from blox_env.envs.base import BackendSpec, constraint_grid, make_backend, reward_value
-from blox_env.envs.checks import (
-    check_bool,
-    check_budget,
-    check_choice,
-    check_constraint,
-    check_epochs,
-    check_optional_str,
-    check_real,
-    check_reset,
-    check_seed_mode,
-)
-from blox_env.errors import InvalidActionError, InvalidArgumentError
-from blox_env.rewards.tabular import (
-    COST_UNITS,
-    InvalidArgumentTypeError,
-    TabularReward,
-    check_missing_cost,
-    cost_is_missing,
-    impute_cost,
-    missing_cost_error,
-)
-from blox_env.space import Arch
+from blox_env.checks import check_bool, check_budget, check_choice, check_optional_str, check_real
+from blox_env.envs.base import constraint_grid, observation_space, reward_value
+from blox_env.envs.checks import check_constraint, check_epochs, check_reset, check_seed_mode
+from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError
+from blox_env.rewards.base import COST_UNITS, check_missing_cost
+from blox_env.rewards.blockwise import BlockwiseTabularReward
+from blox_env.rewards.factory import BackendSpec, make_backend
+from blox_env.rewards.tabular import TabularReward
+from blox_env.runs import BatchedRuns
 
 __all__ = ["BloxOneShotVectorEnv", "BloxVectorEnv"]
 
@@ -78,7 +64,7 @@ class _BatchedSearch(VectorEnv):
         check_seed_mode(seed_mode)
         cost_unit = check_choice("cost_unit", cost_unit, COST_UNITS)
         budget = check_budget(budget, cost_unit)
-        self.charge_repeats = check_bool("charge_repeats", charge_repeats)
+        charge_repeats = check_bool("charge_repeats", charge_repeats)
         if reward_fn is not None and not callable(reward_fn):
             raise InvalidArgumentTypeError(f"reward_fn must be None or a callable dict of arrays -> finite reals, "
                                            f"got {reward_fn!r}")
@@ -89,58 +75,59 @@ class _BatchedSearch(VectorEnv):
         if backend is None:
             backend = make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs,
                                                self.missing_cost))
-        if not isinstance(backend, TabularReward) or hasattr(backend, "block_charge"):
+        if not isinstance(backend, TabularReward) or isinstance(backend, BlockwiseTabularReward):
             err = InvalidArgumentError if isinstance(backend, TabularReward) else InvalidArgumentTypeError
             raise err("the vector envs need the normal tabular reward backend (not live, surrogate "
-                                       "or blockwise: those charge shared work once per run)")
+                      "or blockwise: those charge shared work once per run)")
         self.num_envs = int(num_envs)
         self.backend = backend
-        self.metric, self.cost_unit, self.budget = metric, cost_unit, budget
+        self.metric = metric
         self.fidelity = backend.fidelity(epochs)
         self.reward_fn = reward_fn
         self.sizes = np.array(backend.space.sizes)
-        self._allowed = constraint_grid(backend, constraint)
-        self.single_observation_space = spaces.MultiDiscrete([*(k + 1 for k in backend.space.sizes), 4])
+        self._allowed: np.ndarray | None = constraint_grid(backend, constraint)
+        self.single_observation_space = observation_space(backend.space.sizes)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self._paid: np.ndarray | None = None
-        self._new_runs(np.ones(self.num_envs, dtype=bool))
+        self.run = BatchedRuns(self.num_envs, n_rows=backend.n_rows, budget=budget, cost_unit=cost_unit,
+                               charge_repeats=charge_repeats, missing_cost=self.missing_cost)
 
     # ------------------------------------------------------------------ runs
-    def _new_runs(self, which: np.ndarray) -> None:
-        if not hasattr(self, "spent"):
-            self.spent = np.zeros(self.num_envs)
-            self.evaluations = np.zeros(self.num_envs, dtype=np.int64)
-            self.best = np.full(self.num_envs, -np.inf)
-            self.best_index = np.full(self.num_envs, -1, dtype=np.int64)
-        self.spent[which], self.evaluations[which], self.best[which], self.best_index[which] = 0.0, 0, -np.inf, -1
-        if self._paid is not None:
-            self._paid[which] = 0
+    @property
+    def budget(self) -> float | None:
+        return self.run.budget
+
+    @property
+    def cost_unit(self) -> str:
+        return self.run.cost_unit
+
+    @property
+    def spent(self) -> np.ndarray:
+        """Cumulative cost of each sub-env's search run."""
+        return self.run.spent
+
+    @property
+    def evaluations(self) -> np.ndarray:
+        return self.run.evaluations
 
     def _reset_common(self, seed: int | None, options: dict[str, Any] | None) -> None:
         seed, new_run = check_reset(seed, options)
         if seed is not None:
             self._np_random, self._np_random_seed = np.random.default_rng(seed), seed
-            self._new_runs(np.ones(self.num_envs, dtype=bool))
-        if new_run:
-            self._new_runs(np.ones(self.num_envs, dtype=bool))
-
-    def _exhausted(self) -> np.ndarray:
-        if self.budget is None:
-            return np.zeros(self.num_envs, dtype=bool)
-        return self.spent >= self.budget
+        if seed is not None or new_run:
+            self.run.new_runs(np.ones(self.num_envs, dtype=bool))
 
     def _run_info(self, info: dict[str, Any]) -> dict[str, Any]:
-        info.update(cumulative_cost=self.spent.copy(), evaluations=self.evaluations.copy(),
-                    best_so_far=self.best.copy(), budget_exhausted=self._exhausted(),
-                    budget_left=np.inf * np.ones(self.num_envs) if self.budget is None
-                    else np.maximum(0.0, self.budget - self.spent))
+        info.update(self.run.state())
         return info
 
     # ------------------------------------------------------------------ evaluation
+    def _reward(self, metrics: dict[str, np.ndarray], n: int) -> Any:
+        return reward_value(metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn, batch=n)
+
     def _evaluate(self, envs: np.ndarray, local: np.ndarray, rewards: np.ndarray, truncated: np.ndarray,
                   info: dict[str, Any]) -> None:
         """Evaluate the models ``local[k]`` of sub-envs ``envs[k]`` in place into rewards/info."""
-        live = ~self._exhausted()[envs]
+        live = ~self.run.exhausted()[envs]
         truncated[envs[~live]] = True
         envs, local = envs[live], local[live]
         index = self.backend.arch_of_local(local)
@@ -152,59 +139,18 @@ class _BatchedSearch(VectorEnv):
         envs, rows, index = envs[ok], rows[ok], index[ok]
         if len(envs) == 0:
             return
-        pos = self.backend.seed_positions(len(envs), self.np_random)
-        metrics = self.backend.batch(rows, self.fidelity, pos)
-        full = np.broadcast_to(np.asarray(self.backend.cost_of(metrics, self.fidelity, self.cost_unit), float),
-                               (len(envs),))
-        full, imputed = self._resolve_costs(full, index, pos)
-        r = np.asarray(reward_value(metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn,
-                                    batch=len(envs)), dtype=np.float64)
-        cost = self._charge(envs, rows, full)
-        np.add.at(self.spent, envs, cost)
-        np.add.at(self.evaluations, envs, 1)
-        r = np.broadcast_to(r, (len(envs),))
-        rewards[envs] = r
-        better = r > self.best[envs]
-        self.best[envs[better]], self.best_index[envs[better]] = r[better], index[better]
-        truncated[envs] |= self._exhausted()[envs]
+        out = self.run.evaluate(self.backend, envs, rows, index, self.fidelity, rng=self.np_random,
+                                score=self._reward)
+        rewards[envs] = out.values
+        truncated[envs] |= self.run.exhausted()[envs]
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[envs] = True
-        info["cost_rule"] = self.missing_cost if imputed.any() else "recorded"
-        for key, values in (("arch_index", index), ("cost", cost), ("cost_imputed", imputed), *metrics.items()):
+        info["cost_rule"] = self.missing_cost if out.imputed.any() else "recorded"
+        for key, values in (("arch_index", index), ("cost", out.charged), ("cost_imputed", out.imputed),
+                            *out.metrics.items()):
             arr = np.zeros(self.num_envs, dtype=np.asarray(values).dtype)
             arr[envs] = values
             info[key], info[f"_{key}"] = arr, mask
-
-    def _resolve_costs(self, full: np.ndarray, index: np.ndarray,
-                       pos: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Costs with missing ones replaced by the ``missing_cost`` rule, and where; MissingCostError otherwise."""
-        missing = cost_is_missing(full)
-        if not missing.any():
-            return full, missing
-        known = self.backend.known_costs(self.fidelity, self.cost_unit)
-        value = impute_cost(self.missing_cost, known)
-        if value is None:
-            k = int(np.flatnonzero(missing)[0])
-            i = int(index[k])
-            seed = "mean" if pos is None else self.backend.seeds[int(pos[k])]
-            more = f" (and {int(missing.sum()) - 1} more in this step)" if missing.sum() > 1 else ""
-            raise missing_cost_error(f"{i} (hash {Arch.from_index(i).hash}){more}",
-                                     self.backend.describe_cost(self.fidelity, seed), float(full[k]), known,
-                                     self.cost_unit)
-        return np.where(missing, value, full), missing
-
-    def _charge(self, envs: np.ndarray, rows: np.ndarray, full: np.ndarray) -> np.ndarray:
-        if self.charge_repeats:
-            return full.astype(float)
-        if self._paid is None:
-            dtype = np.uint8 if self.fidelity < 256 else np.uint16
-            self._paid = np.zeros((self.num_envs, self.backend.n_rows), dtype=dtype)
-        prev = self._paid[envs, rows].astype(np.int64)
-        e = self.fidelity
-        per_eval = self.cost_unit == "evaluations"
-        cost = np.where(e > prev, full, 0.0) if per_eval else full * np.maximum(0, e - prev) / e
-        self._paid[envs, rows] = np.maximum(prev, e)
-        return cost
 
 
 class BloxOneShotVectorEnv(_BatchedSearch):
@@ -264,7 +210,7 @@ class BloxVectorEnv(_BatchedSearch):
             raise InvalidActionError(f"actions out of range for the current stages (sizes {self.sizes.tolist()})")
         envs = np.arange(self.num_envs)
         rewards = np.zeros(self.num_envs)
-        truncated = self._exhausted().copy()
+        truncated = self.run.exhausted().copy()
         self._chosen[envs, self._cursor] = a
         self._cursor += 1
         done = self._cursor == 3

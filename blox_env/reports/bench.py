@@ -4,14 +4,44 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from blox_env.agents.harness import BenchSpec, _best_at
 
-__all__ = ["anytime_curves", "group_curves", "markdown_table", "plot_anytime", "plot_curves", "write_report"]
+if TYPE_CHECKING:
+    from blox_env.datasets.store.blockwise import BlockwiseTables
+    from blox_env.datasets.store.core import BloxStore
+
+__all__ = ["BestModel", "anytime_curves", "best_model", "group_curves", "markdown_table", "plot_anytime",
+           "plot_curves", "write_report"]
+
+
+@dataclass(frozen=True)
+class BestModel:
+    """The benchmark's best model, the value reported for it, and (blockwise) the value of every model."""
+
+    index: int
+    report: float
+    values: dict[int, float] | None = None
+
+
+def best_model(store: BloxStore, *, metric: str = "val_top1", report_metric: str = "test_top1",
+               tables: BlockwiseTables | None = None) -> BestModel:
+    """The model with the best seed-mean ``metric`` and its seed-mean ``report_metric``: what searches are scored by.
+
+    With blockwise ``tables`` both come from the normal run the teachers were chosen from, and ``values``
+    maps every model to its ``report_metric`` there (a blockwise search's answer is scored by that value).
+    """
+    if tables is not None:
+        val, report = tables.normal(metric), tables.normal(report_metric)
+        row = int(np.nanargmax(val))
+        return BestModel(int(store.index[row]), float(report[row]), dict(zip(store.index.tolist(), report.tolist())))
+    index = int(store.index[int(np.nanargmax(store.get(metric, seed="mean")))])
+    return BestModel(index, float(store.get(report_metric, [index], seed="mean")[0]))
 
 
 def anytime_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec, points: int = 60,

@@ -192,6 +192,7 @@ def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool
     import time
 
     from blox_env.predictors.evaluation import EvalSpec, run_evaluation
+    from blox_env.reports.bench import best_model
 
     tables = BlockwiseTables(store)
     seconds: dict[str, float] = {}
@@ -209,16 +210,13 @@ def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool
                         test_size=config.predictor_test_size, metric="test_top1", target_seed=0, run=run)
         predictor_rows = run_evaluation(store, spec=spec, signatures=tables.signatures(first), progress=progress)
     seconds["predictors"] = time.perf_counter() - t
-    normal_val, normal_test = tables.normal("val_top1"), tables.normal("test_top1")
-    best_row = int(np.nanargmax(normal_val))
-    report = dict(zip(store.index.tolist(), normal_test.tolist()))
+    best = best_model(store, tables=tables)
+    report = best.values or {}
     budgets = config.budgets or default_budgets(tables, config.budget_multiples)
-    target = float(np.nanquantile(normal_test, config.target_quantile))
+    target = float(np.nanquantile(tables.normal("test_top1"), config.target_quantile))
     t = time.perf_counter()
     summary, traces = run_searches(store.location, tables, config=config, budgets=budgets, target=target,
-                                   report=report, best_index=int(store.index[best_row]),
-                                   best_report=float(normal_test[best_row]), progress=progress)
+                                   report=report, best_index=best.index, best_report=best.report, progress=progress)
     seconds["searches"] = time.perf_counter() - t
     return StudyResults(store.name, {n: a.index for n, a in tables.teachers.items()}, numbers, predictor_rows,
-                        summary, traces, budgets, target, int(store.index[best_row]), float(normal_test[best_row]),
-                        report, seconds)
+                        summary, traces, budgets, target, best.index, best.report, report, seconds)

@@ -50,9 +50,9 @@ def _scatter(path: Path, series: list[tuple[str, np.ndarray, np.ndarray]], *, ti
 
 def _figures(res: StudyResults, tables: Any, out: Path) -> dict[str, str]:
     """Write every PNG; returns figure name -> file name."""
-    from blox_env.predictors.evaluation import plot_results
     from blox_env.reports.bench import group_curves, plot_curves
     from blox_env.reports.plotting import new_axes, save_axes
+    from blox_env.reports.predictors import plot_results
 
     n = res.numbers
     figs: dict[str, str] = {}

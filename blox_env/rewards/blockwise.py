@@ -8,9 +8,10 @@ model by looking up its fine-tuning with the teacher's distilled blocks (see
 architecture is really worth, for reporting) and the static costs.
 
 Cost in seconds, as in live blockwise mode: the recorded fine-tuning time, plus, the first time a
-search run (this backend instance, or since :meth:`BlockwiseTabularReward.new_run`) uses them, the
-recorded distillation seconds of each of the model's blocks and, once, the teacher's recorded
-training time (``charge_teacher=False`` leaves it out, e.g. when the teacher is a given model).
+search run (a :class:`~blox_env.runs.SearchRun`; used directly, this backend instance or since
+:meth:`BlockwiseTabularReward.new_run`) uses them, the recorded distillation seconds of each of the
+model's blocks and, once, the teacher's recorded training time (``charge_teacher=False`` leaves it
+out, e.g. when the teacher is a given model).
 Costs in epochs or evaluations count fine-tuning only.
 
 A missing recorded time (NaN fine-tuning or distillation seconds, or a teacher without
@@ -29,58 +30,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.datasets.store.blockwise import BlockwiseTables
-from blox_env.errors import InvalidArgumentError, MissingCostError
-from blox_env.rewards.tabular import (
+from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError, MissingCostError
+from blox_env.rewards.base import (
     Evaluation,
-    InvalidArgumentTypeError,
-    TabularReward,
+    SharedCharges,
     check_missing_cost,
     cost_is_missing,
-    impute_cost,
-    missing_cost_error,
+    resolve_missing,
 )
+from blox_env.rewards.tabular import TabularReward
 from blox_env.space import Arch
 
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["BlockCharges", "BlockwiseTabularReward", "NearestTeacherBackends", "make_tabular_backend",
-           "nearest_teacher_backends"]
-
-
-class BlockCharges:
-    """Shared blockwise work (teacher training, each block's distillation) charged once per search run."""
-
-    def __init__(self) -> None:
-        self.paid: set[Any] = set()
-
-    def clear(self) -> None:
-        self.paid.clear()
-
-    def pending(self, arch: Arch, distill_time_s: np.ndarray, teacher_time_s: float) -> dict[Any, float]:
-        """The teacher and blocks of ``arch`` not charged yet in this run, with their recorded seconds (NaN: none)."""
-        out: dict[Any, float] = {}
-        if "teacher" not in self.paid:
-            out["teacher"] = float(teacher_time_s)
-        for s, b in enumerate(arch.blocks):
-            if (s, b) not in self.paid:
-                out[(s, b)] = float(distill_time_s[s, b])
-        return out
-
-    def commit(self, keys: Any) -> None:
-        """Mark the teacher / blocks in ``keys`` as paid in this run."""
-        self.paid.update(keys)
-
-    def charge(self, arch: Arch, distill_time_s: np.ndarray, teacher_time_s: float) -> float:
-        """Seconds of the teacher and of ``arch``'s blocks not charged yet in this run; marks them paid.
-
-        A missing recorded time makes the result NaN and marks nothing paid (never charged as 0).
-        """
-        items = self.pending(arch, distill_time_s, teacher_time_s)
-        cost = float(sum(items.values()))
-        if not cost_is_missing(cost):
-            self.commit(items)
-        return cost
+__all__ = ["BlockwiseTabularReward", "NearestTeacherBackends", "nearest_teacher_backends"]
 
 
 class BlockwiseTabularReward(TabularReward):
@@ -104,18 +68,14 @@ class BlockwiseTabularReward(TabularReward):
         self.teacher = tables.teachers[name]
         self.ft_epochs = self.info.epochs
         self.signatures = tables.signatures(name, distill_epochs)
-        lib_attrs = dict(store._group[f"blockwise/{self.teacher.hash}"].attrs)  # noqa: SLF001
+        lib_attrs = store.teacher_attrs(self.teacher)
         self.teacher_time_s = float(lib_attrs.get("train_time_s", np.nan)) if charge_teacher else 0.0
         self._normal = {m: tables.normal(m) for m in ("test_top1", "val_top1")}
-        self.charges = BlockCharges()
+        self.charges = SharedCharges()
 
-    def new_run(self) -> None:
-        """Forget which blocks (and teacher) this search run has paid for."""
-        self.charges.clear()
-
-    def block_charge(self, arch: Arch) -> float:
-        """Distillation (and teacher) seconds not yet charged in this search run; marks them paid."""
-        return self.charges.charge(arch, self.signatures["distill_time_s"], self.teacher_time_s)
+    def new_run(self, shared: SharedCharges | None = None) -> None:
+        """A new search run pays for the teacher and the blocks again (charged against ``shared``, the run's record)."""
+        self.charges = shared if shared is not None else SharedCharges()
 
     def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
                  rng: np.random.Generator | None = None) -> Evaluation:
@@ -124,68 +84,37 @@ class BlockwiseTabularReward(TabularReward):
         ev.metrics["normal_test_top1"] = float(self._normal["test_top1"][row])
         ev.metrics["normal_val_top1"] = float(self._normal["val_top1"][row])
         distill = self.signatures["distill_time_s"]
-        items = self.charges.pending(arch, distill, self.teacher_time_s)
+        items = self.charges.pending(arch, distill, self.teacher_time_s, teacher=self.teacher.index)
         if cost_unit != "seconds":
             self.charges.commit(items)
             ev.metrics["distill_cost_s"] = float(sum(items.values()))
             return ev
         model = f"{arch.index} (hash {arch.hash}, blocks {arch.blocks})"
-        cost, imputed = ev.cost, None
-        if cost_is_missing(cost):  # fine-tuning time
-            known = self.known_costs(ev.fidelity, cost_unit)
-            cost = impute_cost(self.missing_cost, known)
-            if cost is None:
-                raise missing_cost_error(model, self.describe_cost(ev.fidelity, ev.seed), ev.cost, known, cost_unit)
-            imputed = self.missing_cost
+        rule = self.missing_cost
+        # everything is resolved before anything is marked paid
+        cost, ft_imputed = resolve_missing(np.array([ev.cost]), rule=rule, unit=cost_unit,
+                                           known=lambda: self.known_costs(ev.fidelity, cost_unit),
+                                           describe=lambda k, n: (model, self.describe_cost(ev.fidelity, ev.seed)))
+        imputed = rule if ft_imputed.any() else None
         extra = 0.0
-        for key, seconds in items.items():  # everything is resolved before anything is marked paid
-            if cost_is_missing(seconds):
-                if key == "teacher":
-                    raise MissingCostError(f"teacher {self.teacher_name} of model {model} has no recorded training "
-                                           "time (train_time_s attribute of its block library), so the budget "
-                                           "cannot be charged for it: pass charge_teacher=False to leave it out")
-                known = distill[~cost_is_missing(distill)]
-                value = impute_cost(self.missing_cost, known)
-                if value is None:
-                    raise missing_cost_error(model, f"distill_time_s of block {key[1]} at stage {key[0]} (teacher "
-                                             f"{self.teacher_name})", seconds, known, "seconds")
-                seconds, imputed = value, self.missing_cost
-            extra += seconds
+        for key, seconds in items.items():
+            if key[0] == "teacher" and cost_is_missing(seconds):
+                raise MissingCostError(f"teacher {self.teacher_name} of model {model} has no recorded training "
+                                       "time (train_time_s attribute of its block library), so the budget "
+                                       "cannot be charged for it: pass charge_teacher=False to leave it out")
+            value, block_imputed = resolve_missing(
+                np.array([seconds]), rule=rule, unit="seconds", known=lambda: distill[~cost_is_missing(distill)],
+                describe=lambda k, n, key=key: (model, f"distill_time_s of block {key[2]} at stage {key[1]} "
+                                                       f"(teacher {self.teacher_name})"))
+            imputed = rule if block_imputed.any() else imputed
+            extra += float(value[0])
         self.charges.commit(items)
         ev.metrics["distill_cost_s"] = extra
-        return ev._replace(cost=cost + extra, cost_imputed=imputed)
+        return ev._replace(cost=float(cost[0]) + extra, cost_imputed=imputed)
 
     def batch(self, rows: np.ndarray, fidelity: int, seed_pos: np.ndarray | None) -> dict[str, np.ndarray]:
         raise InvalidArgumentError("blockwise rewards charge distillation once per search run, which the "
                                    "vector envs do not model: use gym.make('Blox-v0', ...) per search")
-
-
-def make_tabular_backend(store: BloxStore, *, metric: str = "val_top1", run: str | None = None,
-                         seed_mode: int | str = "random", mode: str = "normal", missing_cost: str = "error",
-                         **blockwise: Any) -> TabularReward:
-    """The tabular backend of an env or a benchmark: normal training, or a blockwise table (``mode``).
-
-    ``missing_cost`` goes to the blockwise backend, which resolves missing times before charging shared work;
-    the normal backend reports missing costs as NaN and the env applies the rule.
-    """
-    check_missing_cost(missing_cost)
-    if not isinstance(mode, str):
-        raise InvalidArgumentTypeError(f"mode must be 'normal' or 'blockwise', got {mode!r}")
-    if mode == "normal":
-        if blockwise:
-            raise InvalidArgumentError(f"unknown arguments for the tabular reward: {', '.join(sorted(blockwise))} "
-                                       "(teacher/ft_epochs/distill_epochs/charge_teacher need mode='blockwise')")
-        return TabularReward(store, metric=metric, run=run, seed_mode=seed_mode)
-    if mode != "blockwise":
-        raise InvalidArgumentError(f"mode must be 'normal' or 'blockwise', got {mode!r}")
-    allowed = {"teacher", "ft_epochs", "distill_epochs", "charge_teacher"}
-    unknown = set(blockwise) - allowed
-    if unknown:
-        raise InvalidArgumentError(f"unknown arguments for the blockwise tabular reward: {', '.join(sorted(unknown))};"
-                                   f" allowed: {', '.join(sorted(allowed))}")
-    if run is not None:
-        raise InvalidArgumentError("run= selects a normal run; in blockwise mode use teacher= and ft_epochs=")
-    return BlockwiseTabularReward(store, metric=metric, missing_cost=missing_cost, **blockwise)
 
 
 class NearestTeacherBackends:
@@ -194,7 +123,8 @@ class NearestTeacherBackends:
     Tables hold fine-tunings for a few teachers only, so a strategy that promotes an arbitrary model to
     teacher (the iterative teacher) uses, in tabular mode, the tabulated teacher whose seed-mean normal
     ``metric`` is nearest to that model's; the backend's ``teacher`` says which one. Backends are cached,
-    and all of them charge each block once per run (they share one :class:`BlockCharges` per teacher).
+    and a search run charges each teacher's blocks once (its :class:`~blox_env.rewards.base.SharedCharges`
+    keys carry the teacher).
     """
 
     def __init__(self, store: BloxStore, *, metric: str = "val_top1", ft_epochs: int | None = None) -> None:

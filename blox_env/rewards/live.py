@@ -8,9 +8,11 @@ store is read back instead of retrained, so repeats are free and reproducible,
 and an interrupted search loses at most the model in training.
 
 Cost: the recorded wall seconds of the model's training (fine-tuning), as for
-the tabular backend, plus, the first time this backend needs them, the wall
+the tabular backend, plus, the first time a search run needs them, the wall
 seconds of training the teacher and of distilling each block (a block is charged
-once per search run: per backend instance, or since ``new_run()``). ``metrics["compute_s"]`` is the
+once per search run: a :class:`~blox_env.runs.SearchRun`, or, used directly, per
+backend instance or since ``new_run()``). ``close()`` closes the store if the
+backend opened it. ``metrics["compute_s"]`` is the
 compute this very call spent (0 when the result came from the store). The
 fidelity is read from the stored curve (``val_top1`` best within ``fidelity``
 epochs) of the full recipe's run, and time scales with ``fidelity / epochs``.
@@ -29,7 +31,7 @@ from blox_env.costs import static_costs
 from blox_env.datasets.store.core import BloxStore
 from blox_env.errors import InvalidArgumentError
 from blox_env.paths import blox_home
-from blox_env.rewards.tabular import Evaluation, check_fidelity
+from blox_env.rewards.base import BaseReward, Evaluation, SharedCharges, unit_cost
 from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
 from blox_env.training.distill import DistillConfig, distill_blocks
 from blox_env.training.recipes import Recipe, get_recipe
@@ -54,10 +56,11 @@ def open_live_store(location: str | os.PathLike[str] | BloxStore | None, *, name
                             provenance={"source": "blox-env live training"})
 
 
-class LiveReward:
+class LiveReward(BaseReward):
     """Real training behind the reward Protocol (see the module docstring)."""
 
     source = "live"
+    teacher: Arch | None = None
 
     def __init__(self, *, store: str | os.PathLike[str] | BloxStore | None = None, data: Any = "digits",
                  recipe: str | Recipe = "digits_mini", mode: str = "normal", teacher: Any = None, seed: int = 0,
@@ -79,10 +82,9 @@ class LiveReward:
         self.alpha, self.temperature = alpha, temperature
         self.ft_recipe = self.recipe.with_(epochs=ft_epochs) if ft_epochs else self.recipe
         self.store = open_live_store(store, name=f"live-{self.data.name}")
+        self._owns_store = not isinstance(store, BloxStore)
         self.normal_run = f"live-{self.recipe.name}-e{self.recipe.epochs}-{self.data.name}"
-        from blox_env.rewards.blockwise import BlockCharges
-
-        self.charges = BlockCharges()
+        self.charges = SharedCharges()
         self.library = None
         if mode == "blockwise":
             if teacher is None:
@@ -152,15 +154,19 @@ class LiveReward:
         """Distillation (and teacher) seconds this search run has not been charged yet."""
         assert self.library is not None  # noqa: S101
         return self.charges.charge(arch, self.library.signatures(self.distill)["distill_time_s"],
-                                   float(self.library.attrs.get("train_time_s", 0.0)))
-
-    def new_run(self) -> None:
-        """A new search run pays for the teacher and the blocks again."""
-        self.charges.clear()
+                                   float(self.library.attrs.get("train_time_s", 0.0)),
+                                   teacher=self.library.teacher.index)
 
     # ---------------------------------------------------------------- Protocol
-    def fidelity(self, fidelity: int | None) -> int:
-        return check_fidelity(fidelity, self.max_fidelity)
+    def new_run(self, shared: SharedCharges | None = None) -> None:
+        """A new search run pays for the teacher and the blocks again (charged against ``shared``, the run's record)."""
+        self.charges = shared if shared is not None else SharedCharges()
+
+    def close(self) -> None:
+        """Close the store if this backend opened it (a store passed in stays open)."""
+        if self._owns_store:
+            self.store.close()
+            self._owns_store = False
 
     def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
                  rng: np.random.Generator | None = None) -> Evaluation:
@@ -197,7 +203,5 @@ class LiveReward:
         }
         cost_static = static_costs(arch, self.config)
         metrics.update(params=float(cost_static.params), flops=float(cost_static.macs))
-        cost = {"seconds": metrics["train_time_s"] + extra, "epochs": float(e), "evaluations": 1.0}.get(cost_unit)
-        if cost is None:
-            raise InvalidArgumentError(f"cost_unit must be seconds, epochs or evaluations, got {cost_unit!r}")
+        cost = float(unit_cost(cost_unit, seconds=metrics["train_time_s"] + extra, epochs=e))
         return Evaluation(arch, metrics, cost, cost_unit, self.source, e, self.seed)

@@ -18,14 +18,14 @@ import numpy as np
 
 from blox_env.costs import static_costs
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards.tabular import COST_UNITS, Evaluation, check_fidelity
+from blox_env.rewards.base import BaseReward, Evaluation, unit_cost
 from blox_env.shapes import ModelConfig
 from blox_env.space import FULL_SPACE, Arch, SubSpace
 
 __all__ = ["SurrogateReward"]
 
 
-class SurrogateReward:
+class SurrogateReward(BaseReward):
     """Predicted metrics of any model of ``space`` from a fitted predictor."""
 
     source = "surrogate"
@@ -47,9 +47,6 @@ class SurrogateReward:
             raise InvalidArgumentError("a pairwise predictor (BRP) scores models against others: pass reference=archs")
         self._cache: dict[int, float] = {}
 
-    def fidelity(self, fidelity: int | None) -> int:
-        return check_fidelity(fidelity, self.max_fidelity)
-
     def predict_many(self, archs: list[Arch]) -> np.ndarray:
         """Predictions for many models at once (cached)."""
         todo = [a for a in archs if a.index not in self._cache]
@@ -64,10 +61,8 @@ class SurrogateReward:
         e = self.fidelity(fidelity)
         if arch not in self.space:
             raise InvalidArgumentError(f"{arch!r} is outside this surrogate's space")
-        if cost_unit not in COST_UNITS:
-            raise InvalidArgumentError(f"cost_unit must be one of {', '.join(COST_UNITS)}, got {cost_unit!r}")
+        unit = float(unit_cost(cost_unit, seconds=self.cost_per_eval, epochs=e))
         cost = static_costs(arch, self.model_config)
         metrics = {self.metric: float(self.predict_many([arch])[0]), "params": float(cost.params),
                    "flops": float(cost.macs), "surrogate_spearman": self.holdout_spearman}
-        unit_cost = {"seconds": self.cost_per_eval, "epochs": float(e), "evaluations": 1.0}[cost_unit]
-        return Evaluation(arch, metrics, unit_cost, cost_unit, self.source, e, None)
+        return Evaluation(arch, metrics, unit, cost_unit, self.source, e, None)

@@ -1,116 +1,28 @@
-"""Reward backends: one Protocol, three sources (tabular now; surrogate and live plug in).
+"""``TabularReward``: rewards read from a benchmark store at array-index speed.
 
-A backend turns an architecture and a fidelity (training epochs) into an
-:class:`Evaluation`: a dict of metrics, the cost of obtaining them (seconds of
-recorded training time, epochs, or evaluations) and its source. The tabular
-backend materialises the columns it needs into numpy on first use, so a lookup
-is an array index; it also evaluates whole batches for the vector env.
+A lookup is an array index: the columns a backend needs are materialised into
+numpy on first use. Besides the :class:`~blox_env.rewards.base.RewardBackend`
+Protocol it evaluates whole batches (``batch``, ``seed_positions``, ``cost_of``)
+for the vector envs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError, MissingCostError
-from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, Arch, SubSpace, indices_to_blocks
+from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError
+from blox_env.rewards.base import BaseReward, Evaluation, cost_is_missing, unit_cost
+from blox_env.space import N_MODELS, N_STAGES, Arch, SubSpace, indices_to_blocks
 
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["COST_UNITS", "MISSING_COST_RULES", "SEED_MODES", "Evaluation", "InvalidArgumentTypeError", "RewardBackend",
-           "TabularReward", "check_fidelity", "check_missing_cost", "cost_is_missing", "impute_cost", "is_real",
-           "missing_cost_error", "space_of_index"]
+__all__ = ["SEED_MODES", "TabularReward", "space_of_index"]
 
-COST_UNITS = ("seconds", "epochs", "evaluations")
 SEED_MODES = ("random", "mean")
-MISSING_COST_RULES = ("error", "median", "max")
-
-
-class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
-    """An argument has the wrong type: an :class:`InvalidArgumentError` that ``except TypeError`` also catches."""
-
-
-def is_real(value: Any) -> bool:
-    """True for a Python/numpy real number (0-d arrays included), False for bools, strings and arrays."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_missing_cost(rule: Any) -> str:
-    """The ``missing_cost`` rule: ``"error"`` (refuse), ``"median"`` or ``"max"`` (charge that recorded cost)."""
-    if not isinstance(rule, str) or rule not in MISSING_COST_RULES:
-        raise InvalidArgumentError(f"missing_cost must be one of {', '.join(map(repr, MISSING_COST_RULES))} "
-                                   f"(refuse an evaluation without a recorded cost, or charge the median/max recorded "
-                                   f"cost), got {rule!r}")
-    return rule
-
-
-def cost_is_missing(cost: Any) -> Any:
-    """True where a cost cannot be charged: NaN, infinite or negative (elementwise on arrays)."""
-    c = np.asarray(cost, dtype=np.float64)
-    return ~np.isfinite(c) | (c < 0)
-
-
-def impute_cost(rule: str, known: np.ndarray) -> float | None:
-    """The stated replacement for a missing cost: median or max of the ``known`` costs (None if there are none)."""
-    if rule not in ("median", "max") or len(known) == 0:
-        return None
-    return float(np.median(known) if rule == "median" else np.max(known))
-
-
-def missing_cost_error(model: str, column: str, value: Any, known: np.ndarray, unit: str) -> MissingCostError:
-    """The error for an evaluation without a recorded cost, naming the model, the column and the options."""
-    if len(known):
-        ref = (f"missing_cost='median' charges the median recorded cost ({np.median(known):.6g} {unit}, over the "
-               f"{len(known)} recorded values) and missing_cost='max' the maximum ({np.max(known):.6g} {unit}), "
-               "both flagged in info['cost_imputed']")
-    else:
-        ref = "nothing has a recorded cost to impute from, so missing_cost='median'/'max' cannot help here"
-    return MissingCostError(
-        f"model {model} has no recorded cost: {column} is {value!r}, so the budget cannot be charged for it "
-        f"(charging nothing would silently switch the budget off). Options: {ref}; cost_unit='epochs' or "
-        "'evaluations' needs no recorded time; or complete the store (rebuild or re-import it)."
-    )
-
-
-class Evaluation(NamedTuple):
-    """Result of evaluating one architecture at one fidelity."""
-
-    arch: Arch
-    metrics: dict[str, float]
-    cost: float  # in ``cost_unit``: what obtaining these metrics from scratch costs
-    cost_unit: str
-    source: str  # "tabular" | "surrogate" | "live"
-    fidelity: int
-    seed: int | str | None
-    cost_imputed: str | None = None  # the missing_cost rule ("median" | "max") that set ``cost``; None if recorded
-
-
-@runtime_checkable
-class RewardBackend(Protocol):
-    """What the environments and agents need from a source of architecture metrics."""
-
-    source: str
-    space: SubSpace
-    max_fidelity: int
-
-    def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
-                 rng: np.random.Generator | None = None) -> Evaluation:
-        """Metrics and cost of ``arch`` trained for ``fidelity`` epochs (default: the full protocol)."""
-        ...
-
-
-def check_fidelity(fidelity: int | None, max_fidelity: int) -> int:
-    """A fidelity (training epochs) in ``1..max_fidelity``; ``None`` means the full protocol."""
-    if fidelity is None:
-        return max_fidelity
-    if isinstance(fidelity, (bool, np.bool_)) or not isinstance(fidelity, (int, np.integer)) \
-            or not 1 <= int(fidelity) <= max_fidelity:
-        raise InvalidArgumentError(f"epochs (fidelity) must be an integer in 1..{max_fidelity}, got {fidelity!r}")
-    return int(fidelity)
 
 
 def space_of_index(index: np.ndarray) -> SubSpace:
@@ -129,7 +41,7 @@ def _check_seed_mode(seed_mode: Any, seeds: tuple[int, ...]) -> Any:
     )
 
 
-class TabularReward:
+class TabularReward(BaseReward):
     """Rewards read from a :class:`~blox_env.datasets.store.core.BloxStore` (materialised on first use).
 
     ``metric`` follows :meth:`BloxStore.get` semantics at the fidelity: ``val_top1``
@@ -140,6 +52,7 @@ class TabularReward:
     """
 
     source = "tabular"
+    teacher: Arch | None = None
 
     def __init__(self, store: BloxStore, *, metric: str = "val_top1", run: str | None = None,
                  seed_mode: int | str = "random") -> None:
@@ -175,9 +88,6 @@ class TabularReward:
             self._columns[key] = col
         return col
 
-    def fidelity(self, fidelity: int | None) -> int:
-        return check_fidelity(fidelity, self.max_fidelity)
-
     def cost_column(self, cost_unit: str) -> str | None:
         """The store column a cost in ``cost_unit`` is read from (None: the cost is a count, never missing)."""
         return "train_time_s" if cost_unit == "seconds" else None
@@ -205,6 +115,10 @@ class TabularReward:
         """Store rows of model indices (-1 where a model is not in the store)."""
         return self._row_of[indices]
 
+    def static_costs(self) -> Mapping[str, np.ndarray]:
+        """The store's static columns (``params``, ``flops``, ``latency/<device>``), indexed by :meth:`rows`."""
+        return self._static
+
     def seed_positions(self, n: int, rng: np.random.Generator | None) -> np.ndarray | None:
         """Per-query seed positions for ``random`` / fixed modes; ``None`` for ``mean``."""
         if self.seed_mode == "mean":
@@ -228,17 +142,10 @@ class TabularReward:
         return out
 
     def cost_of(self, metrics: dict[str, Any], fidelity: int, cost_unit: str) -> Any:
-        if cost_unit == "seconds":
-            if "train_time_s" not in metrics:
-                raise InvalidArgumentError(
-                    "this store records no train_time_s: use cost_unit='epochs' or 'evaluations'"
-                )
-            return metrics["train_time_s"]
-        if cost_unit == "epochs":
-            return fidelity
-        if cost_unit == "evaluations":
-            return 1
-        raise InvalidArgumentError(f"cost_unit must be one of {', '.join(COST_UNITS)}, got {cost_unit!r}")
+        """Cost of evaluations with these metrics (scalars or arrays) in ``cost_unit``."""
+        if cost_unit == "seconds" and "train_time_s" not in metrics:
+            raise InvalidArgumentError("this store records no train_time_s: use cost_unit='epochs' or 'evaluations'")
+        return unit_cost(cost_unit, seconds=metrics.get("train_time_s"), epochs=fidelity)
 
     # -------------------------------------------------------------- Protocol
     def evaluate(self, arch: Arch, fidelity: int | None = None, *, cost_unit: str = "seconds",
@@ -246,8 +153,6 @@ class TabularReward:
         e = self.fidelity(fidelity) if fidelity is not None else self.max_fidelity
         row = int(self._row_of[arch.index])
         if row < 0:
-            from blox_env.errors import ArchitectureNotFoundError
-
             raise ArchitectureNotFoundError(f"{arch!r} is not in store {self.store.name!r}")
         if self.seed_mode == "mean":
             pos, seed = -1, "mean"
@@ -273,9 +178,3 @@ class TabularReward:
         for m, values in self._static.items():
             out[m] = values.item(row)
         return out
-
-    def arch_of_local(self, local: np.ndarray) -> np.ndarray:
-        """Model indices of local block coordinates ``(..., 3)`` in this backend's space."""
-        tables = [np.asarray(b) for b in self.space.blocks]
-        blocks = [tables[s][local[..., s]] for s in range(N_STAGES)]
-        return blocks[0] + N_BLOCKS * blocks[1] + N_BLOCKS**2 * blocks[2]

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from blox_env.datasets.images import ImageData, iterate_batches
+from blox_env.datasets.augment import iterate_batches
+from blox_env.datasets.images import ImageData
 from blox_env.errors import InvalidArgumentError
 from blox_env.model import BloxModel, Stage
+from blox_env.progress import ProgressBar
 from blox_env.space import N_BLOCKS, N_STAGES
 from blox_env.training.train import evaluate
 
@@ -122,30 +124,27 @@ def distill_blocks(teacher: BloxModel, data: ImageData, *, candidates: Iterable[
     gen = torch.Generator().manual_seed(config.seed)
     # val_losses[0] is the untrained student's loss, then one value per epoch
     val_curves = {k: [v] for k, v in _val_losses(teacher, students, data, config, device, eval_batch_size).items()}
-    epochs: Sequence[int] | Any = range(config.epochs)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc=f"distil {len(todo)} blocks", leave=False)
-    for _ in epochs:
-        for m in students.values():
-            m.train()
-        for x, _y in iterate_batches(data.train, batch_size=config.batch_size, shuffle=True, generator=gen,
-                                     augment=None, mean=data.mean, std=data.std, device=device):
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                _, feats = teacher(x, return_features=True)
-            teacher_time += time.perf_counter() - t0
-            for key, student in students.items():
-                t1 = time.perf_counter()
-                stage_in, stage_out = feats[key[0]]
-                loss = distillation_loss(student(stage_in), stage_out, config.loss)
-                opts[key].zero_grad(set_to_none=True)
-                loss.backward()
-                opts[key].step()
-                own_time[key] += time.perf_counter() - t1
-        for key, loss in _val_losses(teacher, students, data, config, device, eval_batch_size).items():
-            val_curves[key].append(loss)
+    with ProgressBar(config.epochs, description=f"distil {len(todo)} blocks", enabled=progress) as bar:
+        for _ in range(config.epochs):
+            for m in students.values():
+                m.train()
+            for x, _y in iterate_batches(data.train, batch_size=config.batch_size, shuffle=True, generator=gen,
+                                         augment=None, mean=data.mean, std=data.std, device=device):
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    _, feats = teacher(x, return_features=True)
+                teacher_time += time.perf_counter() - t0
+                for key, student in students.items():
+                    t1 = time.perf_counter()
+                    stage_in, stage_out = feats[key[0]]
+                    loss = distillation_loss(student(stage_in), stage_out, config.loss)
+                    opts[key].zero_grad(set_to_none=True)
+                    loss.backward()
+                    opts[key].step()
+                    own_time[key] += time.perf_counter() - t1
+            for key, loss in _val_losses(teacher, students, data, config, device, eval_batch_size).items():
+                val_curves[key].append(loss)
+            bar.update()
     _, base_acc, _ = evaluate(teacher, data.val, data=data, batch_size=eval_batch_size, device=device)
     results = {}
     for key, student in students.items():

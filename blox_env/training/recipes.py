@@ -58,8 +58,8 @@ class Recipe:
         return asdict(self)
 
     def augment(self) -> Any:
-        """The :class:`~blox_env.datasets.images.AugmentConfig` of this recipe (None if no augmentation)."""
-        from blox_env.datasets.images import AugmentConfig
+        """The :class:`~blox_env.datasets.augment.AugmentConfig` of this recipe (None if no augmentation)."""
+        from blox_env.datasets.augment import AugmentConfig
 
         if not (self.randaugment_ops or self.hflip or self.crop_padding or self.cutout):
             return None

@@ -20,9 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from blox_env.datasets.images import ImageData, ImageSplit, iterate_batches
+from blox_env.datasets.augment import iterate_batches
+from blox_env.datasets.images import ImageData, ImageSplit
 from blox_env.errors import InvalidArgumentError, TrainingDivergedError
 from blox_env.model import BloxModel, ModelConfig, build_model
+from blox_env.progress import ProgressBar
 from blox_env.space import Arch
 from blox_env.training.recipes import Recipe
 
@@ -124,46 +126,43 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
     curves: dict[str, list[float]] = {k: [] for k in CURVES}
     best_key, best_state, best_epoch = (-math.inf, 0.0), None, 0
     train_time = 0.0
-    epochs = range(recipe.epochs)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc=f"train #{arch_index}", leave=False)
-    for epoch in epochs:
-        t0 = time.perf_counter()
-        model.train()
-        loss_sum, top1, top5, n = 0.0, 0, 0, 0
-        for b, (x, y) in enumerate(iterate_batches(data.train, batch_size=recipe.batch_size, shuffle=True,
-                                                   generator=gen, augment=augment, mean=data.mean, std=data.std,
-                                                   device=device)):
-            logits = model(x)
-            loss = criterion(logits, y, x)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b} (model {arch_index}, "
-                    f"seed {seed}): lower the learning rate"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(y)
-            with torch.no_grad():
-                top1 += _topk(logits, y, 1)
-                top5 += _topk(logits, y, 5)
-            n += len(y)
-        if sched is not None:
-            sched.step()
-        train_time += time.perf_counter() - t0
-        curves["train_loss"].append(loss_sum / n)
-        curves["train_top1"].append(100.0 * top1 / n)
-        curves["train_top5"].append(100.0 * top5 / n)
-        vl, v1, v5 = evaluate(model, data.val, data=data, batch_size=recipe.eval_batch_size, device=device)
-        curves["val_loss"].append(vl)
-        curves["val_top1"].append(v1)
-        curves["val_top5"].append(v5)
-        if (v1, -vl) > best_key:
-            best_key, best_epoch = (v1, -vl), epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
+    with ProgressBar(recipe.epochs, description=f"train #{arch_index}", enabled=progress) as bar:
+        for epoch in range(recipe.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum, top1, top5, n = 0.0, 0, 0, 0
+            for b, (x, y) in enumerate(iterate_batches(data.train, batch_size=recipe.batch_size, shuffle=True,
+                                                       generator=gen, augment=augment, mean=data.mean, std=data.std,
+                                                       device=device)):
+                logits = model(x)
+                loss = criterion(logits, y, x)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b} "
+                        f"(model {arch_index}, seed {seed}): lower the learning rate"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += float(loss.detach()) * len(y)
+                with torch.no_grad():
+                    top1 += _topk(logits, y, 1)
+                    top5 += _topk(logits, y, 5)
+                n += len(y)
+            if sched is not None:
+                sched.step()
+            train_time += time.perf_counter() - t0
+            curves["train_loss"].append(loss_sum / n)
+            curves["train_top1"].append(100.0 * top1 / n)
+            curves["train_top5"].append(100.0 * top5 / n)
+            vl, v1, v5 = evaluate(model, data.val, data=data, batch_size=recipe.eval_batch_size, device=device)
+            curves["val_loss"].append(vl)
+            curves["val_top1"].append(v1)
+            curves["val_top5"].append(v5)
+            if (v1, -vl) > best_key:
+                best_key, best_epoch = (v1, -vl), epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+            bar.update()
     if best_state is not None:
         model.load_state_dict(best_state)
     tl, t1, t5 = evaluate(model, data.test, data=data, batch_size=recipe.eval_batch_size, device=device)

@@ -32,7 +32,7 @@ Speed comes from numpy: when every row has the same layout (no strings, equal
 list lengths, the common case) rows are fixed-size records sliced as a matrix;
 otherwise one cheap pass finds each value's offset and rows with equal list
 lengths are decoded together. Column types and value helpers live in
-:mod:`blox_env.datasets.release.types` (re-exported here).
+:mod:`blox_env.datasets.release.types`.
 """
 
 from __future__ import annotations
@@ -49,33 +49,13 @@ from blox_env.datasets.release.types import (
     ColumnType,
     accuracy_denominator,
     accuracy_values,
-    arch_codes,
     codes_to_vecs,
-    fit_accuracy_type,
-    list_matrix,
-    parse_column_type,
-    quantise_accuracy,
     release_error,
     show,
 )
 from blox_env.space import N_MODELS
 
-__all__ = [
-    "MAX_ROWS",
-    "ColumnType",
-    "accuracy_denominator",
-    "accuracy_values",
-    "arch_codes",
-    "codes_to_vecs",
-    "decode_custom",
-    "encode_custom",
-    "fit_accuracy_type",
-    "list_matrix",
-    "original_total_bits",
-    "parse_column_type",
-    "quantise_accuracy",
-    "release_error",
-]
+__all__ = ["MAX_ROWS", "decode_custom", "encode_custom", "original_total_bits"]
 
 #: Most rows a ``.blox`` file may declare: one per model of the BLOX space.
 MAX_ROWS = N_MODELS

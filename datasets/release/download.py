@@ -51,7 +51,6 @@ from blox_env.datasets.release.manifest import (
     DEFAULT_SEEDS,
     OFFICIAL_RELEASE_URL,
     RELEASE_FORMATS,
-    ReleaseAsset,
     ReleaseManifest,
     check_expectations,
     check_url,
@@ -59,7 +58,6 @@ from blox_env.datasets.release.manifest import (
     release_asset_names,
 )
 from blox_env.datasets.release.records import (
-    DownloadRecord,
     Report,
     discard_part,
     existing_problem,
@@ -79,7 +77,7 @@ from blox_env.paths import blox_home
 
 __all__ = [
     "DEFAULT_BENCH_DEVICES", "DEFAULT_MANIFEST", "DEFAULT_SEEDS", "OFFICIAL_RELEASE_URL", "RELEASE_FORMATS",
-    "DownloadRecord", "ReleaseAsset", "ReleaseManifest", "download_file", "download_release", "official_manifest",
+    "download_file", "download_release", "official_manifest",
     "read_record", "record_path", "release_asset_names", "sha256_file", "verify_download",
 ]
 

@@ -7,8 +7,9 @@ kinds exist, told apart by the header's ``dataset_type`` (and ``part`` for
 training files) and mirrored in the file names ``blox-info``, ``blox-base-{seed}``,
 ``blox-ext-{seed}``, ``blox-env-{seed}`` and ``blox-bench-{device}``; see
 :data:`KIND_COLUMNS` for their columns and :data:`COLUMN_ROLES` for what each
-holds. A recognised file name must agree with the header. The payloads are read
-by :mod:`blox_env.datasets.release.reader`, which re-exports everything here.
+holds (the env columns are the store's, :data:`blox_env.datasets.store.schema.ENV_COLUMNS`). A
+recognised file name must agree with the header. The payloads are read by
+:mod:`blox_env.datasets.release.reader`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Any, NamedTuple
 import yaml
 
 from blox_env.datasets.release.types import accuracy_denominator, parse_column_type, release_error
+from blox_env.datasets.store.schema import ENV_COLUMNS
 from blox_env.errors import ReleaseFormatError
 
 __all__ = [
     "COLUMN_ROLES",
-    "ENV_COLUMNS",
     "FORMAT_EXTENSIONS",
     "FORMAT_VERSION",
     "KIND_COLUMNS",
@@ -34,8 +35,12 @@ __all__ = [
     "LIST_ROLES",
     "ReleaseFileName",
     "ReleaseHeader",
+    "check_file_name",
     "find_release_files",
+    "is_int",
+    "parse_header",
     "parse_release_file_name",
+    "read_header_bytes",
     "read_release_header",
 ]
 
@@ -44,9 +49,6 @@ FORMAT_VERSION = 1
 FORMAT_EXTENSIONS: dict[str, str] = {"pickle": "pickle", "csv": "csv", "custom": "blox"}
 KIND_DATASET_TYPES: dict[str, str] = {
     "base": "training", "ext": "training", "info": "static", "env": "env", "bench": "benchmarking"}
-ENV_COLUMNS: tuple[str, ...] = (
-    "codebase_commit", "codebase_version", "cuda", "driver", "gpu", "platform", "ptflops_version",
-    "python", "torch_commit", "torch_cuda_version", "torch_version", "torchvision_version")
 #: Columns of each kind, in file order.
 KIND_COLUMNS: dict[str, tuple[str, ...]] = {
     "base": ("model_hash", "val_top1", "test_top1", "train_time_s"),
@@ -128,7 +130,7 @@ class ReleaseHeader:
         return next(k for k, t in KIND_DATASET_TYPES.items() if t == self.dataset_type)
 
 
-def _read_header_bytes(fh: io.BufferedIOBase, path: Path) -> bytes:
+def read_header_bytes(fh: io.BufferedIOBase, path: Path) -> bytes:
     if fh.readline(_MAX_HEADER) not in _DELIMS:
         raise release_error(path, "missing header delimiter: the file must start with a line '---'")
     lines, size = [], 0
@@ -150,18 +152,18 @@ def _need(raw: dict, key: str, ok: Any, what: str, path: Path) -> Any:
     return raw[key]
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _parse_header(text: bytes, path: Path) -> ReleaseHeader:
+def parse_header(text: bytes, path: Path) -> ReleaseHeader:
     try:
         raw = yaml.safe_load(text.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise release_error(path, f"the header is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise release_error(path, "the header must be a YAML mapping")
-    version = _need(raw, "version", _is_int, f"the integer {FORMAT_VERSION}", path)
+    version = _need(raw, "version", is_int, f"the integer {FORMAT_VERSION}", path)
     if version != FORMAT_VERSION:
         raise release_error(path, f"unknown format version {version!r}, supported: {FORMAT_VERSION}")
     space = _need(raw, "search_space", lambda v: isinstance(v, dict), "a mapping", path)
@@ -172,12 +174,12 @@ def _parse_header(text: bytes, path: Path) -> ReleaseHeader:
     fmt = _need(raw, "format", lambda v: v in FORMAT_EXTENSIONS, "one of pickle, csv, custom", path)
     seed = epochs = dataset = part = device = None
     if dtype == "training":
-        seed = _need(raw, "seed", lambda v: _is_int(v) and v >= 0, "a seed >= 0", path)
-        epochs = _need(raw, "epochs", lambda v: _is_int(v) and v >= 1, "an epoch count >= 1", path)
+        seed = _need(raw, "seed", lambda v: is_int(v) and v >= 0, "a seed >= 0", path)
+        epochs = _need(raw, "epochs", lambda v: is_int(v) and v >= 1, "an epoch count >= 1", path)
         dataset = _need(raw, "dataset", lambda v: isinstance(v, str) and v, "a data set name", path)
         part = _need(raw, "part", lambda v: v in ("base", "ext"), "base or ext", path)
     elif dtype == "env" and "seed" in raw:
-        seed = _need(raw, "seed", lambda v: _is_int(v) and v >= 0, "a seed >= 0", path)
+        seed = _need(raw, "seed", lambda v: is_int(v) and v >= 0, "a seed >= 0", path)
     elif dtype == "benchmarking":
         device = _need(raw, "device", lambda v: isinstance(v, str) and v, "a device name", path)
     kind = part if dtype == "training" else next(k for k, t in KIND_DATASET_TYPES.items() if t == dtype)
@@ -202,7 +204,7 @@ def _parse_header(text: bytes, path: Path) -> ReleaseHeader:
     return ReleaseHeader(version, space, dtype, columns, fmt, seed, epochs, dataset, part, device, types, raw)
 
 
-def _check_name(header: ReleaseHeader, path: Path) -> None:
+def check_file_name(header: ReleaseHeader, path: Path) -> None:
     """A recognised file name must agree with the header (kind, seed, device, extension)."""
     name = parse_release_file_name(path)
     if name is None:
@@ -224,6 +226,6 @@ def read_release_header(path: str | Path) -> ReleaseHeader:
     """Parse only the YAML header of a release file (cheap: the payload is not read)."""
     p = Path(path)
     with p.open("rb") as fh:
-        header = _parse_header(_read_header_bytes(fh, p), p)
-    _check_name(header, p)
+        header = parse_header(read_header_bytes(fh, p), p)
+    check_file_name(header, p)
     return header

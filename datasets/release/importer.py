@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.datasets.release.reader import ReleaseFile, find_release_files, read_release_file, read_release_header
+from blox_env.datasets.release.header import find_release_files, read_release_header
+from blox_env.datasets.release.reader import ReleaseFile, read_release_file
 from blox_env.datasets.store.core import BloxStore
 from blox_env.datasets.store.encoding import Encoding
 from blox_env.datasets.store.location import (
@@ -41,9 +42,10 @@ from blox_env.datasets.store.location import (
     default_store_path,
     discard_directory,
 )
-from blox_env.datasets.store.schema import CURVE_METRICS, ENV_COLUMNS, FINAL_METRICS
+from blox_env.datasets.store.schema import CURVE_METRICS, ENV_COLUMNS, FINAL_METRICS, is_accuracy
 from blox_env.errors import ReleaseFormatError, StoreError, StoreNotFoundError
 from blox_env.hashes import hash_to_index
+from blox_env.progress import ProgressBar
 from blox_env.space import N_MODELS
 
 __all__ = ["ORIGINAL_PROTOCOL", "PartialReleaseError", "import_release", "metric_encoding"]
@@ -69,7 +71,7 @@ class PartialReleaseError(ReleaseFormatError):
 def metric_encoding(metric: str) -> Encoding:
     """The exact encoding of a release column: counts for accuracies, micro-units for losses."""
     curve = metric in CURVE_METRICS
-    if "top1" in metric or "top5" in metric:
+    if is_accuracy(metric):
         n = 45_000 if "train" in metric else 5_000 if "val" in metric else 10_000
         return Encoding("count", "uint16", denominator=n, delta=curve)
     if metric == "train_time_s":
@@ -311,29 +313,22 @@ def _read(f: Any, sources: dict[Path, dict[str, Any]]) -> ReleaseFile:
 
 
 def _version() -> str:
-    from blox_env import __version__
+    """The installed blox-env, from its package metadata (importing ``blox_env`` would pull in the envs)."""
+    from importlib.metadata import version
 
-    return f"blox-env {__version__}"
+    return f"blox-env {version('blox-env')}"
 
 
 class _Progress:
-    """A rich progress bar over release files (silent when disabled)."""
+    """The release files imported so far, and a bar over them (silent when disabled)."""
 
     def __init__(self, total: int, *, enabled: bool) -> None:
         self.done: set[Any] = set()
-        self._bar = None
-        if enabled:
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("importing release files", total=total)
+        self._bar = ProgressBar(total, description="importing release files", enabled=enabled)
 
     def advance(self, name: str) -> None:
         self.done.add(name)
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=f"imported {name}")
+        self._bar.update(description=f"imported {name}")
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        self._bar.close()

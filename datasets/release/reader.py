@@ -28,7 +28,7 @@ naming the file and, where it applies, the 0-based data row and the column;
 values nested deeper than the format allows (a per-epoch list is flat, an arch
 vector 3 levels deep, every other value a scalar) are refused by that rule
 before any parser or message could recurse. Names, headers and the column
-schema live in :mod:`blox_env.datasets.release.header` (re-exported here).
+schema live in :mod:`blox_env.datasets.release.header`.
 """
 
 from __future__ import annotations
@@ -46,28 +46,18 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.datasets.release.codec import ColumnType, decode_custom
+from blox_env.datasets.release.codec import decode_custom
 from blox_env.datasets.release.header import (
     COLUMN_ROLES,
-    ENV_COLUMNS,
-    FORMAT_EXTENSIONS,
-    FORMAT_VERSION,
-    KIND_COLUMNS,
-    KIND_DATASET_TYPES,
-    ReleaseFileName,
+    LIST_ROLES,
     ReleaseHeader,
-    _check_name,
-    _is_int,
-    _parse_header,
-    _read_header_bytes,
-    find_release_files,
-    parse_release_file_name,
-    read_release_header,
+    check_file_name,
+    is_int,
+    parse_header,
+    read_header_bytes,
 )
-from blox_env.datasets.release.header import LIST_ROLES as _LIST_ROLES
 from blox_env.datasets.release.types import (
-    accuracy_denominator,
-    accuracy_values,
+    MODEL_HASH,
     arch_codes,
     check_depth,
     codes_to_vecs,
@@ -80,27 +70,8 @@ from blox_env.errors import ArchitectureNotFoundError
 from blox_env.hashes import all_hashes, hash_to_index
 from blox_env.space import RAW_TO_BLOCK, blocks_to_indices
 
-__all__ = [
-    "COLUMN_ROLES",
-    "ENV_COLUMNS",
-    "FORMAT_EXTENSIONS",
-    "FORMAT_VERSION",
-    "KIND_COLUMNS",
-    "KIND_DATASET_TYPES",
-    "ColumnType",
-    "ReleaseFile",
-    "ReleaseFileName",
-    "ReleaseHeader",
-    "accuracy_denominator",
-    "accuracy_values",
-    "find_release_files",
-    "parse_column_type",
-    "parse_release_file_name",
-    "read_release_file",
-    "read_release_header",
-]
+__all__ = ["ReleaseFile", "read_release_file"]
 
-_HEX = re.compile(r"[0-9a-fA-F]{32}")
 _INT = re.compile(r"[+-]?\d+")
 
 # --------------------------------------------------------------------------- pickle and csv payloads
@@ -200,7 +171,7 @@ def _csv_lists(cells: Sequence[str], name: str, path: Path) -> tuple[np.ndarray,
 def _convert(name: str, values: Sequence[Any], path: Path, *, text: bool) -> tuple[Any, np.ndarray | None]:
     """Python values (pickle) or CSV cells (``text``) of one column -> its representation (and list lengths)."""
     role = COLUMN_ROLES[name]
-    if role in _LIST_ROLES:
+    if role in LIST_ROLES:
         return _csv_lists(values, name, path) if text else list_matrix(values, name, path)
     if role == "arch":
         parsed = [_literal(c, name, r, path) for r, c in enumerate(values)] if text else values
@@ -208,10 +179,10 @@ def _convert(name: str, values: Sequence[Any], path: Path, *, text: bool) -> tup
     out: list[Any] = []
     for r, v in enumerate(values):
         if role in ("hash", "str"):
-            ok = isinstance(v, str) and (role == "str" or _HEX.fullmatch(v) is not None)
+            ok = isinstance(v, str) and (role == "str" or MODEL_HASH.fullmatch(v) is not None)
             out.append(v.lower() if ok and role == "hash" else v)
         elif role == "int":
-            ok = _INT.fullmatch(v.strip()) is not None if text else _is_int(v)
+            ok = _INT.fullmatch(v.strip()) is not None if text else is_int(v)
             if ok and text and len(v.strip()) > 20:
                 raise release_error(path, f"integer {v.strip()[:30]}... does not fit in 64 bits", row=r, column=name)
             out.append(int(v) if ok else None)
@@ -274,7 +245,7 @@ def _validate(header: ReleaseHeader, columns: dict[str, Any], lengths: dict[str,
                                           f"model_hash {columns['model_hash'][r]}", row=r, column=name)
         if role in ("hash", "str", "arch"):
             continue
-        if role in _LIST_ROLES:
+        if role in LIST_ROLES:
             r = _first(lengths[name] > header.epochs) if header.epochs is not None else None
             if r is not None:
                 raise release_error(path, f"{lengths[name][r]} values but the header says epochs: {header.epochs}",
@@ -312,8 +283,8 @@ def read_release_file(path: str | Path, *, validate: bool = True) -> ReleaseFile
     """
     p = Path(path)
     with p.open("rb") as fh:
-        header = _parse_header(_read_header_bytes(fh, p), p)
-        _check_name(header, p)
+        header = parse_header(read_header_bytes(fh, p), p)
+        check_file_name(header, p)
         payload = fh.read()
     names = header.columns
     if header.format == "custom":

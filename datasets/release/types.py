@@ -25,6 +25,7 @@ import numpy as np
 from blox_env.errors import ReleaseFormatError
 
 __all__ = [
+    "MODEL_HASH",
     "ColumnType",
     "accuracy_denominator",
     "accuracy_values",
@@ -39,6 +40,10 @@ __all__ = [
     "release_error",
     "show",
 ]
+
+
+#: A model hash as the release files write it: 32 hex digits.
+MODEL_HASH = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def release_error(path: Path | str, msg: str, *, row: int | None = None,

@@ -48,25 +48,25 @@ from typing import Any
 import numpy as np
 
 from blox_env.costs import macs_table, params_table
-from blox_env.datasets.release.codec import (
+from blox_env.datasets.release.codec import encode_custom
+from blox_env.datasets.release.header import (
+    COLUMN_ROLES,
+    FORMAT_EXTENSIONS,
+    KIND_COLUMNS,
+    KIND_DATASET_TYPES,
+    LIST_ROLES,
+)
+from blox_env.datasets.release.types import (
+    MODEL_HASH,
     ColumnType,
     accuracy_denominator,
     accuracy_values,
     arch_codes,
     codes_to_vecs,
-    encode_custom,
     fit_accuracy_type,
     list_matrix,
     quantise_accuracy,
     release_error,
-)
-from blox_env.datasets.release.reader import (
-    _HEX,
-    _LIST_ROLES,
-    COLUMN_ROLES,
-    FORMAT_EXTENSIONS,
-    KIND_COLUMNS,
-    KIND_DATASET_TYPES,
 )
 from blox_env.errors import InvalidArgumentError
 from blox_env.hashes import all_hashes
@@ -112,11 +112,11 @@ def _normalise(kind: str, columns: dict, path: Path) -> tuple[dict[str, Any], di
         if role in ("hash", "str"):
             values = [v.item() if isinstance(v, np.generic) else v for v in values]
             for r, v in enumerate(values):
-                if not isinstance(v, str) or (role == "hash" and not _HEX.fullmatch(v)):
+                if not isinstance(v, str) or (role == "hash" and not MODEL_HASH.fullmatch(v)):
                     raise release_error(path, f"expected {'a 32-hex-digit hash' if role == 'hash' else 'a string'}, "
                                               f"got {v!r}", row=r, column=name)
             out[name] = [v.lower() for v in values] if role == "hash" else values
-        elif role in _LIST_ROLES:
+        elif role in LIST_ROLES:
             out[name], lengths[name] = list_matrix(values, name, path)
         elif role == "arch":
             out[name] = arch_codes(list(values), name, path)
@@ -138,7 +138,7 @@ def _python_columns(names: Sequence[str], cols: dict[str, Any], lengths: dict[st
     out = []
     for name in names:
         v, role = cols[name], COLUMN_ROLES[name]
-        if role in _LIST_ROLES:
+        if role in LIST_ROLES:
             lens = lengths[name]
             rows = v.tolist()
             out.append(rows if (lens == v.shape[1]).all() else [r[:n] for r, n in zip(rows, lens.tolist())])
@@ -176,7 +176,7 @@ def _custom_payload(names: Sequence[str], cols: dict[str, Any], lengths: dict[st
             types.append(fit_accuracy_type(values[name], is_list=role == "acc_list"))
         else:
             base = {"loss_list": "float", "loss": "float", "seconds": "float"}.get(role, role)
-            types.append(ColumnType(base, role in _LIST_ROLES))
+            types.append(ColumnType(base, role in LIST_ROLES))
     return encode_custom(names, types, values, lengths, path), types
 
 
@@ -211,7 +211,7 @@ def write_release_file(path: str | Path, *, kind: str, columns: dict, fmt: str, 
     else:
         pycols = _python_columns(names, cols, lengths)
         for j, name in enumerate(names):
-            if COLUMN_ROLES[name] in (*_LIST_ROLES, "arch"):
+            if COLUMN_ROLES[name] in (*LIST_ROLES, "arch"):
                 pycols[j] = [str(v) for v in pycols[j]]  # Python list literal, e.g. [12.34, 13.5]
         buf = io.StringIO(newline="")
         writer = csv.writer(buf, lineterminator="\n")

@@ -1,6 +1,7 @@
 """Blockwise tables in a store: which teachers, which signatures, which fine-tuning runs (read side, torch-free).
 
-The blockwise builder (:mod:`.blockwise_build`) writes, under ``blockwise/``:
+The blockwise builder (:mod:`blox_env.build.blockwise`) writes, under ``blockwise/`` (the
+layout is :mod:`.blockwise_tree`'s, read and written through the store's methods):
 
 - ``blockwise/<teacher hash>/``: the block library of each teacher (weights,
   signatures per distillation config) and its fine-tuning runs
@@ -28,14 +29,13 @@ from blox_env.space import N_BLOCKS, N_STAGES, Arch, parse_arch
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["SIGNATURE_NAMES", "TEACHER_NAMES", "TEACHER_QUANTILES", "BlockwiseTables", "choose_teachers",
+__all__ = ["TEACHER_NAMES", "TEACHER_QUANTILES", "BlockwiseTables", "choose_teachers",
            "finetune_run_name", "oracle_block_scores"]
 
 TEACHER_NAMES = ("M1", "M2", "M3", "M4", "M5")
 #: Rank quantiles of the five teachers by normal accuracy, best first: M1 the best, M2 in the top 2 %,
 #: M3 the median, M4 in the bottom 2 %, M5 the worst (the paper: two of the best, one average, two of the worst).
 TEACHER_QUANTILES = (0.0, 0.02, 0.5, 0.98, 1.0)
-SIGNATURE_NAMES = ("distill_loss", "lana_delta", "distill_time_s")
 
 
 def finetune_run_name(teacher: Arch, distill_key: str, ft_epochs: int, *, alpha: float, temperature: float,
@@ -100,10 +100,10 @@ class BlockwiseTables:
 
     def __init__(self, store: BloxStore) -> None:
         self.store = store
-        grp = store._group  # noqa: SLF001
-        if "blockwise" not in grp or "tables" not in grp["blockwise"].attrs:
+        tables = store.read_blockwise_tables()
+        if tables is None:
             raise StoreError(f"store {store.name!r} has no blockwise tables: build them with `blox build-blockwise`")
-        self.attrs: dict[str, Any] = dict(grp["blockwise"].attrs["tables"])
+        self.attrs: dict[str, Any] = tables
         self.teachers = {name: Arch.from_index(int(t["index"])) for name, t in self.attrs["teachers"].items()}
         self.ft_epochs: tuple[int, ...] = tuple(int(e) for e in self.attrs["ft_epochs"])
         self.distill_epochs: tuple[int, ...] = tuple(int(c["epochs"]) for c in self.attrs["distill"])
@@ -147,8 +147,7 @@ class BlockwiseTables:
     def signatures(self, teacher: Any, distill_epochs: int | None = None) -> dict[str, np.ndarray]:
         """``{distill_loss, lana_delta, distill_time_s}`` as ``[3, 45]`` arrays (NaN = not distilled)."""
         path = self._path("signature_groups", teacher, distill_epochs, max(self.distill_epochs), "signatures")
-        grp = self.store._group[path]  # noqa: SLF001
-        return {s: np.asarray(grp[s][...], dtype=np.float64) for s in SIGNATURE_NAMES}
+        return self.store.read_signatures(path, required=True)
 
     def finetuned(self, teacher: Any, ft_epochs: int | None = None, *, metric: str = "test_top1",
                   epoch: int | None = None) -> np.ndarray:

@@ -8,18 +8,22 @@ Layout (one group; rows are models, ``index`` is sorted)::
     static/params[N], static/flops[N]
     latency/<device>[N]
     env/<column>[S,N]                 codes into the array's ``categories`` attribute
-    blockwise/..., traces/...         written by the training engine and the harness
+    blockwise/<teacher hash>/...      teachers, block library, signatures, fine-tuning runs (.blockwise_tree)
+    traces/<name>/<column>[T]         search traces (.traces)
 
+The store owns this layout: every group and array is read and written through
+its methods, and no module outside this package touches the Zarr group.
 Values are decoded on read (see :mod:`blox_env.datasets.store.encoding`); missing is
 NaN. Reads go through a per-chunk cache, so the first query of a model costs a
 chunk decompression and later ones an array index. The query API mirrors the
 original benchmark's ``Dataset`` (epochs count from 1) and adds vectorised
 :meth:`BloxStore.get`. The original-style per-model queries live in
-:mod:`.store_queries`, the methods that write in :mod:`.store_write`, the
-low-level reads in :mod:`.store_reads`. Damage never reads as numbers: an
-absent chunk reads as missing, a damaged chunk or metadata file raises
-``StoreCorruptError``, and ``close()`` records per-array checksums for
-``blox data verify --deep`` (see :mod:`.store_integrity`, :mod:`.store_verify`).
+:mod:`.queries`, the methods that write in :mod:`.write`, the low-level reads in
+:mod:`.reads`, traces in :mod:`.traces`, the ``blockwise/`` tree in
+:mod:`.blockwise_tree`. Damage never reads as numbers: an absent chunk reads as
+missing, a damaged chunk or metadata file raises ``StoreCorruptError``, and
+``close()`` records per-array checksums for ``blox data verify --deep`` (see
+:mod:`.integrity`, :mod:`.verify`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from blox_env.datasets.store.blockwise_tree import BlockwiseTreeMixin
 from blox_env.datasets.store.encoding import Encoding, best_mode, quiet_nan
-from blox_env.datasets.store.integrity import guard, read_index
+from blox_env.datasets.store.integrity import ChecksumMixin, guard, read_index
 from blox_env.datasets.store.location import resolve_location, zarr_store
 from blox_env.datasets.store.queries import QueryMixin
 from blox_env.datasets.store.reads import ReadMixin
@@ -44,6 +49,7 @@ from blox_env.datasets.store.schema import (
     STORE_FORMAT,
     STORE_VERSION,
 )
+from blox_env.datasets.store.traces import TraceMixin
 from blox_env.datasets.store.write import StoreWriter
 from blox_env.errors import (
     BloxError,
@@ -70,7 +76,7 @@ class RunInfo(NamedTuple):
     attrs: dict[str, Any]
 
 
-class BloxStore(QueryMixin, ReadMixin, StoreWriter):
+class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMixin, ChecksumMixin):
     """A benchmark store. Open with :func:`open_store` / :meth:`open`, create with :meth:`create`.
 
     ``rng`` (seed or Generator) drives ``seed=None`` queries, which pick one of a
@@ -78,7 +84,7 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter):
     control it, or ``seed="mean"`` for the mean over seeds.
 
     Damaged data or metadata raises :class:`~blox_env.errors.StoreCorruptError`;
-    an absent chunk reads as missing (see :mod:`.store_integrity`).
+    an absent chunk reads as missing (see :mod:`.integrity`).
     """
 
     def __init__(self, group: Any, *, location: str, mode: str, rng: int | np.random.Generator | None = None,
@@ -119,8 +125,8 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter):
         if mode not in ("r", "a"):
             raise InvalidArgumentError(f"open mode must be 'r' or 'a' (use BloxStore.create to write), got {mode!r}")
         resolved = resolve_location(location)
-        zstore = zarr_store(resolved, mode=mode)
         with guard(str(resolved), "the root metadata zarr.json"):
+            zstore = zarr_store(resolved, mode=mode)  # opens a zip: a damaged one is damage, not a missing store
             try:
                 group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
             except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
@@ -166,14 +172,12 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter):
 
     def close(self, *, checksums: bool = True) -> None:
         """Writable stores: record the checksums of the arrays written since opening and of any table array
-        still without one (see ``store_integrity.finalise_checksums``); then release the underlying store
+        still without one (see :meth:`ChecksumMixin._finalise_checksums`); then release the underlying store
         (needed to finish writing a zip). ``checksums=False`` skips the recording."""
         if self._closed:
             return
         if checksums and self.mode != "r":
-            from blox_env.datasets.store.integrity import finalise_checksums
-
-            finalise_checksums(self)
+            self._finalise_checksums()
             self._dirty.clear()
         self._closed = True
         if self._zstore is not None and hasattr(self._zstore, "close"):
@@ -184,6 +188,11 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter):
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.close(checksums=exc_type is None)  # a failed block's arrays stay unchecked, never blessed
+
+    @property
+    def backing_store(self) -> Any:
+        """The underlying Zarr store object, for low-level checks of the files (``blox data verify``)."""
+        return self._zstore
 
     def clear_cache(self) -> None:
         """Drop decoded chunks held in memory."""
@@ -240,6 +249,26 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter):
                                tuple(self._children(path, arrays=True)), attrs)
             self._runs[name] = info
         return self._runs[name]
+
+    def run_attrs(self, run: str) -> dict[str, Any] | None:
+        """A run group's attributes as stored, or None when there is no such group (unlike :meth:`run_info`,
+        also for a group whose ``seeds``/``epochs`` were never written: a run whose creation was cut short)."""
+        path = self.run_path(run)
+        node = self._node(path)
+        if node is None or hasattr(node, "chunks"):
+            return None
+        with guard(self.location, f"metadata of run {path!r}"):
+            return dict(node.attrs)
+
+    def metric_attrs(self, run: str | None, metric: str) -> dict[str, Any]:
+        """Attributes of one metric array of a run (its ``encoding``, ...)."""
+        info = self.run_info(run)
+        path = f"{self.run_path(info.name)}/{metric}"
+        node = self._node(path) if metric in info.metrics else None
+        if node is None:
+            raise InvalidArgumentError(f"run {info.name!r} has no metric {metric!r}: it has {', '.join(info.metrics)}")
+        with guard(self.location, f"metadata of array {path!r}"):
+            return dict(node.attrs)
 
     @property
     def latency_devices(self) -> list[str]:

@@ -12,7 +12,7 @@ the array's Zarr fill value is the missing sentinel, so an absent chunk decodes
 as missing. For delta-encoded curves the differences are stored minus one
 (modulo 2**bits): an all-sentinel chunk then decodes to the sentinel at every
 epoch. Arrays without the flag (format 1) use plain differences and fill 0;
-the store detects their absent chunks explicitly (see ``store_integrity``).
+the store detects their absent chunks explicitly (see :mod:`.integrity`).
 """
 
 from __future__ import annotations

@@ -50,12 +50,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKSUMS_ATTR",
+    "ChecksumMixin",
     "RECOVERY",
     "StoreDamageWarning",
     "array_digest",
     "chunk_coords",
     "chunk_key",
-    "finalise_checksums",
     "guard",
     "index_problems",
     "list_keys",
@@ -99,10 +99,9 @@ def sync(coro: Any) -> Any:
 
 
 def list_keys(zstore: Any, prefix: str = "") -> list[str]:
-    """Every key under ``prefix`` of a zarr store."""
+    """Every key under ``prefix`` of an open zarr store (:func:`~.location.zarr_store` opens zip stores)."""
 
     async def collect() -> list[str]:
-        await zstore._ensure_open()  # noqa: SLF001 - a ZipStore lists nothing before it is opened
         return [k async for k in (zstore.list_prefix(prefix) if prefix else zstore.list())]
 
     return sync(collect())
@@ -112,7 +111,6 @@ def list_dir(zstore: Any, prefix: str) -> list[str]:
     """Names directly under ``prefix`` (a node path; ``""`` for the root)."""
 
     async def collect() -> list[str]:
-        await zstore._ensure_open()  # noqa: SLF001
         return [k async for k in zstore.list_dir(prefix)]
 
     return sync(collect())
@@ -290,45 +288,52 @@ def table_array_paths(group: Any, location: str) -> list[str]:
     return sorted(out)
 
 
+class ChecksumMixin:
+    """Checksum recording of a writable BloxStore (a mixin; see the module docstring)."""
+
+    def record_checksums(self: BloxStore, paths: Iterable[str] | None = None, *,
+                         skip_damaged: bool = False) -> dict[str, Any]:
+        """Compute and store the checksums of ``paths`` (default: every table array) of a writable store.
+
+        Paths that no longer exist lose their entry; with ``skip_damaged`` an array that fails to decode
+        is left unchecked (with a :class:`StoreDamageWarning`) instead of raising. Returns the checksum table.
+        """
+        self.check_writable()
+        todo = table_array_paths(self._group, self.location) if paths is None else list(paths)
+        old = self.attrs.get(CHECKSUMS_ATTR) or {}
+        sums = dict(old)
+        for path in todo:
+            node = self._node(path)
+            if node is None or not hasattr(node, "chunks"):
+                sums.pop(path, None)
+                continue
+            try:
+                sums[path] = array_digest(node, path, self.location)
+            except StoreCorruptError as exc:
+                if not skip_damaged:
+                    raise
+                sums.pop(path, None)
+                warnings.warn(f"no checksum recorded for {path!r}: {exc}", StoreDamageWarning, stacklevel=3)
+        if sums != old or CHECKSUMS_ATTR not in self.attrs:
+            self._group.attrs[CHECKSUMS_ATTR] = sums
+            self.attrs[CHECKSUMS_ATTR] = sums
+        return sums
+
+    def _finalise_checksums(self: BloxStore) -> None:
+        """On close of a writable store: checksum the arrays written and every table array still without one
+        (left by a session that crashed or never closed); damaged arrays stay unchecked. A format-1 store
+        (no ``n_rows``) is only touched when this session wrote to it."""
+        if not self._dirty and self.attrs.get("n_rows") is None:
+            return
+        sums = self.attrs.get(CHECKSUMS_ATTR) or {}
+        try:
+            unchecked = {p for p in table_array_paths(self._group, self.location) if p not in sums}
+        except StoreCorruptError:
+            unchecked = set()
+        self.record_checksums(sorted(self._dirty | unchecked), skip_damaged=True)
+
+
 def record_checksums(store: BloxStore, paths: Iterable[str] | None = None, *,
                      skip_damaged: bool = False) -> dict[str, Any]:
-    """Compute and store the checksums of ``paths`` (default: every table array) of a writable store.
-
-    Paths that no longer exist lose their entry; with ``skip_damaged`` an array that fails to decode
-    is left unchecked (with a :class:`StoreDamageWarning`) instead of raising. Returns the checksum table.
-    """
-    store._check_writable()  # noqa: SLF001
-    group = store._group  # noqa: SLF001
-    todo = table_array_paths(group, store.location) if paths is None else list(paths)
-    old = store.attrs.get(CHECKSUMS_ATTR) or {}
-    sums = dict(old)
-    for path in todo:
-        node = store._node(path)  # noqa: SLF001
-        if node is None or not hasattr(node, "chunks"):
-            sums.pop(path, None)
-            continue
-        try:
-            sums[path] = array_digest(node, path, store.location)
-        except StoreCorruptError as exc:
-            if not skip_damaged:
-                raise
-            sums.pop(path, None)
-            warnings.warn(f"no checksum recorded for {path!r}: {exc}", StoreDamageWarning, stacklevel=3)
-    if sums != old or CHECKSUMS_ATTR not in store.attrs:
-        group.attrs[CHECKSUMS_ATTR] = sums
-        store.attrs[CHECKSUMS_ATTR] = sums
-    return sums
-
-
-def finalise_checksums(store: BloxStore) -> None:
-    """On close of a writable store: checksum the arrays written and every table array still without one
-    (left by a session that crashed or never closed); damaged arrays stay unchecked. A format-1 store
-    (no ``n_rows``) is only touched when this session wrote to it."""
-    if not store._dirty and store.attrs.get("n_rows") is None:  # noqa: SLF001
-        return
-    sums = store.attrs.get(CHECKSUMS_ATTR) or {}
-    try:
-        unchecked = {p for p in table_array_paths(store._group, store.location) if p not in sums}  # noqa: SLF001
-    except StoreCorruptError:
-        unchecked = set()
-    record_checksums(store, sorted(store._dirty | unchecked), skip_damaged=True)  # noqa: SLF001
+    """Function form of :meth:`ChecksumMixin.record_checksums` (see there)."""
+    return store.record_checksums(paths, skip_damaged=skip_damaged)

@@ -90,7 +90,7 @@ def resolve_location(location: str | os.PathLike[str] | None) -> str | Path:
 
 
 def zarr_store(location: str | Path, *, mode: str) -> Any:
-    """A Zarr store object for a resolved location (checks existence when reading)."""
+    """A Zarr store object for a resolved location (checks existence when reading; a zip is opened)."""
     from zarr.storage import FsspecStore, LocalStore, ZipStore
 
     if mode not in _MODES:
@@ -104,8 +104,10 @@ def zarr_store(location: str | Path, *, mode: str) -> Any:
     path = Path(location)
     if mode != "w" and not path.exists():  # reading or adding data never creates a store as a side effect
         raise StoreNotFoundError(f"no store at {path}")
-    if path.suffix == ".zip":
-        return ZipStore(path, mode="r" if read_only else mode)
+    if path.suffix == ".zip":  # opened now: a ZipStore lists nothing before it is opened
+        from zarr.core.sync import sync
+
+        return sync(ZipStore.open(path, mode="r" if read_only else mode))
     return LocalStore(path, read_only=read_only)
 
 

@@ -4,7 +4,7 @@ This is the store's read boundary: every metadata lookup goes through
 :meth:`ReadMixin._node` / :meth:`ReadMixin._children` and every chunk decode
 through :meth:`ReadMixin._block`, so damage surfaces as one
 ``StoreCorruptError`` and an absent chunk reads as missing (see
-:mod:`.store_integrity`).
+:mod:`.integrity`).
 """
 
 from __future__ import annotations

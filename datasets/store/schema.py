@@ -11,6 +11,7 @@ __all__ = [
     "STATIC_METRICS",
     "STORE_FORMAT",
     "STORE_VERSION",
+    "is_accuracy",
 ]
 
 STORE_FORMAT = "blox-store"
@@ -30,3 +31,8 @@ ENV_COLUMNS = (
     "codebase_commit", "codebase_version", "cuda", "driver", "gpu", "platform", "ptflops_version", "python",
     "torch_commit", "torch_cuda_version", "torch_version", "torchvision_version",
 )
+
+
+def is_accuracy(metric: str) -> bool:
+    """Whether ``metric`` is an accuracy in percent (a top-1/top-5 column): the one place this is decided."""
+    return "top1" in metric or "top5" in metric

@@ -79,14 +79,19 @@ def verify_store(store: Any = None, *, deep: bool = False) -> VerifyReport:
     from blox_env.datasets.store.core import BloxStore
     from blox_env.datasets.store.location import resolve_location, zarr_store
 
+    resolved = None
     if isinstance(store, BloxStore):
-        zstore, location = store._zstore, store.location  # noqa: SLF001
+        zstore, location = store.backing_store, store.location
     else:
         resolved = resolve_location(store if store is None or isinstance(store, str) else os.fspath(store))
-        zstore, location = zarr_store(resolved, mode="r"), str(resolved)
+        zstore, location = None, str(resolved)
     report = VerifyReport(location, deep)
     try:
+        if zstore is None:
+            zstore = zarr_store(resolved, mode="r")  # opens a zip: an unreadable one cannot be listed
         keys = set(list_keys(zstore))
+    except BloxError:  # e.g. no store at that path
+        raise
     except Exception as exc:  # noqa: BLE001 - e.g. plain HTTP: nothing to list
         report.warnings.append(f"cannot list the store's files ({type(exc).__name__}: {exc}): structure not checked")
         return report

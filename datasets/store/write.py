@@ -1,5 +1,7 @@
 """Writing to a :class:`~blox_env.datasets.store.core.BloxStore`: runs, static costs, latency, env.
 
+Traces are written by :mod:`.traces`, the ``blockwise/`` tree by :mod:`.blockwise_tree`.
+
 Chunking serves the two access patterns: one model's row and one metric for
 every model. Curves ``[S, N, E]`` are chunked ``(1, 4096, E)`` (a model's whole
 curve lives in one chunk; a full column is ~23 chunks per seed); per-model
@@ -12,7 +14,7 @@ Integrity (store format 2): every array's fill value is its encoding's missing
 sentinel (``Encoding.fill_missing``) and every chunk is written, even an
 all-missing one, so an absent chunk is damage and still decodes as missing.
 The first write to an array in a session drops its checksum; ``close()``
-records it again (see :mod:`.store_integrity`).
+records it again (see :mod:`.integrity`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.datasets.store.encoding import Encoding, detect_encoding
-from blox_env.datasets.store.integrity import CHECKSUMS_ATTR, chunk_coords, chunk_key, corrupt, guard, key_exists
+from blox_env.datasets.store.integrity import CHECKSUMS_ATTR
 from blox_env.errors import InvalidArgumentError, StoreReadOnlyError
 
 if TYPE_CHECKING:
@@ -65,7 +67,8 @@ def _codecs(dtype: str) -> dict[str, Any]:
 class StoreWriter:
     """Write methods of BloxStore (a mixin; the store must be opened with mode 'w' or 'a')."""
 
-    def _check_writable(self: BloxStore) -> None:
+    def check_writable(self: BloxStore) -> None:
+        """Raise :class:`~blox_env.errors.StoreReadOnlyError` unless the store was opened for writing."""
         if self.mode == "r":
             raise StoreReadOnlyError(f"store {self.location} is open read-only: open it with mode='a' to write")
 
@@ -106,7 +109,7 @@ class StoreWriter:
     def create_run(self: BloxStore, name: str, *, seeds: Sequence[int], epochs: int,
                    attrs: dict[str, Any] | None = None, default: bool | None = None) -> None:
         """Create ``runs/<name>`` (a training protocol) with its seed labels and epoch count."""
-        self._check_writable()
+        self.check_writable()
         if not name or ("/" in name and not name.startswith("blockwise/")):
             raise InvalidArgumentError(f"run name must be non-empty without '/' (or a blockwise/ path), got {name!r}")
         seeds = [int(s) for s in seeds]
@@ -121,10 +124,17 @@ class StoreWriter:
             self._group.attrs["default_run"] = name
             self.attrs["default_run"] = name
 
+    def set_run_attrs(self: BloxStore, run: str, **attrs: Any) -> None:
+        """Update the attributes of an existing run (e.g. the builder's list of workers)."""
+        self.check_writable()
+        info = self.run_info(run)
+        self._node(self.run_path(info.name)).attrs.update(attrs)
+        self._runs.pop(info.name, None)
+
     def write_metric(self: BloxStore, run: str, metric: str, values: Any, *, encoding: Encoding | None = None,
                      split_sizes: dict[str, int] | None = None) -> None:
         """Write a whole metric: ``[S, N, E]`` for curves or ``[S, N]`` for final values (NaN = missing)."""
-        self._check_writable()
+        self.check_writable()
         info = self.run_info(run)
         v = np.asarray(values, dtype=np.float64)
         if v.ndim not in (2, 3) or v.shape[0] != len(info.seeds) or v.shape[1] != len(self):
@@ -140,7 +150,7 @@ class StoreWriter:
 
     def allocate_metric(self: BloxStore, run: str, metric: str, *, encoding: Encoding, per_epoch: bool) -> None:
         """Create an all-missing metric array to be filled row by row (see :meth:`write_rows`)."""
-        self._check_writable()
+        self.check_writable()
         info = self.run_info(run)
         shape = (len(info.seeds), len(self), info.epochs) if per_epoch else (len(info.seeds), len(self))
         self._new_array(f"{self.run_path(run)}/{metric}", None, shape=shape, model_axis=1, encoding=encoding)
@@ -148,7 +158,7 @@ class StoreWriter:
 
     def _seed_target(self: BloxStore, run: str, metric: str, seed: int) -> tuple[str, Any, Encoding, int]:
         """(path, array, encoding, seed position) of a metric array to write one seed into."""
-        self._check_writable()
+        self.check_writable()
         info = self.run_info(run)
         if seed not in info.seeds:
             raise InvalidArgumentError(f"seed must be one of {list(info.seeds)}, got {seed!r}")
@@ -182,7 +192,7 @@ class StoreWriter:
 
     def write_static(self: BloxStore, *, params: Any, flops: Any) -> None:
         """Parameter counts and MACs of every row."""
-        self._check_writable()
+        self.check_writable()
         for name, values in (("params", params), ("flops", flops)):
             v = np.asarray(values, dtype=np.int64)
             self._check_rows(v, name)
@@ -190,7 +200,7 @@ class StoreWriter:
 
     def write_latency(self: BloxStore, device: str, values: Any, *, attrs: dict[str, Any] | None = None) -> None:
         """Latency in seconds of every row on one device (NaN where not measured)."""
-        self._check_writable()
+        self.check_writable()
         if not device or "/" in device:
             raise InvalidArgumentError(f"device name must be non-empty without '/', got {device!r}")
         v = np.asarray(values, dtype=np.float64)
@@ -203,7 +213,7 @@ class StoreWriter:
 
     def write_env(self: BloxStore, columns: dict[str, Sequence[Sequence[str]]], *, seeds: Sequence[int]) -> None:
         """Environment strings per seed and model, stored as codes into a category list."""
-        self._check_writable()
+        self.check_writable()
         for col, per_seed in columns.items():
             if len(per_seed) != len(seeds):
                 raise InvalidArgumentError(f"env column {col!r} needs one list per seed ({len(seeds)})")
@@ -215,63 +225,8 @@ class StoreWriter:
             self._new_array(f"env/{col}", codes, shape=codes.shape, model_axis=1, encoding=Encoding("raw", "int32"),
                             attrs={"categories": cats, "seeds": [int(s) for s in seeds]})
 
-    def write_trace(self: BloxStore, name: str, records: Sequence[dict[str, Any]], *,
-                    attrs: dict[str, Any] | None = None) -> None:
-        """Store a search trace (one record per evaluation) as columns under ``traces/<name>``.
-
-        Scalar fields become arrays; ``metrics`` dicts become ``metrics/<key>`` columns (NaN where absent).
-        """
-        self._check_writable()
-        if not name or "/" in name:
-            raise InvalidArgumentError(f"trace name must be non-empty without '/', got {name!r}")
-        path = f"traces/{name}"
-        for key in self._trace_columns(path):
-            self._touch(f"{path}/{key}")
-        if path in self._group:
-            del self._group[path]
-        grp = self._group.require_group(path)
-        grp.attrs.update({"length": len(records), **(attrs or {})})
-        columns: dict[str, list[Any]] = {}
-        metric_keys = sorted({k for r in records for k in r.get("metrics", {})})
-        for r in records:
-            for key, value in r.items():
-                if key != "metrics" and isinstance(value, (int, float, np.integer, np.floating)):
-                    columns.setdefault(key, []).append(float(value))
-            for key in metric_keys:
-                columns.setdefault(f"metrics/{key}", []).append(float(r.get("metrics", {}).get(key, np.nan)))
-        for key, values in columns.items():
-            if len(values) != len(records):
-                raise InvalidArgumentError(f"trace field {key!r} is missing from some records")
-            self._touch(f"{path}/{key}")
-            arr = grp.create_array(key, shape=(len(values),), dtype="float64", chunks=(max(len(values), 1),),
-                                   fill_value=np.nan, config=_KEEP_CHUNKS, **_codecs("float64"))
-            arr[...] = np.asarray(values, dtype=np.float64)
-
-    def read_trace(self: BloxStore, name: str) -> dict[str, np.ndarray]:
-        """Columns of a stored trace (see :meth:`write_trace`)."""
-        path = f"traces/{name}"
-        if path not in self._group:
-            have = sorted(self._group["traces"].group_keys()) if "traces" in self._group else []
-            raise InvalidArgumentError(f"no trace {name!r}: this store has {have or 'none'}")
-        out = {}
-        for key in self._trace_columns(path):
-            arr = self._node(f"{path}/{key}")
-            with guard(self.location, f"array '{path}/{key}'"):
-                keys = [chunk_key(arr, c) for c in chunk_coords(arr)]
-                absent = [k for k in keys if not key_exists(self._group.store, k)]
-                out[key] = np.asarray(arr[...])
-                legacy = not np.isnan(arr.fill_value)  # format-1 traces: fill 0, all-zero chunks never written
-            if absent and not legacy:  # every chunk is written: an absent one is damage, not missing values
-                raise corrupt(self.location, f"array '{path}/{key}' chunk {', '.join(absent)}", "the chunk is missing")
-        return out
-
-    def _trace_columns(self: BloxStore, path: str) -> list[str]:
-        """Column keys of a stored trace (``metrics/<key>`` for metric columns)."""
-        metrics = self._children(f"{path}/metrics", arrays=True)
-        return self._children(path, arrays=True) + [f"metrics/{k}" for k in metrics]
-
     def set_attrs(self: BloxStore, **attrs: Any) -> None:
         """Update root attributes (provenance, name, ...)."""
-        self._check_writable()
+        self.check_writable()
         self._group.attrs.update(attrs)
         self.attrs.update(attrs)

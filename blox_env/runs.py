@@ -1,0 +1,318 @@
+"""A search run: evaluate -> charge -> record -> best-so-far -> trace row, under one budget.
+
+Everything that evaluates models for a search goes through a :class:`SearchRun`
+(Blox-v0, BloxOneShot-v0, the harness, the blockwise strategies) or its batched
+sibling :class:`BatchedRuns` (the vector envs: one run per sub-env), so the
+budget rule exists once, here:
+
+- an evaluation starts only while budget is left; the one that crosses the
+  budget completes, is charged in full and returned; later ones are refused
+  without evaluating anything (:meth:`SearchRun.evaluate` returns None);
+- a repeat is free unless ``charge_repeats``: a model is charged only for the
+  epochs beyond the highest fidelity already paid for it (a longer run
+  continues from the checkpoint; with ``cost_unit="evaluations"`` a longer run
+  costs one evaluation);
+- shared work (a blockwise teacher and its distilled blocks) is charged once
+  per run: the run hands every backend it uses one
+  :class:`~blox_env.rewards.base.SharedCharges` record (``backend.new_run``);
+- a missing cost (NaN, infinite or negative, e.g. a partially built store's
+  ``train_time_s``) never reaches the ledger: with ``missing_cost="error"``
+  (default) the evaluation is refused with :class:`~blox_env.errors.MissingCostError`
+  naming the model; ``"median"`` / ``"max"`` charge the median / maximum
+  recorded cost of the backend at that fidelity (backends without a cost
+  column: of the costs recorded so far in the run), flagged in ``cost_imputed``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from blox_env.checks import check_bool, check_budget, check_choice
+from blox_env.errors import MissingCostError
+from blox_env.rewards.base import (
+    COST_UNITS,
+    Evaluation,
+    RewardBackend,
+    SharedCharges,
+    check_missing_cost,
+    cost_is_missing,
+    resolve_missing,
+)
+from blox_env.space import Arch
+
+if TYPE_CHECKING:
+    from blox_env.rewards.tabular import TabularReward
+
+__all__ = ["BatchOutcome", "BatchedRuns", "CostLedger", "Outcome", "SearchRun", "charge_amount"]
+
+
+def charge_amount(full: Any, fidelity: int, paid: Any, *, cost_unit: str, charge_repeats: bool) -> tuple[Any, Any]:
+    """What an evaluation at ``fidelity`` costs a run that paid ``paid`` epochs of the model: (cost, paid after).
+
+    The budget rule's arithmetic, for scalars and numpy arrays alike (``full``: the evaluation's cost from scratch).
+    """
+    new = fidelity - paid
+    new = new * (new > 0)  # epochs beyond what was paid
+    if charge_repeats:
+        return full, paid + new
+    if cost_unit == "evaluations":
+        return full * (new > 0), paid + new
+    return full * new / fidelity, paid + new
+
+
+@dataclass
+class CostLedger:
+    """Cumulative cost of one search run, with free repeats unless ``charge_repeats`` (see the module docstring)."""
+
+    budget: float | None
+    cost_unit: str
+    charge_repeats: bool = False
+    spent: float = 0.0
+    evaluations: int = 0
+    best: float = -math.inf
+    best_index: int = -1
+    paid: dict[Any, int] = field(default_factory=dict)
+    recorded: list[float] = field(default_factory=list)  # full costs charged as recorded (not imputed) this run
+
+    def __post_init__(self) -> None:
+        self.cost_unit = check_choice("cost_unit", self.cost_unit, COST_UNITS)
+        self.budget = check_budget(self.budget, self.cost_unit)
+        self.charge_repeats = check_bool("charge_repeats", self.charge_repeats)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.budget is not None and self.spent >= self.budget
+
+    @property
+    def left(self) -> float:
+        return math.inf if self.budget is None else max(0.0, self.budget - self.spent)
+
+    def charge(self, index: Hashable, fidelity: int, full_cost: float, *, imputed: bool = False) -> float:
+        """Record one evaluation of model ``index`` (any hashable key); returns what it costs this run.
+
+        A missing ``full_cost`` (NaN, infinite, negative) raises :class:`MissingCostError` and changes nothing:
+        the run's spent budget can never become NaN (resolve a missing cost first, see :class:`SearchRun`).
+        """
+        if cost_is_missing(full_cost):
+            raise MissingCostError(f"model {index} has no recorded cost ({full_cost!r} {self.cost_unit}): a budget "
+                                   "cannot be charged for it; refuse the evaluation or charge a stated replacement "
+                                   "(the envs' missing_cost='median' | 'max')")
+        cost, self.paid[index] = charge_amount(full_cost, fidelity, self.paid.get(index, 0),
+                                               cost_unit=self.cost_unit, charge_repeats=self.charge_repeats)
+        self.spent += cost
+        self.evaluations += 1
+        if not imputed:
+            self.recorded.append(float(full_cost))
+        return cost
+
+    def observe(self, index: int, value: float) -> None:
+        """Best-so-far: keep ``value`` of model ``index`` if it beats the best."""
+        if value > self.best:
+            self.best, self.best_index = value, index
+
+    def new_run(self) -> None:
+        self.spent, self.evaluations, self.best, self.best_index = 0.0, 0, -math.inf, -1
+        self.paid.clear()
+        self.recorded.clear()
+
+
+class Outcome(NamedTuple):
+    """One evaluation of a run: the evaluation (its cost chargeable), what it cost the run, its score."""
+
+    evaluation: Evaluation
+    charged: float
+    value: float
+
+
+class SearchRun:
+    """One search under one budget (see the module docstring for the rule).
+
+    ``metric`` is the objective of trace rows and of the default score; ``seed`` seeds :attr:`rng`, the generator
+    used by :meth:`evaluate` when no ``rng`` is given. ``trace`` holds the rows :meth:`record` wrote.
+    """
+
+    def __init__(self, *, budget: float | None = None, cost_unit: str = "seconds", charge_repeats: bool = False,
+                 missing_cost: str = "error", metric: str = "val_top1", seed: int | None = None) -> None:
+        self.ledger = CostLedger(budget, cost_unit, charge_repeats)
+        self.missing_cost = check_missing_cost(missing_cost)
+        self.metric = metric
+        self.rng = np.random.default_rng(seed)
+        self.shared = SharedCharges()
+        self.trace: list[dict[str, Any]] = []
+        self.start = time.perf_counter()
+        self._joined: dict[int, RewardBackend] = {}
+
+    # ------------------------------------------------------------------ state
+    @property
+    def budget(self) -> float | None:
+        return self.ledger.budget
+
+    @property
+    def cost_unit(self) -> str:
+        return self.ledger.cost_unit
+
+    @property
+    def spent(self) -> float:
+        return self.ledger.spent
+
+    @property
+    def exhausted(self) -> bool:
+        return self.ledger.exhausted
+
+    def state(self) -> dict[str, Any]:
+        """Cumulative state of the run (the envs put it in every ``info``)."""
+        led = self.ledger
+        return {"cumulative_cost": led.spent, "budget_left": led.left, "evaluations": led.evaluations,
+                "best_so_far": led.best, "best_index": led.best_index, "budget_exhausted": led.exhausted}
+
+    def new_run(self) -> None:
+        """Start over: nothing spent, nothing paid, shared work charged again (the trace is kept)."""
+        self.ledger.new_run()
+        self.shared = SharedCharges()
+        self._joined.clear()
+
+    # ------------------------------------------------------------------ evaluating
+    def evaluate(self, backend: RewardBackend, arch: Arch, fidelity: int | None = None, *,
+                 rng: np.random.Generator | None = None, key: Hashable = None,
+                 score: Callable[[Evaluation], float] | None = None) -> Outcome | None:
+        """Evaluate ``arch`` through ``backend`` and charge it; None (nothing evaluated) once the budget is spent.
+
+        ``score(evaluation)`` (default: the ``metric``, NaN if absent) is computed before anything is charged, so
+        a score that raises leaves the run unchanged; finite scores feed the best-so-far. ``key`` tags the ledger
+        entry (the same model fine-tuned with another teacher is another entry).
+        """
+        if self.ledger.exhausted:
+            return None
+        if id(backend) not in self._joined:
+            backend.new_run(self.shared)
+            self._joined[id(backend)] = backend
+        ev = backend.evaluate(arch, fidelity, cost_unit=self.ledger.cost_unit, rng=rng if rng is not None else self.rng)
+        ev = self.resolve(ev, backend)
+        value = score(ev) if score is not None else float(ev.metrics.get(self.metric, math.nan))
+        charged = self.ledger.charge(arch.index if key is None else (key, arch.index), ev.fidelity, ev.cost,
+                                     imputed=ev.cost_imputed is not None)
+        if math.isfinite(value):
+            self.ledger.observe(arch.index, value)
+        return Outcome(ev, charged, value)
+
+    def resolve(self, ev: Evaluation, backend: RewardBackend) -> Evaluation:
+        """``ev`` with a chargeable cost: as recorded, replaced by the ``missing_cost`` rule (flagged), or refused."""
+        if ev.cost_imputed is not None or not cost_is_missing(ev.cost):
+            return ev
+        known = backend.known_costs(ev.fidelity, ev.cost_unit)
+        column = backend.describe_cost(ev.fidelity, ev.seed)
+        if known is None:
+            known = np.asarray(self.ledger.recorded, dtype=np.float64)
+            column = f"{column} ({ev.cost_unit}; reference: this run's recorded costs)"
+        arch = ev.arch
+        cost, _ = resolve_missing(np.array([ev.cost]), rule=self.missing_cost, known=lambda: known, unit=ev.cost_unit,
+                                  describe=lambda k, n: (f"{arch.index} (hash {arch.hash}, blocks {arch.blocks})",
+                                                         column))
+        return ev._replace(cost=float(cost[0]), cost_imputed=self.missing_cost)
+
+    def record(self, outcome: Outcome, *, fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Append the trace row of ``outcome`` (``select`` says whether the model may be the search's answer)."""
+        ev = outcome.evaluation
+        row = {"step": len(self.trace) + 1, "arch_index": ev.arch.index, "fidelity": ev.fidelity,
+               "metrics": dict(ev.metrics), "objective": float(ev.metrics[self.metric]), "cost": outcome.charged,
+               "full_cost": ev.cost, "cumulative_cost": self.ledger.spent,
+               "wall_time_s": time.perf_counter() - self.start, "select": True, **(fields or {})}
+        self.trace.append(row)
+        return row
+
+
+class BatchOutcome(NamedTuple):
+    """Evaluations of many sub-env runs at once: metrics (arrays), costs charged, where imputed, scores."""
+
+    metrics: dict[str, np.ndarray]
+    charged: np.ndarray
+    imputed: np.ndarray
+    values: np.ndarray
+
+
+class BatchedRuns:
+    """``num_envs`` independent search runs over one tabular backend's rows, evaluated with array operations.
+
+    The same rule as :class:`SearchRun` (:func:`charge_amount`, :func:`~blox_env.rewards.base.resolve_missing`);
+    repeat tracking keeps one byte per (run, row) once a repeat can be free.
+    """
+
+    def __init__(self, num_envs: int, *, n_rows: int, budget: float | None = None, cost_unit: str = "seconds",
+                 charge_repeats: bool = False, missing_cost: str = "error") -> None:
+        self.cost_unit = check_choice("cost_unit", cost_unit, COST_UNITS)
+        self.budget = check_budget(budget, self.cost_unit)
+        self.charge_repeats = check_bool("charge_repeats", charge_repeats)
+        self.missing_cost = check_missing_cost(missing_cost)
+        self.num_envs, self.n_rows = int(num_envs), int(n_rows)
+        self.spent = np.zeros(self.num_envs)
+        self.evaluations = np.zeros(self.num_envs, dtype=np.int64)
+        self.best = np.full(self.num_envs, -np.inf)
+        self.best_index = np.full(self.num_envs, -1, dtype=np.int64)
+        self.paid: np.ndarray | None = None  # [num_envs, n_rows] epochs paid, allocated on the first charge
+
+    def new_runs(self, which: np.ndarray) -> None:
+        """Start the runs selected by the boolean mask ``which`` over."""
+        self.spent[which], self.evaluations[which], self.best[which], self.best_index[which] = 0.0, 0, -np.inf, -1
+        if self.paid is not None:
+            self.paid[which] = 0
+
+    def exhausted(self) -> np.ndarray:
+        if self.budget is None:
+            return np.zeros(self.num_envs, dtype=bool)
+        return self.spent >= self.budget
+
+    def left(self) -> np.ndarray:
+        if self.budget is None:
+            return np.full(self.num_envs, np.inf)
+        return np.maximum(0.0, self.budget - self.spent)
+
+    def state(self) -> dict[str, Any]:
+        """Cumulative state of every run (arrays; the vector envs' ``info``)."""
+        return {"cumulative_cost": self.spent.copy(), "evaluations": self.evaluations.copy(),
+                "best_so_far": self.best.copy(), "budget_exhausted": self.exhausted(), "budget_left": self.left()}
+
+    def evaluate(self, backend: TabularReward, envs: np.ndarray, rows: np.ndarray, index: np.ndarray, fidelity: int, *,
+                 rng: np.random.Generator | None, score: Callable[[dict[str, np.ndarray], int], Any]) -> BatchOutcome:
+        """Evaluate store row ``rows[k]`` (model ``index[k]``) for run ``envs[k]`` (distinct, not exhausted).
+
+        ``score(metrics, n)`` (arrays of ``n``) runs before anything is charged; a missing cost under
+        ``missing_cost="error"`` raises :class:`MissingCostError` naming the first model and changes no run.
+        """
+        n = len(envs)
+        pos = backend.seed_positions(n, rng)
+        metrics = backend.batch(rows, fidelity, pos)
+        full = np.broadcast_to(np.asarray(backend.cost_of(metrics, fidelity, self.cost_unit), float), (n,))
+
+        def describe(k: int, n_missing: int) -> tuple[str, str]:
+            i = int(index[k])
+            more = f" (and {n_missing - 1} more in this step)" if n_missing > 1 else ""
+            seed = "mean" if pos is None else backend.seeds[int(pos[k])]
+            return f"{i} (hash {Arch.from_index(i).hash}){more}", backend.describe_cost(fidelity, seed)
+
+        full, imputed = resolve_missing(full, rule=self.missing_cost, unit=self.cost_unit, describe=describe,
+                                        known=lambda: backend.known_costs(fidelity, self.cost_unit))
+        values = np.broadcast_to(np.asarray(score(metrics, n), dtype=np.float64), (n,))
+        cost = self.charge(envs, rows, fidelity, full)
+        better = values > self.best[envs]
+        self.best[envs[better]], self.best_index[envs[better]] = values[better], index[better]
+        return BatchOutcome(metrics, cost, imputed, values)
+
+    def charge(self, envs: np.ndarray, rows: np.ndarray, fidelity: int, full: np.ndarray) -> np.ndarray:
+        """Charge run ``envs[k]`` for row ``rows[k]`` at ``fidelity`` (cost from scratch ``full[k]``)."""
+        if self.charge_repeats:
+            cost = np.array(full, dtype=float)
+        else:
+            if self.paid is None:
+                self.paid = np.zeros((self.num_envs, self.n_rows), dtype=np.uint8 if fidelity < 256 else np.uint16)
+            prev = self.paid[envs, rows].astype(np.int64)
+            cost, self.paid[envs, rows] = charge_amount(full, fidelity, prev, cost_unit=self.cost_unit,
+                                                        charge_repeats=False)
+        np.add.at(self.spent, envs, cost)
+        np.add.at(self.evaluations, envs, 1)
+        return cost
