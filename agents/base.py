@@ -122,7 +122,7 @@ def make_constraint(backend: RewardBackend, limits: Mapping[str, float]) -> Cons
     return Constraint(columns=columns, limits=clean, rows=backend.rows)
 
 
-def _key(value: float) -> float:
+def fitness_key(value: float) -> float:
     """Sort key of an objective value: NaN ranks below everything."""
     return -math.inf if math.isnan(value) else value
 
@@ -180,7 +180,7 @@ class BaseAgent:
         known = [f for f in self.fidelities if f is not None]
         top = max(known) if known else None
         cands = [(a, v) for (a, v), f in zip(self.history, self.fidelities) if top is None or f == top]
-        return max(cands, key=lambda item: _key(item[1]))
+        return max(cands, key=lambda item: fitness_key(item[1]))
 
     # ------------------------------------------------------------------ constraint
     def allowed(self, arch: Arch) -> bool:

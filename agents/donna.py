@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.agents.base import BaseAgent
-from blox_env.agents.evolution import _positive_int
+from blox_env.agents.evolution import positive_int
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace, mutate
 
 if TYPE_CHECKING:
-    from blox_env.rewards.tabular import Evaluation
+    from blox_env.rewards import Evaluation
 
 __all__ = ["DonnaSearch"]
 
@@ -46,11 +46,11 @@ class DonnaSearch(BaseAgent):
         from blox_env.predictors.signatures import DonnaPredictor
 
         self.predictor = DonnaPredictor(signatures=signatures, alpha=alpha)
-        self.n_init = _positive_int(n_init, "n_init", 3)  # a degree-2 ridge needs a few points
-        self.top = _positive_int(top, "top")
-        self.population_size = _positive_int(population, "population", 2)
-        self.sample_size = _positive_int(sample_size, "sample_size")
-        self.cycles = _positive_int(cycles, "cycles", 0)
+        self.n_init = positive_int(n_init, "n_init", 3)  # a degree-2 ridge needs a few points
+        self.top = positive_int(top, "top")
+        self.population_size = positive_int(population, "population", 2)
+        self.sample_size = positive_int(sample_size, "sample_size")
+        self.cycles = positive_int(cycles, "cycles", 0)
         if self.sample_size > self.population_size:
             raise InvalidArgumentError(f"sample_size ({self.sample_size}) must be at most population "
                                        f"({self.population_size})")

@@ -26,19 +26,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from blox_env.agents.base import BaseAgent, _key
+from blox_env.agents.base import BaseAgent, fitness_key
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace, mutate, neighbours
 
 if TYPE_CHECKING:
-    from blox_env.rewards.tabular import Evaluation
+    from blox_env.rewards import Evaluation
 
 __all__ = ["LocalSearch", "RegularizedEvolution"]
 
 _MUTATION_TRIES = 32
 
 
-def _positive_int(value: object, name: str, minimum: int = 1) -> int:
+def positive_int(value: object, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is one (not a bool) and at least ``minimum``; the agents' size arguments."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -53,8 +54,8 @@ class RegularizedEvolution(BaseAgent):
                  sample_size: int = 5, metric: str = "val_top1",
                  constraint: Callable[[Arch], bool] | None = None) -> None:
         super().__init__(space, seed=seed, metric=metric, constraint=constraint)
-        self.population_size = _positive_int(population, "population", 2)
-        self.sample_size = _positive_int(sample_size, "sample_size")
+        self.population_size = positive_int(population, "population", 2)
+        self.sample_size = positive_int(sample_size, "sample_size")
         if self.sample_size > self.population_size:
             raise InvalidArgumentError(f"sample_size ({self.sample_size}) must be at most population "
                                        f"({self.population_size})")
@@ -77,7 +78,7 @@ class RegularizedEvolution(BaseAgent):
         members = list(self.population)
         k = min(self.sample_size, len(members))
         picks = self.rng.choice(len(members), size=k, replace=False)
-        best = max(picks.tolist(), key=lambda i: (_key(members[i][1]), -i))
+        best = max(picks.tolist(), key=lambda i: (fitness_key(members[i][1]), -i))
         return members[best][0]
 
     def _mutate(self, parent: Arch) -> Arch:
@@ -127,11 +128,11 @@ class LocalSearch(BaseAgent):
         """Account for a neighbour's value; True if the search moved."""
         assert self.incumbent is not None  # internal invariant: only neighbours of an incumbent get here
         if self.strategy == "first":
-            if _key(value) > _key(self.incumbent[1]):
+            if fitness_key(value) > fitness_key(self.incumbent[1]):
                 self._move(arch, value)
                 return True
             return False
-        if self._best_neighbour is None or _key(value) > _key(self._best_neighbour[1]):
+        if self._best_neighbour is None or fitness_key(value) > fitness_key(self._best_neighbour[1]):
             self._best_neighbour = (arch, value)
         return False
 
@@ -148,7 +149,7 @@ class LocalSearch(BaseAgent):
                     continue
                 return arch
             nb = self._best_neighbour
-            if self.strategy == "best" and nb is not None and _key(nb[1]) > _key(self.incumbent[1]):
+            if self.strategy == "best" and nb is not None and fitness_key(nb[1]) > fitness_key(self.incumbent[1]):
                 self._move(*nb)
                 continue
             self.optima.append(self.incumbent)  # local optimum: restart

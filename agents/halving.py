@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from blox_env.agents.base import BaseAgent, _key
+from blox_env.agents.base import BaseAgent, fitness_key
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace
 
 if TYPE_CHECKING:
-    from blox_env.rewards.tabular import Evaluation
+    from blox_env.rewards import Evaluation
 
 __all__ = ["Hyperband", "SuccessiveHalving", "rung_fidelities"]
 
@@ -98,7 +98,7 @@ class _Halving(BaseAgent):
         self._asked = set()
 
     def _promote(self) -> None:
-        ranked = sorted(self._results, key=lambda item: _key(item[1]), reverse=True)
+        ranked = sorted(self._results, key=lambda item: fitness_key(item[1]), reverse=True)
         keep = max(1, len(ranked) // self.eta)
         self.rung += 1
         self._queue = [a for a, _ in ranked[:keep]][::-1]

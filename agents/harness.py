@@ -157,9 +157,9 @@ def run_benchmark(store: str, *, spec: BenchSpec, executor: str = "process", wor
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
     bar = None
     if progress:
-        from tqdm import tqdm
+        from blox_env.progress import ProgressBar
 
-        bar = tqdm(total=len(tasks), desc="searches", unit="search")
+        bar = ProgressBar(len(tasks), description="searches")
     try:
         for task, trace in ex.map_unordered(_task, tasks):
             out[(task.agent, task.seed)] = trace
@@ -183,7 +183,7 @@ def planned(trace: Sequence[dict[str, Any]], budget: float) -> Sequence[dict[str
     return [r for r in trace if r["plan_budget"] == chosen]
 
 
-def _best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
+def best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
              report: Mapping[int, float] | None = None) -> float:
     """Report value of the best-objective eligible model evaluated within ``budget`` (NaN if none).
 
@@ -211,7 +211,7 @@ def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spe
                      label: str | None = None) -> list[dict[str, Any]]:
     """One summary row per agent (see the module docstring); numbers over seeds.
 
-    ``report`` (model index -> value) replaces the records' ``report_metric`` (see :func:`_best_at`);
+    ``report`` (model index -> value) replaces the records' ``report_metric`` (see :func:`best_at`);
     ``label`` names the rows (default: the agent, plus the strategy when it is not plain).
     """
     rows = []
@@ -220,7 +220,7 @@ def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spe
         name = label or (agent if spec.strategy == "plain" else f"{agent}+{spec.strategy}")
         row: dict[str, Any] = {"agent": name, "seeds": len(runs)}
         for b in spec.budgets:
-            vals = np.array([_best_at(t, b, spec.report_metric, report) for t in runs])
+            vals = np.array([best_at(t, b, spec.report_metric, report) for t in runs])
             found = vals[np.isfinite(vals)]  # a search that has no eligible answer yet counts as missing
             mean = float(found.mean()) if len(found) else float("nan")
             row[f"best@{b:g}"] = (mean, float(found.std()) if len(found) else float("nan"))
@@ -235,7 +235,7 @@ def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spe
             reach = []
             for t in runs:
                 hit = next((r["cumulative_cost"] for i, r in enumerate(t)
-                            if _best_at(t[: i + 1], np.inf, spec.report_metric, report) >= spec.target), np.inf)
+                            if best_at(t[: i + 1], np.inf, spec.report_metric, report) >= spec.target), np.inf)
                 reach.append(hit)
             row["cost_to_target_median"] = float(np.median(reach))
             row["reached_target"] = int(np.isfinite(reach).sum())

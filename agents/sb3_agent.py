@@ -16,15 +16,15 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from typing import Any
-
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from blox_env.agents.base import BaseAgent
+from blox_env.datasets.store.schema import is_accuracy
 from blox_env.envs.base import observation_space, stage_observation
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace
@@ -121,7 +121,7 @@ class SB3Agent(BaseAgent):
         return arch
 
     def _observe(self, arch: Arch, value: float, evaluation: Any) -> None:
-        reward = value / 100.0 if ("top1" in self.metric or "top5" in self.metric) else value
+        reward = value / 100.0 if is_accuracy(self.metric) else value
         self._tells.put(0.0 if not np.isfinite(reward) else reward)
 
     def close(self) -> None:

@@ -23,7 +23,6 @@ __all__ = [
     "ConvBNReLU",
     "ConvBlock",
     "MBConvBlock",
-    "ModelConfig",
     "Reduction",
     "Stage",
     "build_model",

@@ -29,7 +29,7 @@ from blox_env.agents import (
 from blox_env.agents.brpnas import split_picks
 from blox_env.agents.halving import rung_fidelities
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards.tabular import Evaluation, TabularReward
+from blox_env.rewards import Evaluation, TabularReward
 from blox_env.space import N_BLOCKS, Arch, SubSpace, neighbours
 
 torch.set_num_threads(1)
@@ -100,7 +100,7 @@ def test_runs_in_space_and_reproducible(name: str, backend: TabularReward) -> No
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_constraint_respected(name: str, backend: TabularReward) -> None:
-    params = backend._static["params"]
+    params = backend.static_costs()["params"]
     limit = float(np.median(params))
     constraint = make_constraint(backend, {"params": limit})
     agent = FACTORIES[name](backend.space, seed=0, constraint=constraint)

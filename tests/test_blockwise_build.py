@@ -28,6 +28,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     return path, build_blockwise(path, spec=SPEC, progress=False)
 
 
+@pytest.mark.slow
 def test_build_counts_and_tables(built) -> None:
     path, report = built
     assert (report.trained_teachers, report.distill_passes, report.finetuned) == (5, 7, 2 * 2 * 5 + 3 * 5)
@@ -43,6 +44,7 @@ def test_build_counts_and_tables(built) -> None:
     assert set(tables.attrs["build"]["seconds"]) == {"teacher", "distill", "finetune"}
 
 
+@pytest.mark.slow
 def test_teachers_retrain_to_the_runs_numbers(built) -> None:
     path, _ = built
     store = open_store(path)
@@ -52,6 +54,7 @@ def test_teachers_retrain_to_the_runs_numbers(built) -> None:
         assert attrs["val_top1"] == pytest.approx(store.val_acc(arch, seed=0, run="r"), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_rerun_is_a_no_op_and_a_torn_row_is_redone(built, tmp_path: Path) -> None:
     path, _ = built
     again = build_blockwise(path, spec=SPEC, progress=False)
@@ -70,6 +73,7 @@ def test_rerun_is_a_no_op_and_a_torn_row_is_redone(built, tmp_path: Path) -> Non
         build_blockwise(tmp_path / "missing.zarr", spec=SPEC, progress=False)
 
 
+@pytest.mark.slow
 def test_live_blockwise_reads_the_same_rows(built) -> None:
     from blox_env.rewards.live import LiveReward
     from blox_env.training.distill import DistillConfig

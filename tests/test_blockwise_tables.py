@@ -223,6 +223,7 @@ def test_donna_search_refits_and_asks_the_predicted_top(tables: BlockwiseTables)
         DonnaSearch(backend.space, seed=0, signatures=tables.signatures("M1")["distill_loss"], n_init=1)
 
 
+@pytest.mark.slow
 def test_study_end_to_end_on_a_tiny_store(bw_path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

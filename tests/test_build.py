@@ -81,6 +81,7 @@ def gated_task(task):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_killed_worker_then_resume_gives_the_clean_result(serial: Path, tmp_path: Path) -> None:
     path, gate = tmp_path / "k.zarr", tmp_path / "gate"
@@ -134,6 +135,7 @@ def test_killed_worker_then_resume_gives_the_clean_result(serial: Path, tmp_path
         assert np.array_equal(a[m], b[m]), m
 
 
+@pytest.mark.slow
 def test_ray_executor_matches_serial(serial: Path, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     path = tmp_path / "ray.zarr"

@@ -259,7 +259,7 @@ def test_store_left_without_static_costs_by_the_old_builder_is_completed(
 
 def test_run_wedged_mid_allocation_by_the_old_builder_is_completed(
         clean: tuple[dict[str, Any], list[str]], replay: list[Faults], tmp_path: Path) -> None:
-    from blox_env.build.benchmark import _data
+    from blox_env.build.benchmark import cached_data as _data
     from blox_env.costs import macs_table, params_table
     from blox_env.training.results import result_encodings
     from blox_env.training.train import CURVES, model_config_for
@@ -345,7 +345,7 @@ def test_run_damaged_after_setup_is_reported_not_silently_reallocated(built: Pat
 
 
 def test_blockwise_run_path_setup_recovers_from_a_kill(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from blox_env.build.benchmark import _data
+    from blox_env.build.benchmark import cached_data as _data
 
     data = _data(DATA, ())
     run = "blockwise/0123/finetune/ft1"

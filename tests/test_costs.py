@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from blox_env.costs import component_costs, macs_table, params_table, static_costs
-from blox_env.model import BloxBlock, ModelConfig, build_model
+from blox_env.model import BloxBlock, build_model
+from blox_env.shapes import ModelConfig
 from blox_env.space import N_BLOCKS, N_MODELS, Arch
 
 

@@ -52,7 +52,7 @@ def test_live_run_allocation_killed_then_rerun_completes(tmp_path: Path, monkeyp
     from blox_env.datasets.synthetic import synthetic_store
     from blox_env.space import SubSpace
     from blox_env.training.recipes import DIGITS_MINI
-    from blox_env.training.results import ensure_run
+    from blox_env.training.run_setup import ensure_run
 
     path = tmp_path / "s.zarr"
     synthetic_store(path, space=SubSpace(((0, 9), (1,), (2,))), seeds=(0,), epochs=3).close()

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from blox_env.datasets.release import download as dl
+from blox_env.datasets.release.manifest import ReleaseAsset, ReleaseManifest
 from blox_env.errors import BloxError, DownloadError, InvalidArgumentError
 
 PAYLOAD = bytes(range(256)) * 200  # 51,200 bytes, several read chunks
@@ -249,10 +250,10 @@ def test_file_url_and_progress_bar(tmp_path: Path) -> None:
         dl.download_file((tmp_path / "nope").as_uri(), tmp_path / "x", progress=False)
 
 
-def _manifest(base: str) -> dl.ReleaseManifest:
-    return dl.ReleaseManifest(base_url=base, assets=(
-        dl.ReleaseAsset(name="blox-info.blox"),
-        dl.ReleaseAsset(name="blox-base-0.blox", size=len(PAYLOAD), sha256=PAYLOAD_SHA),
+def _manifest(base: str) -> ReleaseManifest:
+    return ReleaseManifest(base_url=base, assets=(
+        ReleaseAsset(name="blox-info.blox"),
+        ReleaseAsset(name="blox-base-0.blox", size=len(PAYLOAD), sha256=PAYLOAD_SHA),
     ))
 
 
@@ -269,7 +270,7 @@ def test_download_release_default_dest(server: tuple[str, ServerState], tmp_path
 
 def test_download_release_reports_all_failures(server: tuple[str, ServerState], tmp_path: Path) -> None:
     base, _ = server
-    manifest = dl.ReleaseManifest(base_url=base, assets=(dl.ReleaseAsset(name="blox-ext-0.blox"),
+    manifest = ReleaseManifest(base_url=base, assets=(ReleaseAsset(name="blox-ext-0.blox"),
                                                          *_manifest(base).assets))
     with pytest.raises(DownloadError, match="1 of 3") as info:
         dl.download_release(dest=tmp_path, manifest=manifest, timeout=5.0, progress=False)
@@ -279,12 +280,12 @@ def test_download_release_reports_all_failures(server: tuple[str, ServerState], 
 
 def test_manifest_json_round_trip(tmp_path: Path) -> None:
     manifest = _manifest("https://example.invalid/rel/")
-    assert dl.ReleaseManifest.from_json(manifest.to_json()) == manifest
+    assert ReleaseManifest.from_json(manifest.to_json()) == manifest
     path = tmp_path / "m.json"
     path.write_text(manifest.to_json())
-    assert dl.ReleaseManifest.from_json(path) == manifest and dl.ReleaseManifest.from_json(str(path)) == manifest
-    assert dl.ReleaseManifest.from_json(dl.DEFAULT_MANIFEST.to_json()) == dl.DEFAULT_MANIFEST
-    short = dl.ReleaseManifest.from_json('{"base_url": "http://h/x", "assets": ["a.csv"]}')
+    assert ReleaseManifest.from_json(path) == manifest and ReleaseManifest.from_json(str(path)) == manifest
+    assert ReleaseManifest.from_json(dl.DEFAULT_MANIFEST.to_json()) == dl.DEFAULT_MANIFEST
+    short = ReleaseManifest.from_json('{"base_url": "http://h/x", "assets": ["a.csv"]}')
     assert short.url("a.csv") == "http://h/x/a.csv" and short.asset("a.csv").size is None
 
 
@@ -323,13 +324,13 @@ def test_cli(server: tuple[str, ServerState], tmp_path: Path) -> None:
     (lambda: dl.download_file("http://h/x", Path("x"), sha256="abc"), "64 hexadecimal"),
     (lambda: dl.download_file("http://h/x", Path("x"), retries=-1), "retries"),
     (lambda: dl.download_file("http://h/x", Path("x"), timeout=0), "timeout"),
-    (lambda: dl.ReleaseAsset(name="../evil"), "plain file name"),
-    (lambda: dl.ReleaseAsset(name="a.blox", size=-5), "non-negative"),
-    (lambda: dl.ReleaseManifest(base_url="gopher://h/", assets=()), "allowed"),
-    (lambda: dl.ReleaseManifest(base_url="http://h/", assets=(dl.ReleaseAsset(name="a"),) * 2), "more than once"),
-    (lambda: dl.ReleaseManifest.from_json("{not json"), "not valid JSON"),
-    (lambda: dl.ReleaseManifest.from_json('{"base_url": "http://h/", "assets": [], "x": 1}'), "unknown keys"),
-    (lambda: dl.ReleaseManifest.from_json("/nonexistent/manifest.json"), "cannot be read"),
+    (lambda: ReleaseAsset(name="../evil"), "plain file name"),
+    (lambda: ReleaseAsset(name="a.blox", size=-5), "non-negative"),
+    (lambda: ReleaseManifest(base_url="gopher://h/", assets=()), "allowed"),
+    (lambda: ReleaseManifest(base_url="http://h/", assets=(ReleaseAsset(name="a"),) * 2), "more than once"),
+    (lambda: ReleaseManifest.from_json("{not json"), "not valid JSON"),
+    (lambda: ReleaseManifest.from_json('{"base_url": "http://h/", "assets": [], "x": 1}'), "unknown keys"),
+    (lambda: ReleaseManifest.from_json("/nonexistent/manifest.json"), "cannot be read"),
     (lambda: dl.release_asset_names(ext="zip"), "blox, csv, pickle"),
 ])
 def test_bad_inputs(call: object, match: str) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from blox_env.datasets.release import download as dl
+from blox_env.datasets.release.manifest import ReleaseAsset
+from blox_env.datasets.release.records import DownloadRecord
 from blox_env.errors import DownloadError, InvalidArgumentError
 
 DATA = bytes(range(251)) * 204  # 51,204 bytes: several read chunks, not a power of two
@@ -260,7 +262,7 @@ def test_unknown_size_and_checksum_is_said_and_recorded(server: tuple[str, State
     assert f"no size or checksum known for {NAME}" in err and DATA_SHA in err and "blox data verify" in err
     sidecar = (tmp_path / f"{NAME}.sha256").read_text().splitlines()
     assert f"{DATA_SHA}  {NAME}" in sidecar and f"# size {len(DATA)}" in sidecar  # sha256sum -c format
-    assert dl.read_record(tmp_path / NAME) == dl.DownloadRecord(len(DATA), DATA_SHA)
+    assert dl.read_record(tmp_path / NAME) == DownloadRecord(len(DATA), DATA_SHA)
     assert _leftovers(tmp_path) == [NAME, f"{NAME}.sha256"]
     dl.download_file(url, tmp_path / "b.blox", sha256=DATA_SHA, timeout=5.0, progress=False)
     assert "no size or checksum" not in capsys.readouterr().err  # said only when nothing is known
@@ -282,4 +284,4 @@ def test_cli_prints_the_note(server: tuple[str, State], tmp_path: Path) -> None:
 @pytest.mark.parametrize("suffix", [".part", ".part.json", ".sha256"])
 def test_asset_names_cannot_clash_with_the_downloaders_own_files(suffix: str) -> None:
     with pytest.raises(InvalidArgumentError, match="plain file name"):
-        dl.ReleaseAsset(name="blox-info.blox" + suffix)
+        ReleaseAsset(name="blox-info.blox" + suffix)

@@ -7,13 +7,14 @@ import pytest
 from typer.testing import CliRunner
 
 from blox_env.agents import AGENTS, make_agent
-from blox_env.agents.harness import BenchSpec, run_benchmark, run_search, summarise_traces
+from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
+from blox_env.agents.loop import run_search
 from blox_env.cli.root import app
 from blox_env.datasets.store.core import open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import InvalidArgumentError
 from blox_env.reports.bench import markdown_table, plot_anytime
-from blox_env.rewards.tabular import TabularReward
+from blox_env.rewards import TabularReward
 from blox_env.space import SubSpace
 
 SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))

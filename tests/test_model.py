@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from blox_env.errors import InvalidArgumentError
-from blox_env.model import BloxBlock, ModelConfig, Reduction, build_model, make_op
+from blox_env.model import BloxBlock, Reduction, build_model, make_op
+from blox_env.shapes import ModelConfig
 from blox_env.space import Arch
 
 

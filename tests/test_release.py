@@ -10,19 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blox_env.datasets.release.codec import (
-    ColumnType,
-    accuracy_values,
-    decode_custom,
-    encode_custom,
-    parse_column_type,
-)
-from blox_env.datasets.release.reader import (
-    KIND_COLUMNS,
-    find_release_files,
-    read_release_file,
-    read_release_header,
-)
+from blox_env.datasets.release.codec import decode_custom, encode_custom
+from blox_env.datasets.release.header import KIND_COLUMNS, find_release_files, read_release_header
+from blox_env.datasets.release.reader import read_release_file
+from blox_env.datasets.release.types import ColumnType, accuracy_values, parse_column_type
 from blox_env.datasets.release.writer import release_file_name, synthetic_release, write_release_file
 from blox_env.errors import ReleaseFormatError
 from blox_env.hashes import all_hashes

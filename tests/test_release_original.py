@@ -25,9 +25,11 @@ import pytest
 import yaml
 
 from blox_env.costs import macs_table, params_table
-from blox_env.datasets.release.codec import MAX_ROWS, decode_custom, encode_custom, parse_column_type
-from blox_env.datasets.release.reader import ENV_COLUMNS, read_release_file
+from blox_env.datasets.release.codec import MAX_ROWS, decode_custom, encode_custom
+from blox_env.datasets.release.reader import read_release_file
+from blox_env.datasets.release.types import parse_column_type
 from blox_env.datasets.release.writer import write_release_file
+from blox_env.datasets.store.schema import ENV_COLUMNS
 from blox_env.errors import ReleaseFormatError
 from blox_env.space import Arch
 

@@ -59,7 +59,7 @@ class BuildReport(NamedTuple):
 
 
 @lru_cache(maxsize=4)
-def _data(spec: str, kwargs: tuple[tuple[str, Any], ...]) -> Any:
+def cached_data(spec: str, kwargs: tuple[tuple[str, Any], ...]) -> Any:
     from blox_env.datasets.images import load_data
 
     return load_data(spec, **dict(kwargs))
@@ -69,17 +69,17 @@ def run_task(task: BuildTask) -> tuple[Any, str]:
     """Worker side: train one model; returns the result and ``host:pid``."""
     from blox_env.training.train import train_model
 
-    result = train_model(Arch.from_index(task.arch_index), _data(task.data, task.data_kwargs), recipe=task.recipe,
+    result = train_model(Arch.from_index(task.arch_index), cached_data(task.data, task.data_kwargs), recipe=task.recipe,
                          seed=task.seed, device=task.device)
     return result, f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _run_provenance() -> dict[str, Any]:
+def run_provenance() -> dict[str, Any]:
+    from importlib.metadata import version
+
     import torch
 
-    from blox_env import __version__
-
-    return {"code_version": f"blox-env {__version__}", "torch_version": torch.__version__,
+    return {"code_version": f"blox-env {version('blox-env')}", "torch_version": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "torch_threads_per_worker": 1}
@@ -139,12 +139,12 @@ def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run:
     _check_device(device, executor)
     indices = _indices(archs)
     kwargs = tuple(sorted((data_kwargs or {}).items()))
-    data_obj = _data(data, kwargs)
+    data_obj = cached_data(data, kwargs)
     config = model_config_for(data_obj, recipe)
     st = prepare_store(store, indices, name=name or f"blox-{data_obj.name}", config=config)
     prepare_run(st, run, seeds=seeds, recipe=recipe, data=data_obj,
                 data_spec={"data": data_obj.name, "kwargs": dict(kwargs)},
-                attrs={"provenance": _run_provenance()}, extra={"worker": (Encoding("raw", "int32"), False)})
+                attrs={"provenance": run_provenance()}, extra={"worker": (Encoding("raw", "int32"), False)})
     info = st.run_info(run)
     workers_seen = list(info.attrs.get("workers", []))
     rows = st.rows(indices)
@@ -175,9 +175,9 @@ def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run:
 
 
 def _bar(todo: int, done: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+    from blox_env.progress import ProgressBar
 
-    return tqdm(total=todo + done, initial=done, desc="build", unit="model", disable=not enabled, smoothing=0.05)
+    return ProgressBar(todo + done, initial=done, description="build (models)", enabled=enabled)
 
 
 def iter_pending(store: BloxStore, run: str) -> Iterator[tuple[int, int]]:

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blox_env.build.benchmark import _data, _run_provenance
+from blox_env.build.benchmark import cached_data, run_provenance
 from blox_env.datasets.store.blockwise import TEACHER_NAMES, TEACHER_QUANTILES, choose_teachers, finetune_run_name
 from blox_env.datasets.store.core import BloxStore
 from blox_env.errors import InvalidArgumentError, StoreError
@@ -109,7 +109,7 @@ def run_blockwise_task(task: BlockwiseTask) -> tuple[Any, str]:
 
     spec = task.spec
     recipe = get_recipe(spec.recipe)
-    data = _data(spec.data, spec.data_kwargs)
+    data = cached_data(spec.data, spec.data_kwargs)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     if task.kind == "teacher":
         from blox_env.training.train import train_model
@@ -133,7 +133,7 @@ def run_blockwise_task(task: BlockwiseTask) -> tuple[Any, str]:
                     temperature=spec.temperature, device="cpu"), worker
 
 
-def _describe(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
+def describe_tables(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
     """The ``tables`` attribute: teachers, configs and every signature group / fine-tuning run path."""
     from blox_env.training.recipes import get_recipe
 
@@ -160,7 +160,7 @@ def _describe(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
 
 def _tables_attr(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
     """Write the description on first build; on reruns check that it matches ``spec``."""
-    want = _describe(store, spec)  # first: a bad normal run or spec is refused before anything is written
+    want = describe_tables(store, spec)  # first: a bad normal run or spec is refused before anything is written
     have = store.read_blockwise_tables()
     if have is not None:
         keys = ("teachers", "distill", "ft_epochs", "full_teachers", "alpha", "temperature", "recipe", "seed")
@@ -170,7 +170,7 @@ def _tables_attr(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
                              f"({', '.join(diff)} differ): build into a copy of the store")
         want["build"] = have.get("build", {})
         return want
-    want["build"] = {"provenance": _run_provenance(), "seconds": {}}
+    want["build"] = {"provenance": run_provenance(), "seconds": {}}
     store.write_blockwise_tables(want)
     return want
 
@@ -246,7 +246,7 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
         raise StoreError(f"{path} is not a blox store: build the normal run first (blox build)")
     check_executor(executor, workers=workers)
     recipe = get_recipe(spec.recipe)
-    data = _data(spec.data, spec.data_kwargs)
+    data = cached_data(spec.data, spec.data_kwargs)
     config = model_config_for(data, recipe)
     data_spec = {"data": data.name, "kwargs": dict(spec.data_kwargs)}
     st = BloxStore.open(path, mode="a")
@@ -305,6 +305,6 @@ def _name_of(tables: dict[str, Any], teacher_index: int) -> str:
 
 
 def _bar(phase: str, total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+    from blox_env.progress import ProgressBar
 
-    return tqdm(total=total, desc=f"blockwise {phase}", unit="task", disable=not enabled, smoothing=0.05)
+    return ProgressBar(total, description=f"blockwise {phase} (tasks)", enabled=enabled)

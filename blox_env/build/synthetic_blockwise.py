@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.build.blockwise import BlockwiseSpec, _describe
+from blox_env.build.blockwise import BlockwiseSpec, describe_tables
 from blox_env.datasets.store.core import BloxStore
 from blox_env.space import N_BLOCKS, N_STAGES, Arch, indices_to_blocks
 
@@ -25,7 +25,7 @@ def synthetic_blockwise(location: str | os.PathLike[str], *, ft_epochs: tuple[in
     rng = np.random.default_rng(seed)
     store = BloxStore.open(location, mode="a")
     spec = BlockwiseSpec(data="synthetic", data_kwargs=(), ft_epochs=ft_epochs, distill_epochs=distill_epochs)
-    tables = _describe(store, spec)
+    tables = describe_tables(store, spec)
     info = store.run_info(tables["normal_run"])
     normal = np.nanmean(np.stack([store.get("test_top1", None, seed=s, run=info.name) for s in info.seeds]), axis=0)
     blocks = indices_to_blocks(store.index)

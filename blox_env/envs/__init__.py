@@ -3,8 +3,10 @@
 - ``Blox-v0`` (:mod:`.sequential`): one stage per step.
 - ``BloxOneShot-v0`` (:mod:`.oneshot`): the whole model in one step.
 
-Both have a numpy-batched vector version (:mod:`.vector`) used by
-``gym.make_vec(..., vectorization_mode="vector_entry_point")``.
+Both derive from :class:`.base.BloxSearchEnv` (arguments, the search run, masks) and have a
+numpy-batched vector version (:mod:`.vector`) used by
+``gym.make_vec(..., vectorization_mode="vector_entry_point")``. :mod:`.wrappers` holds the
+one-hot observation and the search-trace recorder.
 """
 
 from __future__ import annotations

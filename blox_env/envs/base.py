@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from blox_env.checks import check_bool, check_optional_str, check_real
+from blox_env.datasets.store.schema import is_accuracy
 from blox_env.envs.checks import check_constraint, check_epochs, check_reset, check_reward_output, check_seed_mode
 from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.rewards.base import Evaluation, RewardBackend, check_missing_cost, local_to_indices
@@ -69,7 +70,7 @@ def reward_value(metrics: Mapping[str, Any], metric: str, *, normalize: bool,
     value = metrics[metric]
     if "loss" in metric:
         return -value
-    if normalize and ("top1" in metric or "top5" in metric):
+    if normalize and is_accuracy(metric):
         return value / 100.0
     return value
 

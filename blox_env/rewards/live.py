@@ -35,7 +35,8 @@ from blox_env.rewards.base import BaseReward, Evaluation, SharedCharges, unit_co
 from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
 from blox_env.training.distill import DistillConfig, distill_blocks
 from blox_env.training.recipes import Recipe, get_recipe
-from blox_env.training.results import ensure_run, record_result
+from blox_env.training.results import record_result
+from blox_env.training.run_setup import ensure_run
 from blox_env.training.train import model_config_for, resolve_device, train_model
 
 __all__ = ["LiveReward", "open_live_store"]

@@ -17,7 +17,8 @@ from torch import nn
 
 from blox_env.datasets.store.blockwise_tree import SIGNATURE_NAMES, FlatWeights
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError
-from blox_env.model import BloxModel, ModelConfig, Stage
+from blox_env.model import BloxModel, Stage
+from blox_env.shapes import ModelConfig
 from blox_env.space import Arch
 from blox_env.training.distill import DistillConfig, DistillResult
 

@@ -7,20 +7,17 @@ row torn by a crash reads as unfinished and is redone, never half-used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from blox_env.datasets.store.encoding import Encoding
-from blox_env.errors import InvalidArgumentError
-from blox_env.training.recipes import Recipe
 from blox_env.training.train import CURVES, TrainResult
 
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["ensure_run", "finished_mask", "record_result", "result_encodings"]
+__all__ = ["finished_mask", "record_result", "result_encodings"]
 
 FINALS = ("test_top5", "test_loss", "train_time_s", "wall_time_s", "test_top1")  # test_top1 last: the row's seal
 
@@ -39,25 +36,6 @@ def result_encodings(sizes: dict[str, int]) -> dict[str, Encoding]:
     enc["train_time_s"] = Encoding("raw", "float64")
     enc["wall_time_s"] = Encoding("raw", "float64")
     return enc
-
-
-def ensure_run(store: BloxStore, run: str, *, seeds: Sequence[int], recipe: Recipe, data: Any,
-               attrs: dict[str, Any]) -> None:
-    """Create a run with every metric allocated (missing), finish an interrupted setup, or check the existing one.
-
-    Goes through the builder's transactional setup, so a crash while the arrays are allocated never wedges the run.
-    """
-    from blox_env.build.prepare import prepare_run, run_setup_state
-
-    if run_setup_state(store, run) in ("complete", "legacy"):  # a finished run (built or live): check, never rewrite
-        info = store.run_info(run)
-        if not set(seeds) <= set(info.seeds) or info.epochs != recipe.epochs:
-            raise InvalidArgumentError(
-                f"run {run!r} exists with seeds {list(info.seeds)} and {info.epochs} epochs; asked for seeds "
-                f"{list(seeds)} and {recipe.epochs} epochs: use another run name"
-            )
-        return
-    prepare_run(store, run, seeds=seeds, recipe=recipe, data=data, data_spec={"data": data.name}, attrs=attrs)
 
 
 def record_result(store: BloxStore, run: str, result: TrainResult, *, seed: int) -> None:

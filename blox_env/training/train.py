@@ -23,8 +23,9 @@ from torch import nn
 from blox_env.datasets.augment import iterate_batches
 from blox_env.datasets.images import ImageData, ImageSplit
 from blox_env.errors import InvalidArgumentError, TrainingDivergedError
-from blox_env.model import BloxModel, ModelConfig, build_model
+from blox_env.model import BloxModel, build_model
 from blox_env.progress import ProgressBar
+from blox_env.shapes import ModelConfig
 from blox_env.space import Arch
 from blox_env.training.recipes import Recipe
 

@@ -140,7 +140,7 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
         """Create an empty store whose rows are the models ``index`` (sorted, unique)."""
         import zarr
 
-        from blox_env.datasets.store.write import _codecs, space_definition
+        from blox_env.datasets.store.write import array_codecs, space_definition
 
         idx = np.asarray(index, dtype=np.int64)
         if idx.ndim != 1 or idx.size == 0:
@@ -155,7 +155,7 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
         zstore = zarr_store(resolve_location(location), mode="w")
         group = zarr.open_group(zstore, mode="w")
         arr = group.create_array("index", shape=idx.shape, dtype="int32", chunks=idx.shape, fill_value=INDEX_FILL,
-                                 **_codecs("int32"))
+                                 **array_codecs("int32"))
         arr[:] = idx
         group.attrs.update({
             "format": STORE_FORMAT,

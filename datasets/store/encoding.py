@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from blox_env.datasets.store.schema import is_accuracy
 from blox_env.errors import StoreError
 
 __all__ = ["Encoding", "best_mode", "count_denominator", "detect_encoding", "quiet_nan", "running_best"]
@@ -171,7 +172,7 @@ def detect_encoding(metric: str, values: np.ndarray, *, sizes: dict[str, int] | 
     """
     v = np.asarray(values, dtype=np.float64)
     finite = v[np.isfinite(v)]
-    if ("top1" in metric or "top5" in metric) and finite.size:
+    if is_accuracy(metric) and finite.size:
         n = count_denominator(metric, sizes)
         counts = np.rint(finite * n / 100.0)
         if np.all(np.abs(np.round(counts * 100.0 / n, 3) - finite) < 1e-9) and counts.min() >= 0:

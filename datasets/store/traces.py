@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.datasets.store.integrity import chunk_coords, chunk_key, corrupt, guard, key_exists
-from blox_env.datasets.store.write import _KEEP_CHUNKS, _codecs
+from blox_env.datasets.store.write import KEEP_CHUNKS, array_codecs
 from blox_env.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class TraceMixin:
                 raise InvalidArgumentError(f"trace field {key!r} is missing from some records")
             self._touch(f"{path}/{key}")
             arr = grp.create_array(key, shape=(len(values),), dtype="float64", chunks=(max(len(values), 1),),
-                                   fill_value=np.nan, config=_KEEP_CHUNKS, **_codecs("float64"))
+                                   fill_value=np.nan, config=KEEP_CHUNKS, **array_codecs("float64"))
             arr[...] = np.asarray(values, dtype=np.float64)
 
     def read_trace(self: BloxStore, name: str) -> dict[str, np.ndarray]:

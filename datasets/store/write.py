@@ -54,10 +54,10 @@ def space_definition() -> dict[str, Any]:
 
 
 #: Every chunk on disk, even one holding only missing values: an absent chunk is then always damage.
-_KEEP_CHUNKS = {"write_empty_chunks": True}
+KEEP_CHUNKS = {"write_empty_chunks": True}
 
 
-def _codecs(dtype: str) -> dict[str, Any]:
+def array_codecs(dtype: str) -> dict[str, Any]:
     """Blosc/zstd with byte shuffle, then a crc32c checksum: a damaged chunk fails to decode."""
     from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
@@ -82,7 +82,7 @@ class StoreWriter:
                        for ax, n in enumerate(shape))
         arr = self._group.create_array(
             path, shape=shape, chunks=chunks, dtype=encoding.dtype, fill_value=encoding.missing, overwrite=True,
-            config=_KEEP_CHUNKS, **_codecs(encoding.dtype),
+            config=KEEP_CHUNKS, **array_codecs(encoding.dtype),
         )
         arr.attrs.update({"encoding": encoding.to_attrs(), **(attrs or {})})
         arr[...] = packed if packed is not None else encoding.missing  # all missing: the sentinel everywhere
