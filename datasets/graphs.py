@@ -32,10 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import dgl
 import numpy as np
 import torch
 
+from blox_env.datasets.dgl_import import dgl
 from blox_env.errors import InvalidArgumentError
 from blox_env.graph import NODE_TYPES, model_graph, node_type_ids
 from blox_env.space import BLOCK_GRAPHS, N_BLOCKS, N_STAGES, Arch, as_indices, indices_to_blocks, parse_arch

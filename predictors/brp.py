@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-import dgl
 import numpy as np
 import torch
 from torch import nn
 
+from blox_env.datasets.dgl_import import dgl
 from blox_env.datasets.graphs import batch_graphs
 from blox_env.errors import InvalidArgumentError
 from blox_env.predictors.base import (

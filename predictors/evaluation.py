@@ -139,9 +139,14 @@ def summarise(rows: Sequence[dict[str, Any]], *, key: str = "spearman") -> dict[
         return {k: (float(np.nanmean(v)), float(np.nanstd(v))) for k, v in groups.items()}
 
 
-def save_results(rows: Sequence[dict[str, Any]], path: str | Path, *, spec: EvalSpec) -> Path:
-    """Rows and the spec as JSON."""
+def save_results(rows: Sequence[dict[str, Any]], path: str | Path, *, spec: EvalSpec, store: Any = None) -> Path:
+    """Rows and the spec as JSON, with (``store`` given) the data provenance of the store under ``benchmark``."""
+    from blox_env.datasets.store.provenance import describe_benchmark
+
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"spec": asdict(spec), "rows": list(rows)}, indent=1, default=float))
+    doc: dict[str, Any] = {"spec": asdict(spec), "rows": list(rows)}
+    if store is not None:
+        doc["benchmark"] = describe_benchmark(store)
+    out.write_text(json.dumps(doc, indent=1, default=float))
     return out

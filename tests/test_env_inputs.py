@@ -270,7 +270,8 @@ BAD_ARGS = [
     ("reward_fn", 5, TYPE), ("missing_cost", "mean", VALUE), ("missing_cost", None, VALUE),
     ("mode", 5, TYPE), ("mode", "fancy", VALUE), ("backend", object(), TYPE),
 ]
-SCALAR_ONLY = [("render_mode", "human", VALUE), ("verbose", "x", TYPE)]  # gym.make itself refuses render_mode=3
+# gym.make itself refuses render_mode=3; "human" is served by gymnasium's HumanRendering over "rgb_array"
+SCALAR_ONLY = [("render_mode", "video", VALUE), ("verbose", "x", TYPE)]
 VECTOR_ONLY = [("num_envs", True, TYPE), ("num_envs", 0, VALUE), ("num_envs", 2.0, TYPE)]
 
 
@@ -294,7 +295,7 @@ def test_bad_constructor_argument(tiny_store, env_id: str, arg: tuple) -> None:
 def test_render_mode_of_a_wrong_type_without_gym_make(tiny_store) -> None:
     from blox_env.envs.sequential import BloxEnv
 
-    with pytest.raises(InvalidArgumentTypeError, match="render_mode must be None or 'ansi'"):
+    with pytest.raises(InvalidArgumentTypeError, match="render_mode must be None, 'ansi' or 'rgb_array'"):
         BloxEnv(benchmark=tiny_store, render_mode=3)
 
 

@@ -295,6 +295,7 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
             st.write_blockwise_tables(tables)
     finally:
         ex.close()
+    st.close()  # records the per-array checksums of everything written
     teachers = {n: int(t["index"]) for n, t in tables["teachers"].items()}
     return BlockwiseReport(str(path), teachers, counts["teacher"], counts["distill"], counts["finetune"],
                            time.perf_counter() - start)

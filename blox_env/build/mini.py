@@ -72,6 +72,7 @@ def write_mini_latency(out: str | Path, *, repeats: int = 30) -> None:
     store.write_latency(device_name(), latency_table(comps)[store.index],
                         attrs={"batch": 1, "threads": 1, "repeats": repeats, "model_config": vars(config),
                                "method": "per-component lookup at Blox-mini width, summed"})
+    store.close()  # records the new array's checksum
 
 
 def package_store(src: str | Path, dest: str | Path, *, weights: bool = False) -> Path:

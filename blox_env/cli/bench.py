@@ -34,9 +34,11 @@ def bench(
     """Run agents x seeds on a tabular benchmark under cost budgets; print the summary table."""
     from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
     from blox_env.datasets.store.core import open_store
+    from blox_env.datasets.store.provenance import benchmark_summary, describe_benchmark
     from blox_env.reports.bench import best_model, markdown_table, plot_anytime, write_report
 
     st = open_store(store)
+    data = describe_benchmark(st)
     spec = BenchSpec(agents=tuple(a.strip() for a in agents.split(",") if a.strip()), seeds=seeds,
                      budgets=tuple(float(b) for b in budgets.split(",")), cost_unit=cost_unit, target=target,
                      mode=mode, teacher=teacher, ft_epochs=ft_epochs, strategy=strategy)
@@ -47,6 +49,7 @@ def bench(
         tables = BlockwiseTables(st)
     best = best_model(st, metric=spec.metric, report_metric=spec.report_metric, tables=tables)
     best_index, best_report, report_values = best.index, best.report, best.values
+    console.print(f"data: {benchmark_summary(data)}", markup=False, highlight=False)
     console.print(f"benchmark {st.name}: {len(st):,} models; best by mean {spec.metric}: model {best_index} "
                   f"({spec.report_metric} {best_report:.2f}); {len(spec.agents)} agents x {seeds} seeds")
     t = time.perf_counter()
@@ -60,7 +63,7 @@ def bench(
     console.print(f"anytime plot: {png}; {seconds:.0f} s")
     if report:
         out = write_report(report, rows=rows, spec=spec, plot=png, store_name=st.name, best_index=best_index,
-                           best_report=best_report, seconds=seconds)
+                           best_report=best_report, seconds=seconds, benchmark=data)
         console.print(f"report: {out}")
     if traces:
         from pathlib import Path

@@ -67,9 +67,11 @@ def info(store: Annotated[str | None, typer.Argument(help="store path/URL or nam
 
     from blox_env.datasets.store.core import open_store
     from blox_env.datasets.store.integrity import StoreDamageWarning
+    from blox_env.datasets.store.provenance import benchmark_lines, describe_benchmark
     from blox_env.datasets.store.verify import verify_store
 
     st = open_store(store)
+    bench = describe_benchmark(st)
     check = verify_store(st)  # cheap: metadata and chunk presence, nothing decoded but the index
     _plain(f"store      {st.location}\nname       {st.name}\nmodels     {len(st):,}"
            f" ({100 * len(st) / 91125:.1f}% of the BLOX space)")
@@ -91,6 +93,7 @@ def info(store: Annotated[str | None, typer.Argument(help="store path/URL or nam
     _plain(f"static     {', '.join(m for m in st.metrics() if m in ('params', 'flops')) or '-'}")
     _plain(f"latency    {', '.join(st.latency_devices) or '-'}")
     _plain("provenance " + json.dumps(st.attrs.get("provenance", {}), indent=1)[:2000])
+    _plain("\n".join(["benchmark", *benchmark_lines(bench)[2:]]))  # the same description as every report
     if not check.ok:
         _report(check, err=True)
         raise typer.Exit(1)

@@ -70,7 +70,7 @@ def evaluate(
                     train_sizes=tuple(int_list(sizes, option="--sizes")), seeds=seeds, test_size=test_size,
                     metric=metric, fast=fast)
     rows = run_evaluation(st, spec=spec)
-    save_results(rows, out, spec=spec)
+    save_results(rows, out, spec=spec, store=st)
     plot_results(rows, plot, title=f"{st.name}: {metric}")
     summary = summarise(rows)
     table = Table(title=f"Spearman on held-out models, mean ± std over {seeds} seeds ({st.name})")

@@ -39,6 +39,9 @@ def study(
                          predictor_seeds=predictor_seeds, executor=executor, workers=workers,
                          predictors=tuple(p.strip() for p in predictors.split(",") if p.strip()))
     if not quiet:
+        from blox_env.datasets.store.provenance import benchmark_summary, describe_benchmark
+
+        console.print(f"data: {benchmark_summary(describe_benchmark(st))}", markup=False, highlight=False)
         console.print(f"study on {st.name}: teachers " + ", ".join(f"{k} = {v.index}" for k, v in
                                                                     tables.teachers.items()))
     results = run_study(st, config=config, progress=not quiet)

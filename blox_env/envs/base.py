@@ -117,7 +117,7 @@ def evaluation_info(ev: Evaluation, *, charged: float, run: SearchRun, local: tu
 class BloxSearchEnv(gym.Env):
     """Shared machinery; use :class:`~blox_env.envs.sequential.BloxEnv` or ``BloxOneShotEnv``."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, *, benchmark: Any = None, reward: str = "tabular", metric: str = "val_top1",
                  epochs: int | None = None, seed_mode: int | str = "random", budget: float | None = None,
@@ -143,7 +143,7 @@ class BloxSearchEnv(gym.Env):
         if render_mode is not None and (not isinstance(render_mode, str)
                                         or render_mode not in self.metadata["render_modes"]):
             err = InvalidArgumentError if isinstance(render_mode, str) else InvalidArgumentTypeError
-            raise err(f"render_mode must be None or 'ansi', got {render_mode!r}")
+            raise err(f"render_mode must be None, 'ansi' or 'rgb_array', got {render_mode!r}")
         verbose = check_bool("verbose", verbose)
         constraint = check_constraint(constraint)
         self.missing_cost = check_missing_cost(missing_cost)
@@ -176,6 +176,7 @@ class BloxSearchEnv(gym.Env):
         self._hashes: dict[int, str] = {}
         self._hash_table: np.ndarray | None = None
         self.last_info: dict[str, Any] = {}
+        self._last_value: float | None = None  # reward of the last evaluated model (the rgb_array picture)
 
     @property
     def ledger(self) -> CostLedger:
@@ -190,6 +191,7 @@ class BloxSearchEnv(gym.Env):
         """
         if seed is not None or check_reset(None, options)[1]:
             self.run.new_run()
+            self._last_value = None
 
     def _hash(self, index: int) -> str:
         """Model hash: from the cached table for large benchmarks, computed once per model for small ones."""
@@ -267,9 +269,23 @@ class BloxSearchEnv(gym.Env):
         info = evaluation_info(outcome.evaluation, charged=outcome.charged, run=self.run, local=local,
                                model_hash=self._hash(index))
         info["evaluated"] = True
+        self._last_value = float(outcome.value)
         return outcome.value, self.run.exhausted, info
 
-    def render(self) -> str | None:
+    def _render_state(self) -> tuple[tuple[int, ...], int | None]:
+        """What the picture shows: the local blocks chosen so far and the stage picked next (None: none)."""
+        return (), None
+
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: one line on the last model; ``"rgb_array"``: the picture of :mod:`blox_env.envs.render`."""
+        if self.render_mode == "rgb_array":
+            from blox_env.envs.render import render_model
+
+            local, cursor = self._render_state()
+            space_blocks, led = self.backend.space.blocks, self.run.ledger
+            blocks = [space_blocks[s][b] for s, b in enumerate(local)]
+            used = None if led.budget is None else (led.spent / led.budget if led.budget > 0 else 1.0)
+            return render_model(blocks, cursor=cursor, best=led.best, last=self._last_value, budget_used=used)
         if self.render_mode != "ansi":
             return None
         info, led = self.last_info, self.run.ledger

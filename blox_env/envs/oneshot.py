@@ -49,12 +49,17 @@ class BloxOneShotEnv(BloxSearchEnv):
         self._unset = stage_observation(self.space_sizes, ())
         self._masks = np.stack([self.stage_mask(s, ()) for s in range(3)])
         self._done = True
+        self._shown: tuple[int, ...] = ()  # the last model picked (the rgb_array picture)
+
+    def _render_state(self) -> tuple[tuple[int, ...], int | None]:
+        return self._shown, None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         seed, _ = check_reset(seed, options)
         super().reset(seed=seed)
         self._reset_run(seed, options)
         self._done = False
+        self._shown = ()
         self.last_info = {"action_mask": self._masks.copy(), **self.run_info()}
         return self._unset.copy(), self.last_info
 
@@ -68,6 +73,7 @@ class BloxOneShotEnv(BloxSearchEnv):
                 self._check_block(s, local[s])
         reward, truncated, info = self._evaluate(local)
         self._done = True
+        self._shown = local
         info["action_mask"] = self._masks.copy()
         self.last_info = info
         return stage_observation(self.space_sizes, local), float(reward), True, truncated, info

@@ -34,7 +34,9 @@ Arguments
     ("random" | "mean" | a seed), ``budget``, ``cost_unit``, ``charge_repeats``
     (default False: a model is charged only for epochs beyond what was already
     paid), ``reward_fn``, ``normalize``, ``constraint`` (e.g. ``{"params": 2.5e6}``),
-    ``violation_reward``, ``run``, ``render_mode`` ("ansi"), ``missing_cost``:
+    ``violation_reward``, ``run``, ``render_mode`` ("ansi": one line of text;
+    "rgb_array": a picture of the model's blocks and the run's best, see
+    :mod:`blox_env.envs.render`), ``missing_cost``:
     what an evaluation whose recorded cost is missing (NaN, e.g. a partially built
     store) is charged: ``"error"`` (default) refuses it with ``MissingCostError``
     naming the model; ``"median"`` / ``"max"`` charge the median / maximum
@@ -85,6 +87,9 @@ class BloxEnv(BloxSearchEnv):
 
     def _obs(self) -> np.ndarray:
         return stage_observation(self.space_sizes, self._chosen)
+
+    def _render_state(self) -> tuple[tuple[int, ...], int | None]:
+        return tuple(self._chosen), None if self._done else len(self._chosen)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         seed, _ = check_reset(seed, options)

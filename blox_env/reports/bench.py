@@ -114,8 +114,9 @@ def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec) -> str:
 
 
 def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: BenchSpec, plot: str | Path,
-                 store_name: str, best_index: int, best_report: float, seconds: float) -> Path:
-    """A Markdown report: setup, the table, the anytime plot."""
+                 store_name: str, best_index: int, best_report: float, seconds: float,
+                 benchmark: dict[str, Any] | None = None) -> Path:
+    """A Markdown report: setup, the table, the anytime plot, and (``benchmark``) which data it ran on."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_rel = Path(plot).name if Path(plot).parent == out.parent else str(plot)
@@ -128,6 +129,12 @@ def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: Benc
         f"Wall time {seconds:.0f} s.{_blockwise_note(spec)}\n\n" + markdown_table(rows, spec=spec)
         + f"\n\n![anytime]({plot_rel})\n"
     )
+    if benchmark is not None:  # one line under the title (with the official-data note), the details at the end
+        from blox_env.datasets.store.provenance import benchmark_lines, benchmark_summary
+
+        title, rest = text.split("\n\n", 1)
+        details = "\n".join(benchmark_lines(benchmark))
+        text = f"{title}\n\nData: {benchmark_summary(benchmark)}\n\n{rest}\n{details}\n"
     out.write_text(text)
     return out
 

@@ -98,6 +98,7 @@ class StudyResults:
     best_report: float
     report: dict[int, float]
     seconds: dict[str, float] = field(default_factory=dict)
+    benchmark: dict[str, Any] = field(default_factory=dict)  # describe_benchmark(store): which data this is
 
 
 def spearman(a: Any, b: Any) -> float:
@@ -191,6 +192,7 @@ def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool
     """Compute every number, predictor curve and search of the study on a store with blockwise tables."""
     import time
 
+    from blox_env.datasets.store.provenance import describe_benchmark
     from blox_env.predictors.evaluation import EvalSpec, run_evaluation
     from blox_env.reports.bench import best_model
 
@@ -219,4 +221,5 @@ def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool
                                    report=report, best_index=best.index, best_report=best.report, progress=progress)
     seconds["searches"] = time.perf_counter() - t
     return StudyResults(store.name, {n: a.index for n, a in tables.teachers.items()}, numbers, predictor_rows,
-                        summary, traces, budgets, target, best.index, best.report, report, seconds)
+                        summary, traces, budgets, target, best.index, best.report, report, seconds,
+                        describe_benchmark(store))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from blox_env.datasets.store.provenance import benchmark_lines, benchmark_summary
 from blox_env.reports.study import StudyResults
 
 __all__ = ["PAPER", "agreement", "write_study"]
@@ -132,6 +133,11 @@ def _table2(res: StudyResults) -> str:
     return "\n".join(lines)
 
 
+def _data_line(res: StudyResults) -> list[str]:
+    """``Data: ...`` under the title (with the official-data note): which benchmark every number comes from."""
+    return [f"Data: {benchmark_summary(res.benchmark)}", ""] if res.benchmark else []
+
+
 def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
     """Write ``study.md``, its figures and ``study.json`` (all numbers) into ``out_dir``."""
     out = Path(out_dir)
@@ -141,7 +147,7 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
     names = list(n["teachers"])
     short_e, full_e = n["ft_epochs"]
     full = tables.full_teachers()
-    md = [f"# Blockwise NAS study on {res.store_name}", "",
+    md = [f"# Blockwise NAS study on {res.store_name}", "", *_data_line(res),
           "Teachers chosen by normal accuracy (`blox_env.datasets.store.blockwise.choose_teachers`): "
           + ", ".join(f"{k} = model {v['index']} (blocks {v['blocks']}, normal test {v['normal_test_top1']:.2f})"
                       for k, v in n["teachers"].items())
@@ -204,8 +210,11 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
            f"{100 * (1 - float(np.mean(np.array(list(res.report.values())) < res.target))):.0f} % of models).", "",
            _table2(res), "", f"![Table 2]({figs['table2']})", ""]
     md += ["Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()) + "."]
+    if res.benchmark:
+        md += ["", *benchmark_lines(res.benchmark)]
     (out / "study.md").write_text("\n".join(md) + "\n")
     summary = [{k: v for k, v in r.items()} for r in res.summary]
     (out / "study.json").write_text(json.dumps({"numbers": n, "summary": summary, "budgets": list(res.budgets),
-                                                "target": res.target, "seconds": res.seconds}, indent=1, default=float))
+                                                "target": res.target, "seconds": res.seconds,
+                                                "benchmark": res.benchmark}, indent=1, default=float))
     return out / "study.md"
