@@ -75,6 +75,9 @@ class BRPNAS(BaseAgent):
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, initial: int = 20, pool: int = 2000,
                  per_iteration: int = 10, region_factor: int = 10, predictor_config: Any = None,
                  metric: str = "val_top1", constraint: Callable[[Arch], bool] | None = None) -> None:
+        from blox_env.extras import require
+
+        require("predictors", feature="the BRP-NAS agent (its graph predictor)")
         super().__init__(space, seed=seed, metric=metric, constraint=constraint)
         self.initial = _int(initial, "initial", 2)
         self.pool = min(_int(pool, "pool", 1), space.size)

@@ -71,6 +71,9 @@ class SB3Agent(BaseAgent):
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, algo: Any = "PPO",
                  algo_kwargs: dict[str, Any] | None = None, metric: str = "val_top1", constraint: Any = None) -> None:
         super().__init__(space, seed=seed, metric=metric, constraint=constraint)
+        from blox_env.extras import require
+
+        require("rl", feature="SB3Agent (Stable-Baselines3)")
         import stable_baselines3 as sb3
 
         cls = getattr(sb3, algo, None) if isinstance(algo, str) else algo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -28,7 +29,7 @@ def test_space_show_by_vector_index_and_hash() -> None:
 def test_bad_arch_exits_2_with_one_line() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "from blox_env.cli.root import main; main()", "space", "show", "99999999"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent,  # not the repo root (shadows installs)
     )
     assert proc.returncode == 2
     assert "out of range" in proc.stderr and "Traceback" not in proc.stderr

@@ -146,7 +146,8 @@ _CHILD = textwrap.dedent("""
 
 
 def _child(mode: str, rel: Path, out: Path) -> int:
-    return subprocess.run([sys.executable, "-c", _CHILD, mode, str(rel), str(out)], timeout=120).returncode
+    here = Path(__file__).resolve().parent  # never the repo root as cwd: its blox_env/ would shadow an install
+    return subprocess.run([sys.executable, "-c", _CHILD, mode, str(rel), str(out)], timeout=120, cwd=here).returncode
 
 
 def _temps(out: Path) -> list[str]:

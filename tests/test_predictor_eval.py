@@ -49,6 +49,7 @@ def test_protocol_rows_summary_and_plot(store, tmp_path) -> None:
 
 
 def test_cli_eval_and_train(store, tmp_path) -> None:
+    pytest.importorskip("dgl")  # the command needs the [predictors] extra (skipped only in core-only runs)
     runner = CliRunner()
     res = runner.invoke(app, ["predictors", "eval", "--store", store.location, "--predictors", "tree,mlp",
                               "--sizes", "20", "--seeds", "1", "--test-size", "20",

@@ -7,6 +7,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +56,8 @@ def _light_import(statement: str) -> dict[str, bool]:
     code = (f"import sys, json\n{statement}\n"
             "print(json.dumps({m: m in sys.modules for m in ('zarr', 'torch', 'dgl', 'blox_env.rewards', "
             "'blox_env.datasets.store')}))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent)  # never the repo root: it would shadow an install
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

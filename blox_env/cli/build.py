@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from blox_env.cli.options import int_list
+from blox_env.extras import require
 
 console = Console(markup=False, highlight=False)
 
@@ -32,6 +33,7 @@ def build(
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
     """Train every (model, seed) of a sub-space into a store; reruns resume."""
+    require("train", feature="`blox build`")
     from blox_env.build.benchmark import build_benchmark
     from blox_env.space import SubSpace
 
@@ -62,6 +64,7 @@ def build_blockwise(
     address: Annotated[str | None, typer.Option(help="Ray cluster address ('auto' joins one)")] = None,
 ) -> None:
     """Tabulate blockwise NAS in a store: teachers M1..M5, block libraries, signatures, fine-tuning; resumes."""
+    require("train", feature="`blox build-blockwise`")
     from blox_env.build.blockwise import BlockwiseSpec
     from blox_env.build.blockwise import build_blockwise as run_build
 
@@ -84,6 +87,7 @@ def build_mini(
     blockwise: Annotated[bool, typer.Option(help="also build the blockwise tables")] = True,
 ) -> None:
     """Build (or finish) Blox-mini and package it; the committed recipe of the bundled store."""
+    require("train", feature="`blox build-mini`")
     from blox_env.build.executors import check_executor
     from blox_env.build.mini import build_mini as run_build
     from blox_env.build.mini import write_mini_latency
@@ -113,6 +117,7 @@ def latency(
     seed: int = 0,
 ) -> None:
     """Measure the per-component CPU latency table (batch 1, one thread) and validate it."""
+    require("train", feature="`blox latency`")
     from blox_env.errors import InvalidArgumentError
     from blox_env.latency import LatencyConfig, component_latencies, device_name, latency_table, validate_table
     from blox_env.space import N_MODELS, sample_archs

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blox_env.cli.options import int_list
+from blox_env.extras import require
 
 console = Console()
 
@@ -23,6 +24,7 @@ def train(
     fast: Annotated[bool, typer.Option(help="CPU-sized graph predictors")] = True,
 ) -> None:
     """Fit one predictor on a random training set and report held-out metrics."""
+    require("predictors", feature="`blox predictors train`")
     import numpy as np
 
     from blox_env.datasets.store.core import open_store
@@ -61,6 +63,7 @@ def evaluate(
     fast: Annotated[bool, typer.Option(help="CPU-sized graph predictors")] = True,
 ) -> None:
     """The evaluation protocol: sizes x seeds x predictors; table, JSON and plot."""
+    require("predictors", feature="`blox predictors eval`")
     from blox_env.datasets.store.core import open_store
     from blox_env.predictors.evaluation import EvalSpec, run_evaluation, save_results, summarise
     from blox_env.reports.predictors import plot_results

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from blox_env.extras import require
+
 console = Console()
 
 DataOpt = Annotated[str, typer.Option(help="digits | synthetic | cifar100:/path | cifar10:/path")]
@@ -41,6 +43,7 @@ def train(
     device: str = "auto",
 ) -> None:
     """Train one model normally (or read its stored result)."""
+    require("train", feature="`blox train`")
     from blox_env.space import parse_arch
 
     backend = _backend(store=store, data=data, recipe=recipe, seed=seed, device=device)
@@ -56,6 +59,7 @@ def distill(
     loss: Annotated[str, typer.Option(help="mse | nsr")] = "nsr", device: str = "auto",
 ) -> None:
     """Distil every candidate block of the given stages from a teacher, in one shared pass."""
+    require("train", feature="`blox distill`")
     from blox_env.errors import InvalidArgumentError
     from blox_env.training.distill import DistillConfig
 
@@ -88,6 +92,7 @@ def finetune(
     epochs: Annotated[int, typer.Option(help="distillation epochs")] = 4, device: str = "auto",
 ) -> None:
     """Assemble a model from distilled blocks and fine-tune it with KD from the teacher."""
+    require("train", feature="`blox finetune`")
     from blox_env.space import parse_arch
     from blox_env.training.distill import DistillConfig
 

@@ -55,6 +55,9 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
     check_choice("reward", spec.reward, REWARD_SOURCES)
     check_benchmark(spec.benchmark)
     if spec.reward == "live":
+        from blox_env.extras import require
+
+        require("train", feature="reward='live' (training models live)")
         from blox_env.rewards.live import LiveReward
 
         return LiveReward(store=spec.benchmark, **dict(spec.extra))
