@@ -10,8 +10,7 @@ the Gymnasium ids ``Blox-v0`` and ``BloxOneShot-v0``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from blox_env.errors import (
     ArchitectureNotFoundError,
@@ -31,6 +30,7 @@ from blox_env.errors import (
     StoreReadOnlyError,
     TrainingDivergedError,
 )
+from blox_env.lazy import lazy_exports
 from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, OPS, Arch, SubSpace, parse_arch
 
 if TYPE_CHECKING:
@@ -81,15 +81,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Resolve the lazy exports (``BloxStore``, ``open_store``, ``Evaluation``) on first access."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'blox_env' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -166,10 +166,14 @@ class SearchRun:
         return self.ledger.exhausted
 
     def state(self) -> dict[str, Any]:
-        """Cumulative state of the run (the envs put it in every ``info``)."""
+        """Cumulative state of the run (the envs put it in every ``info``: on the step hot path, so the
+        ledger's ``left``/``exhausted`` are computed here in one go rather than through its properties)."""
         led = self.ledger
-        return {"cumulative_cost": led.spent, "budget_left": led.left, "evaluations": led.evaluations,
-                "best_so_far": led.best, "best_index": led.best_index, "budget_exhausted": led.exhausted}
+        budget, spent = led.budget, led.spent
+        exhausted = budget is not None and spent >= budget
+        left = math.inf if budget is None else max(0.0, budget - spent)
+        return {"cumulative_cost": spent, "budget_left": left, "evaluations": led.evaluations,
+                "best_so_far": led.best, "best_index": led.best_index, "budget_exhausted": exhausted}
 
     def new_run(self) -> None:
         """Start over: nothing spent, nothing paid, shared work charged again (the trace is kept)."""

@@ -9,8 +9,7 @@ files); modules :mod:`.images` (+ :mod:`.cifar`, :mod:`.augment`, :mod:`.randaug
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from blox_env.lazy import lazy_exports
 
 #: Public name -> the module that defines (or, for the sub-packages, exports) it.
 _EXPORTS = {
@@ -35,15 +34,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Resolve a public name on first access (and cache it in the module)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'blox_env.datasets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -15,8 +15,7 @@ constant) does not pay for torch and DGL.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from blox_env.lazy import lazy_exports
 
 #: Public name -> its defining module under ``blox_env`` (each class has that one import path besides this one;
 #: errors, ``PredictorNotFittedError`` included, come from :mod:`blox_env.errors`).
@@ -46,14 +45,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'blox_env.predictors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"blox_env.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, {k: f"blox_env.{m}" for k, m in _EXPORTS.items()}, globals())

@@ -8,11 +8,13 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from blox_test_helpers import local_http_server
 
 from blox_env.datasets.release import download as dl
 from blox_env.datasets.release.manifest import ReleaseAsset, ReleaseManifest
@@ -36,7 +38,7 @@ class ServerState:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Any  # the helper server, carrying ``state``
     timeout = 5  # bounded socket reads on the server side
     protocol_version = "HTTP/1.1"
 
@@ -86,11 +88,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status, headers, body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    state: ServerState
-
-
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[tuple[str, ServerState]]:
     """A threaded HTTP server on 127.0.0.1 (ephemeral port) serving ``tmp_path/srv``; shut down afterwards."""
@@ -98,16 +95,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ServerState]]:
     root.mkdir()
     (root / "blox-base-0.blox").write_bytes(PAYLOAD)
     (root / "blox-info.blox").write_bytes(b"info" * 1000)
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    httpd.state = ServerState(root=root)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/", httpd.state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with local_http_server(_Handler, ServerState(root=root)) as served:
+        yield served
 
 
 @pytest.fixture(autouse=True)

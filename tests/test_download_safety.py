@@ -13,10 +13,12 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
+from blox_test_helpers import local_http_server
 
 from blox_env.datasets.release import download as dl
 from blox_env.datasets.release.manifest import ReleaseAsset
@@ -42,7 +44,7 @@ class State:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Any  # the helper server, carrying ``state``
     timeout = 5
     protocol_version = "HTTP/1.1"
 
@@ -93,24 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    state: State
-
-
 @pytest.fixture()
 def server() -> Iterator[tuple[str, State]]:
     """The server and the URL of its one file; stopped (bounded join) after the test."""
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    httpd.state = State()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/{NAME}", httpd.state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with local_http_server(_Handler, State()) as (base, state):
+        yield f"{base}{NAME}", state
 
 
 @pytest.fixture(autouse=True)

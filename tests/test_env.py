@@ -7,6 +7,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from blox_test_helpers import play
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -17,18 +18,6 @@ from blox_env.rewards.functions import Accuracy, MnasReward, PenalizedAccuracy
 from blox_env.runs import CostLedger
 
 IDS = ("Blox-v0", "BloxOneShot-v0")
-
-
-def play(env: gym.Env, local: tuple[int, int, int]) -> tuple[float, bool, bool, dict]:
-    """One episode choosing ``local``; returns the last step's reward, terminated, truncated, info."""
-    if env.unwrapped.spec.id == "BloxOneShot-v0":
-        _, r, term, trunc, info = env.step(np.array(local))
-        return r, term, trunc, info
-    for a in local:
-        _, r, term, trunc, info = env.step(a)
-        if term or trunc:
-            break
-    return r, term, trunc, info
 
 
 @pytest.mark.parametrize("env_id", IDS)

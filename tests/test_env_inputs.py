@@ -8,6 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from blox_test_helpers import play
 
 import blox_env  # noqa: F401 - registers the ids
 from blox_env.datasets.store.core import open_store
@@ -20,18 +21,6 @@ from blox_env.space import Arch, SubSpace
 IDS = ("Blox-v0", "BloxOneShot-v0")
 SPACE = SubSpace(((0, 9, 30), (1, 12, 36), (2, 21, 44)))  # 27 models, as the tiny_store fixture
 EPOCHS = 12
-
-
-def play(env: gym.Env, local: tuple[int, int, int]) -> tuple[float, bool, bool, dict]:
-    """One episode choosing ``local`` (either env id); returns reward, terminated, truncated, info."""
-    if env.unwrapped.spec.id == "BloxOneShot-v0":
-        _, r, term, trunc, info = env.step(np.array(local))
-        return r, term, trunc, info
-    for a in local:
-        _, r, term, trunc, info = env.step(a)
-        if term or trunc:
-            break
-    return r, term, trunc, info
 
 
 @pytest.fixture(scope="module")
