@@ -10,9 +10,14 @@ written to a store's ``traces/`` when one is given, and summarised per agent:
 - *best test accuracy at cost b*: test top-1 of the model with the best search
   metric (validation) among those evaluated within cumulative cost ``b`` — the
   usual "select on validation, report test" rule;
-- *cost to reach a target*: the first cumulative cost at which such a model
-  reaches ``target`` test accuracy ("not reached" otherwise), and the cost to
-  evaluate the benchmark's best model;
+- *cost to reach a target*: the first cumulative cost after which the search's
+  answer (that model) stays at or above ``target`` test accuracy for the rest of
+  the search ("not reached" otherwise; a transient hit does not count), and the
+  cost to evaluate the benchmark's best model;
+- in blockwise mode also the *fine-tuned* test accuracy of the answer (the
+  record's own ``report_metric``: what the paper's Table 2 reports for blockwise
+  methods) next to its normal test accuracy, and the cost to reach the target
+  on that score;
 - *regret*: the benchmark's best test accuracy (of its best-validation model)
   minus the agent's, and the evaluations used.
 """
@@ -30,7 +35,8 @@ from blox_env.agents.strategies import STRATEGIES, iterative_teacher_search, two
 from blox_env.errors import InvalidArgumentError
 from blox_env.rewards.base import RewardBackend
 
-__all__ = ["BenchSpec", "SearchTask", "make_search_agent", "run_benchmark", "summarise_traces"]
+__all__ = ["BenchSpec", "SearchTask", "answers", "best_at", "cost_to_reach", "make_search_agent", "planned",
+           "run_benchmark", "summarise_traces"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,9 @@ class BenchSpec:
     ft_epochs: int | None = None  # blockwise fine-tuning length (default: the full one)
     strategy: str = "plain"  # "two-stage" (FT-short + FT-full) | "iterative" (iterative teacher)
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
+    full_teacher: str | None = None  # two-stage: the teacher of the full fine-tuning (default: ``teacher``)
+    stop_at_target: bool = False  # strategies stop fine-tuning once an answer's objective reaches ``target``
+    live_store: str | None = None  # iterative: promoted teachers run live in this writable store (else stand-ins)
 
     def __post_init__(self) -> None:
         from blox_env.agents import AGENTS
@@ -68,6 +77,12 @@ class BenchSpec:
             raise InvalidArgumentError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.strategy != "plain" and self.mode != "blockwise":
             raise InvalidArgumentError(f"strategy {self.strategy!r} is a blockwise strategy: use mode='blockwise'")
+        if self.full_teacher is not None and self.strategy != "two-stage":
+            raise InvalidArgumentError(f"full_teacher is an option of the two-stage strategy, not {self.strategy!r}")
+        if self.live_store is not None and self.strategy != "iterative":
+            raise InvalidArgumentError(f"live_store is an option of the iterative strategy, not {self.strategy!r}")
+        if self.stop_at_target and self.target is None:
+            raise InvalidArgumentError("stop_at_target needs a target")
 
 
 @dataclass(frozen=True)
@@ -123,26 +138,32 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
         return run_search(agent, backend, budget=budget, cost_unit=spec.cost_unit, seed=task.seed,
                           metric=spec.metric, charge_repeats=spec.charge_repeats)
     # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``
-    from blox_env.rewards.blockwise import nearest_teacher_backends
+    from blox_env.rewards.blockwise import TeacherBackends
 
+    target = spec.target if spec.stop_at_target else None
+    live = None
+    if spec.strategy == "iterative" and spec.live_store is not None:
+        from blox_env.datasets.store.core import BloxStore
+        from blox_env.rewards.live import live_teacher_backends
+
+        store = BloxStore.open(spec.live_store, mode="a")
+        live = live_teacher_backends(store)
+    teachers = TeacherBackends(store, metric=spec.metric, live=live)
+    tables = teachers.tables
     trace: list[dict[str, Any]] = []
     for plan in sorted(spec.budgets):
         if spec.strategy == "two-stage":
-            full = backend_at(None)
-            short = backend_at(min(full.tables.ft_epochs))
+            short = backend_at(min(tables.ft_epochs))
+            full = make_tabular_backend(store, metric=spec.metric, seed_mode=spec.seed_mode, mode="blockwise",
+                                        teacher=spec.full_teacher or spec.teacher, ft_epochs=None)
             agent = make_search_agent(task.agent, short, seed=task.seed, spec=spec)
-            part = two_stage_search(agent, short, full, budget=plan, cost_unit=spec.cost_unit,
-                                               seed=task.seed, metric=spec.metric, **spec.strategy_kwargs)
+            part = two_stage_search(agent, short, full, budget=plan, cost_unit=spec.cost_unit, seed=task.seed,
+                                    metric=spec.metric, target=target, **spec.strategy_kwargs)
         else:
-            backend_for = nearest_teacher_backends(store, metric=spec.metric, ft_epochs=spec.ft_epochs)
-            start = backend_for.tables.teachers[spec.teacher]
-            first = backend_for(start)
-            normal = make_tabular_backend(store, metric=spec.metric, run=first.tables.normal_run,
-                                          seed_mode=spec.seed_mode)
             part = iterative_teacher_search(
-                lambda s, first=first: make_search_agent(task.agent, first, seed=s, spec=spec), backend_for, normal,
-                start_teacher=start, budget=plan, cost_unit=spec.cost_unit, seed=task.seed, metric=spec.metric,
-                **spec.strategy_kwargs)
+                lambda s, short: make_search_agent(task.agent, short, seed=s, spec=spec), teachers,
+                start_teacher=tables.teachers[spec.teacher], budget=plan, cost_unit=spec.cost_unit, seed=task.seed,
+                metric=spec.metric, target=target, **spec.strategy_kwargs)
         trace += [{**r, "plan_budget": plan} for r in part]
     return trace
 
@@ -183,8 +204,27 @@ def planned(trace: Sequence[dict[str, Any]], budget: float) -> Sequence[dict[str
     return [r for r in trace if r["plan_budget"] == chosen]
 
 
+def answers(trace: Sequence[dict[str, Any]], report_metric: str,
+            report: Mapping[int, float] | None = None) -> np.ndarray:
+    """The value of the search's answer after each record (NaN before the first eligible one).
+
+    The answer is the best-objective eligible model so far (see :func:`best_at`); its value is
+    ``report[index]`` or, without ``report``, the record's own ``report_metric``.
+    """
+    eligible = [r for r in trace if r.get("select", True)]
+    full = max((r["fidelity"] for r in eligible), default=0)
+    best_obj, best_val = -np.inf, np.nan
+    out = np.full(len(trace), np.nan)
+    for i, r in enumerate(trace):
+        if r.get("select", True) and r["fidelity"] == full and r["objective"] > best_obj:
+            best_obj = r["objective"]
+            best_val = report[r["arch_index"]] if report is not None else r["metrics"].get(report_metric, np.nan)
+        out[i] = best_val
+    return out
+
+
 def best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
-             report: Mapping[int, float] | None = None) -> float:
+            report: Mapping[int, float] | None = None) -> float:
     """Report value of the best-objective eligible model evaluated within ``budget`` (NaN if none).
 
     As in the environments, the evaluation that crosses the budget still counts. Only
@@ -194,16 +234,30 @@ def best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
     blockwise and conventional searches are scored alike); by default the record's ``report_metric``.
     """
     trace = planned(trace, budget)
-    eligible = [r for r in trace if r.get("select", True)]
-    full = max((r["fidelity"] for r in eligible), default=0)
-    best_obj, best_val = -np.inf, np.nan
-    for r in trace:
-        if r.get("select", True) and r["fidelity"] == full and r["objective"] > best_obj:
-            best_obj = r["objective"]
-            best_val = report[r["arch_index"]] if report is not None else r["metrics"].get(report_metric, np.nan)
-        if r["cumulative_cost"] >= budget:
-            break
-    return float(best_val)
+    if not trace:
+        return float("nan")
+    cut = next((i for i, r in enumerate(trace) if r["cumulative_cost"] >= budget), len(trace) - 1)
+    return float(answers(trace, report_metric, report)[cut])
+
+
+def cost_to_reach(trace: Sequence[dict[str, Any]], target: float, report_metric: str,
+                  report: Mapping[int, float] | None = None) -> float:
+    """The first cumulative cost after which the answer's value stays >= ``target`` (inf if it never settles there).
+
+    ``trace`` is one search (for strategies, the run planned for the largest budget: :func:`planned`)."""
+    values = answers(trace, report_metric, report)
+    below = np.flatnonzero(~(values >= target))
+    first = 0 if len(below) == 0 else int(below[-1]) + 1
+    return float(trace[first]["cumulative_cost"]) if first < len(trace) else float("inf")
+
+
+def _mean_std(values: Sequence[float]) -> tuple[tuple[float, float], int]:
+    """(mean, std) over the finite values and their count: a search with no eligible answer yet is missing."""
+    found = np.asarray(values, dtype=np.float64)
+    found = found[np.isfinite(found)]
+    if not len(found):
+        return (float("nan"), float("nan")), 0
+    return (float(found.mean()), float(found.std())), len(found)
 
 
 def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec,
@@ -216,29 +270,29 @@ def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spe
     """
     rows = []
     for agent in spec.agents:
-        runs = [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces]
+        runs = full_runs = [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces]
         name = label or (agent if spec.strategy == "plain" else f"{agent}+{spec.strategy}")
         row: dict[str, Any] = {"agent": name, "seeds": len(runs)}
         for b in spec.budgets:
-            vals = np.array([best_at(t, b, spec.report_metric, report) for t in runs])
-            found = vals[np.isfinite(vals)]  # a search that has no eligible answer yet counts as missing
-            mean = float(found.mean()) if len(found) else float("nan")
-            row[f"best@{b:g}"] = (mean, float(found.std()) if len(found) else float("nan"))
-            row[f"answered@{b:g}"] = len(found)
-            row[f"regret@{b:g}"] = float(best_report - mean)
+            row[f"best@{b:g}"], row[f"answered@{b:g}"] = _mean_std([best_at(t, b, spec.report_metric, report)
+                                                                     for t in runs])
+            row[f"regret@{b:g}"] = float(best_report - row[f"best@{b:g}"][0])
         runs = [planned(t, np.inf) for t in runs]  # costs to reach: the run planned for the largest budget
         reach_best = [next((r["cumulative_cost"] for r in t if r["arch_index"] == best_index and r.get("select", True)),
                            np.inf) for t in runs]
         row["cost_to_best_median"] = float(np.median(reach_best))
         row["found_best"] = int(np.isfinite(reach_best).sum())
         if spec.target is not None:
-            reach = []
-            for t in runs:
-                hit = next((r["cumulative_cost"] for i, r in enumerate(t)
-                            if best_at(t[: i + 1], np.inf, spec.report_metric, report) >= spec.target), np.inf)
-                reach.append(hit)
+            reach = [cost_to_reach(t, spec.target, spec.report_metric, report) for t in runs]
             row["cost_to_target_median"] = float(np.median(reach))
             row["reached_target"] = int(np.isfinite(reach).sum())
+        if spec.mode == "blockwise":  # the answer's own (fine-tuned) score, as the paper's Table 2 reports it
+            for b in spec.budgets:
+                row[f"finetuned@{b:g}"], _ = _mean_std([best_at(t, b, spec.report_metric) for t in full_runs])
+            if spec.target is not None:
+                reach = [cost_to_reach(t, spec.target, spec.report_metric) for t in runs]
+                row["cost_to_target_finetuned_median"] = float(np.median(reach))
+                row["reached_target_finetuned"] = int(np.isfinite(reach).sum())
         row["evaluations_mean"] = float(np.mean([len(t) for t in runs]))
         rows.append(row)
     return rows

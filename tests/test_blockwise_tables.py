@@ -18,7 +18,7 @@ from blox_env.datasets.store.blockwise import BlockwiseTables, choose_teachers, 
 from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreError
-from blox_env.rewards.blockwise import BlockwiseTabularReward, nearest_teacher_backends
+from blox_env.rewards.blockwise import BlockwiseTabularReward, TeacherBackends
 from blox_env.rewards.tabular import TabularReward
 from blox_env.space import Arch, SubSpace
 
@@ -137,46 +137,92 @@ def _check_budget(trace: list[dict], budget: float) -> None:
     assert np.isclose(trace[-1]["cumulative_cost"], sum(r["cost"] for r in trace))
 
 
-def test_two_stage_strategy(bw_path: Path) -> None:
+def test_two_stage_strategy_spends_the_budget_down_the_ranking(bw_path: Path) -> None:
     store = open_store(bw_path)
     short = BlockwiseTabularReward(store, teacher="M1", ft_epochs=2)
     full = BlockwiseTabularReward(store, teacher="M1", ft_epochs=6)
     budget = 40 * float(np.median(short.column("train_time_s", 2)))
     agent = make_agent("evolution", short.space, seed=0, population=6, sample_size=3)
-    trace = two_stage_search(agent, short, full, budget=budget, seed=0, search_fraction=0.5, top_k=3)
+    trace = two_stage_search(agent, short, full, budget=budget, seed=0, search_fraction=0.5)
     _check_budget(trace, budget)
     search = [r for r in trace if r["phase"] == PHASES["search"]]
     finals = [r for r in trace if r["phase"] == PHASES["full"]]
     assert search[-1]["cumulative_cost"] >= budget / 2 and all(not r["select"] for r in search)
-    assert 1 <= len(finals) <= 3 and all(r["select"] and r["fidelity"] == 6 for r in finals)
+    assert search[-2]["cumulative_cost"] < budget / 2  # the search phase stops at the fraction
+    assert all(r["select"] and r["fidelity"] == 6 for r in finals)
     best_short: dict[int, float] = {}
     for r in search:
         best_short[r["arch_index"]] = max(best_short.get(r["arch_index"], -1.0), r["objective"])
     ranked = sorted(best_short, key=lambda i: (-best_short[i], i))
-    assert [r["arch_index"] for r in finals] == ranked[: len(finals)]
+    assert [r["arch_index"] for r in finals] == ranked[: len(finals)]  # down the ranking, in order
+    assert trace[-1]["cumulative_cost"] >= budget or len(finals) == len(ranked)  # until the budget is spent
+    assert len(finals) > 3  # not a fixed top-k
     assert all(r["metrics"]["distill_cost_s"] == 0 for r in finals)  # blocks were paid for in the search
-    with pytest.raises(InvalidArgumentError, match="search_fraction"):
-        two_stage_search(agent, short, full, budget=budget, search_fraction=1.5)
+    # stops at the target: the first full fine-tune whose objective reaches it ends the search
+    agent = make_agent("evolution", short.space, seed=0, population=6, sample_size=3)
+    target = sorted(r["objective"] for r in finals)[-2]
+    stopped = two_stage_search(agent, short, full, budget=budget, seed=0, search_fraction=0.5, target=target)
+    stopped_finals = [r for r in stopped if r["phase"] == PHASES["full"]]
+    assert stopped_finals[-1]["objective"] >= target
+    assert all(r["objective"] < target for r in stopped_finals[:-1])
+    # the full fine-tuning may use another teacher (the paper's "retrained with M1")
+    m5 = BlockwiseTabularReward(store, teacher="M5", ft_epochs=2)
+    agent = make_agent("random", m5.space, seed=0)
+    mixed = two_stage_search(agent, m5, full, budget=budget, seed=0, top_k=2)
+    teachers = open_store(bw_path)
+    assert {r["teacher"] for r in mixed if r["phase"] == PHASES["search"]} == {m5.teacher.index}
+    assert [r["teacher"] for r in mixed if r["phase"] == PHASES["full"]] == [full.teacher.index] * 2
+    first_full = next(r for r in mixed if r["phase"] == PHASES["full"])
+    assert first_full["metrics"]["distill_cost_s"] > 0  # M1's teacher and blocks are charged when first used
+    del teachers
+    for bad in ({"search_fraction": 1.5}, {"top_k": 0}, {"target": float("nan")}):
+        with pytest.raises(InvalidArgumentError):
+            two_stage_search(agent, short, full, budget=budget, **bad)
 
 
-def test_iterative_teacher_strategy(bw_path: Path, tables: BlockwiseTables) -> None:
+def test_iterative_teacher_promotes_the_best_fine_tuned_model(bw_path: Path, tables: BlockwiseTables) -> None:
     store = open_store(bw_path)
-    backend_for = nearest_teacher_backends(store)
-    assert backend_for(tables.teachers["M2"]).teacher_name == "M1"  # M2 is nearer M1 than M5 in accuracy
-    normal = TabularReward(store, seed_mode=0)
-    m5 = backend_for(tables.teachers["M5"])
-    budget = 60 * float(np.median(m5.column("train_time_s", 6)))
-    trace = iterative_teacher_search(lambda s: make_agent("random", m5.space, seed=s), backend_for, normal,
-                                     start_teacher=tables.teachers["M5"], budget=budget, seed=0, candidates=2,
-                                     refine=6)
+    made: list[tuple[int, int]] = []
+
+    def live(arch: Arch, ft_epochs: int) -> BlockwiseTabularReward:
+        """A stand-in 'live' backend for any teacher: M1's tables, but charged and labelled as ``arch``."""
+        made.append((arch.index, ft_epochs))
+        backend = BlockwiseTabularReward(store, teacher="M1", ft_epochs=ft_epochs)
+        backend.teacher = arch
+        return backend
+
+    teachers = TeacherBackends(store, live=live)
+    m5 = teachers(tables.teachers["M5"])
+    assert m5.exact and m5.teacher == tables.teachers["M5"].index and made == []  # tabulated: read from the tables
+    budget = 60 * float(np.median(m5.full.column("train_time_s", 6)))
+    trace = iterative_teacher_search(lambda s, short: make_agent("random", short.space, seed=s), teachers,
+                                     start_teacher=tables.teachers["M5"], budget=budget, seed=0, rounds=3, top_k=2)
     _check_budget(trace, budget)
-    phases = [r["phase"] for r in trace]
-    assert PHASES["normal"] in phases
-    assert all(r["select"] == (r["phase"] == PHASES["normal"]) for r in trace)
-    teachers = [r["teacher"] for r in trace]
-    assert teachers[0] == tables.teachers["M5"].index
-    if PHASES["refine"] in phases:  # the promoted teacher is the tabulated M1
-        assert {r["teacher"] for r in trace if r["phase"] == PHASES["refine"]} == {tables.teachers["M1"].index}
+    assert all(r["select"] == (r["phase"] == PHASES["full"]) for r in trace)
+    assert trace[0]["teacher"] == tables.teachers["M5"].index and trace[0]["round"] == 0
+    rounds = sorted({r["round"] for r in trace})
+    assert len(rounds) >= 2 and made  # at least one promotion to an untabulated model
+    for r_i in rounds[1:]:  # each new round's teacher is the best fully fine-tuned model of the rounds before
+        before = [r for r in trace if r["round"] < r_i and r["phase"] == PHASES["full"]]
+        best = max(before, key=lambda r: (r["objective"], -r["arch_index"]))["arch_index"]
+        now = next(r for r in trace if r["round"] == r_i)
+        assert now["teacher"] == now["promoted"] == best
+        if teachers.tabulated(Arch.from_index(best)) is None:  # re-distilled: the promoted model's own backends
+            assert (best, 2) in made and (best, 6) in made
+        assert now["metrics"]["distill_cost_s"] > 0  # its teacher and blocks are charged to the run
+    # intermediate rounds fully fine-tune their top_k; the last goes down its ranking
+    assert all(sum(1 for r in trace if r["round"] == i and r["phase"] == PHASES["full"]) <= 2 for i in rounds[:-1])
+    # without a live factory, a tabulated teacher stands in for the promoted model, and the trace says so
+    stand_in = TeacherBackends(store)
+    pair = stand_in(tables.teachers["M2"])
+    assert not pair.exact and pair.teacher == tables.teachers["M1"].index  # M2 is nearer M1 than M5 in accuracy
+    trace = iterative_teacher_search(lambda s, short: make_agent("random", short.space, seed=s), stand_in,
+                                     start_teacher=tables.teachers["M5"], budget=budget, seed=0, rounds=3, top_k=2)
+    later = [r for r in trace if r["round"] > 0]
+    assert all(r["promoted"] != r["teacher"] or r["promoted"] == tables.teachers["M1"].index for r in later)
+    with pytest.raises(InvalidArgumentError, match="rounds"):
+        iterative_teacher_search(lambda s, short: None, stand_in, start_teacher=tables.teachers["M5"],
+                                 budget=budget, rounds=0)
 
 
 def test_harness_blockwise_modes_and_plan_budgets(bw_path: Path, tables: BlockwiseTables) -> None:

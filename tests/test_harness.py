@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from blox_env.agents import AGENTS, make_agent
-from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
+from blox_env.agents.harness import BenchSpec, answers, best_at, cost_to_reach, run_benchmark, summarise_traces
 from blox_env.agents.loop import run_search
 from blox_env.cli.root import app
 from blox_env.datasets.store.core import open_store
@@ -113,3 +113,25 @@ def test_sb3_agent_searches_through_ask_tell(store) -> None:
     assert not agent._thread.is_alive()  # closed by the harness
     with pytest.raises(InvalidArgumentError, match="SB3 algorithm"):
         make_agent("sb3", backend.space, seed=0, algo="NotAnAlgo")
+
+
+def _rec(index: int, objective: float, report: float, cost: float, *, select: bool = True) -> dict:
+    return {"arch_index": index, "objective": objective, "metrics": {"test_top1": report}, "fidelity": 8,
+            "cumulative_cost": cost, "select": select}
+
+
+def test_cost_to_target_counts_only_an_answer_that_stays_above_it() -> None:
+    """By hand: the answer is the best-objective eligible model so far; a transient hit does not count."""
+    trace = [_rec(1, 50.0, 70.0, 10.0), _rec(2, 60.0, 91.0, 20.0),  # answer 2: 91 >= 90 (transient)
+             _rec(3, 65.0, 85.0, 30.0),  # answer 3 (better objective, worse test): 85 < 90
+             _rec(4, 99.0, 99.0, 35.0, select=False),  # not eligible: changes nothing
+             _rec(5, 70.0, 92.0, 40.0), _rec(6, 55.0, 10.0, 50.0)]  # answer 5 from cost 40 on, then it stays
+    assert list(answers(trace, "test_top1")) == [70.0, 91.0, 85.0, 85.0, 92.0, 92.0]
+    assert cost_to_reach(trace, 90.0, "test_top1") == 40.0
+    assert cost_to_reach(trace, 60.0, "test_top1") == 10.0
+    assert cost_to_reach(trace, 95.0, "test_top1") == float("inf")
+    report = {1: 95.0, 2: 95.0, 3: 80.0, 5: 95.0, 6: 0.0}  # scored by another value per model
+    assert cost_to_reach(trace, 90.0, "test_top1", report) == 40.0
+    assert best_at(trace, 15.0, "test_top1") == 91.0  # the evaluation that crosses the budget counts
+    assert best_at(trace, 25.0, "test_top1") == 85.0 and best_at(trace, 25.0, "test_top1", report) == 80.0
+    assert np.isnan(best_at([_rec(1, 50.0, 70.0, 10.0, select=False)], 20.0, "test_top1"))

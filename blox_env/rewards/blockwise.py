@@ -25,7 +25,8 @@ impute from: pass ``charge_teacher=False`` to leave it out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from blox_env.space import Arch
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["BlockwiseTabularReward", "NearestTeacherBackends", "nearest_teacher_backends"]
+__all__ = ["BlockwiseTabularReward", "TeacherBackends", "TeacherPair"]
 
 
 class BlockwiseTabularReward(TabularReward):
@@ -117,34 +118,51 @@ class BlockwiseTabularReward(TabularReward):
                                    "vector envs do not model: use gym.make('Blox-v0', ...) per search")
 
 
-class NearestTeacherBackends:
-    """``arch -> BlockwiseTabularReward`` of the tabulated full teacher closest to ``arch`` in normal accuracy.
+class TeacherPair(NamedTuple):
+    """The short and full fine-tuning backends of one teacher (``exact`` False: a stand-in for another model)."""
 
-    Tables hold fine-tunings for a few teachers only, so a strategy that promotes an arbitrary model to
-    teacher (the iterative teacher) uses, in tabular mode, the tabulated teacher whose seed-mean normal
-    ``metric`` is nearest to that model's; the backend's ``teacher`` says which one. Backends are cached,
-    and a search run charges each teacher's blocks once (its :class:`~blox_env.rewards.base.SharedCharges`
-    keys carry the teacher).
+    short: Any
+    full: Any
+    teacher: int  # model index of the teacher whose distilled blocks both backends use
+    exact: bool
+
+
+class TeacherBackends:
+    """``arch -> TeacherPair``: the fine-tuning backends of any model used as teacher (the iterative teacher).
+
+    A tabulated full teacher (M1, M5) is read from the tables. Any other model is run live when ``live`` is
+    given (``live(arch, ft_epochs)`` returns a backend, e.g. :meth:`~blox_env.rewards.live.LiveReward.for_tables`,
+    which trains the teacher, distils its blocks and fine-tunes with the tables' own recipe, writing every
+    result to its store); without ``live`` the tabulated full teacher nearest in seed-mean normal ``metric``
+    stands in (``exact`` False; the strategy's trace records both, so reports can label the approximation).
+    Backends are cached; a search run charges each teacher's blocks once (SharedCharges keys carry the teacher).
     """
 
-    def __init__(self, store: BloxStore, *, metric: str = "val_top1", ft_epochs: int | None = None) -> None:
+    def __init__(self, store: BloxStore, *, metric: str = "val_top1",
+                 live: Callable[[Arch, int], Any] | None = None) -> None:
         self.tables = BlockwiseTables(store)
-        self.store, self.metric, self.ft_epochs = store, metric, ft_epochs
+        self.store, self.metric, self.live = store, metric, live
         self._normal = self.tables.normal(metric)
         self._names = self.tables.full_teachers()
         self._teacher_values = self._normal[store.rows([self.tables.teachers[n] for n in self._names])]
-        self._backends: dict[str, BlockwiseTabularReward] = {}
+        self._pairs: dict[int, TeacherPair] = {}
 
-    def __call__(self, arch: Arch) -> BlockwiseTabularReward:
-        value = self._normal[int(self.store.rows([arch])[0])]
-        name = self._names[int(np.argmin(np.abs(self._teacher_values - value)))]
-        if name not in self._backends:
-            self._backends[name] = BlockwiseTabularReward(self.store, teacher=name, ft_epochs=self.ft_epochs,
-                                                          metric=self.metric)
-        return self._backends[name]
+    def tabulated(self, arch: Arch) -> str | None:
+        """Name of the full teacher that is ``arch`` (None if ``arch`` is no tabulated full teacher)."""
+        return next((n for n in self._names if self.tables.teachers[n].index == arch.index), None)
 
-
-def nearest_teacher_backends(store: BloxStore, *, metric: str = "val_top1",
-                             ft_epochs: int | None = None) -> NearestTeacherBackends:
-    """See :class:`NearestTeacherBackends`."""
-    return NearestTeacherBackends(store, metric=metric, ft_epochs=ft_epochs)
+    def __call__(self, arch: Arch) -> TeacherPair:
+        if arch.index not in self._pairs:
+            short_e, full_e = min(self.tables.ft_epochs), max(self.tables.ft_epochs)
+            name = self.tabulated(arch)
+            if name is None and self.live is not None:
+                pair = TeacherPair(self.live(arch, short_e), self.live(arch, full_e), arch.index, True)
+            else:
+                exact = name is not None
+                if name is None:
+                    value = self._normal[int(self.store.rows([arch])[0])]
+                    name = self._names[int(np.argmin(np.abs(self._teacher_values - value)))]
+                pair = TeacherPair(*(BlockwiseTabularReward(self.store, teacher=name, ft_epochs=e, metric=self.metric)
+                                     for e in (short_e, full_e)), self.tables.teachers[name].index, exact)
+            self._pairs[arch.index] = pair
+        return self._pairs[arch.index]

@@ -39,7 +39,7 @@ from blox_env.training.results import record_result
 from blox_env.training.run_setup import ensure_run
 from blox_env.training.train import model_config_for, resolve_device, train_model
 
-__all__ = ["LiveReward", "open_live_store"]
+__all__ = ["LiveReward", "live_teacher_backends", "open_live_store"]
 
 MODES = ("normal", "blockwise")
 
@@ -206,3 +206,32 @@ class LiveReward(BaseReward):
         metrics.update(params=float(cost_static.params), flops=float(cost_static.macs))
         cost = float(unit_cost(cost_unit, seconds=metrics["train_time_s"] + extra, epochs=e))
         return Evaluation(arch, metrics, cost, cost_unit, self.source, e, self.seed)
+
+
+def live_teacher_backends(store: BloxStore, *, device: str = "auto") -> Any:
+    """``(teacher, ft_epochs) -> LiveReward`` fine-tuning with any teacher exactly as ``store``'s blockwise tables do.
+
+    The recipe, data and split, seed, distillation config (the tables' longest), KD ``alpha``/``temperature``
+    are read from the tables' description, so a tabulated teacher's results are found under the same run
+    names and a new teacher's are computed and recorded beside them. ``store`` must be writable (``mode="a"``)
+    and hold the tables' teacher weights (a build folder, not the weight-less bundle); the data are loaded
+    once and shared by every backend made.
+    """
+    from blox_env.datasets.images import load_data
+    from blox_env.datasets.store.blockwise import BlockwiseTables
+
+    attrs = BlockwiseTables(store).attrs
+    seed = int(attrs["seed"])
+    data = load_data(str(attrs["data"]), **{"seed": seed, **dict(attrs.get("data_kwargs", {}))})
+    recipe = Recipe(**attrs["recipe"])
+    distill = DistillConfig(**attrs["distill"][-1])
+    from blox_env.rewards.tabular import space_of_index
+
+    space = space_of_index(store.index)
+
+    def make(teacher: Arch, ft_epochs: int) -> LiveReward:
+        return LiveReward(store=store, data=data, recipe=recipe, mode="blockwise", teacher=teacher, seed=seed,
+                          distill=distill, ft_epochs=int(ft_epochs), alpha=float(attrs["alpha"]),
+                          temperature=float(attrs["temperature"]), device=device, space=space)
+
+    return make
