@@ -23,6 +23,12 @@ def study(
     predictors: Annotated[str, typer.Option(help="predictors for Q4")] = "donna,lana,gcn,brp",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
     workers: Annotated[int, typer.Option(help="parallel searches")] = 2,
+    target: Annotated[float | None, typer.Option(help="Table 2 target accuracy (default: the test accuracy of the "
+                                                 "best normally trained model, as the paper's 76.6)")] = None,
+    live_store: Annotated[str | None, typer.Option(help="a writable store with the tables' teacher weights (e.g. "
+                                                   "build/blox-mini.zarr): the iterative teacher then trains, distils "
+                                                   "and fine-tunes promoted teachers live (needs [train]) instead of "
+                                                   "standing in a tabulated teacher")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
 ) -> None:
     """Q1-Q6 and a Table-2 comparison as a Markdown report with PNG figures (see docs/study/study.md)."""
@@ -36,7 +42,8 @@ def study(
     budget_values = tuple(float_list(budgets, option="--budgets")) if budgets else None
     config = StudyConfig(seeds=seeds, budgets=budget_values,
                          predictor_sizes=tuple(int_list(predictor_sizes, option="--predictor-sizes")),
-                         predictor_seeds=predictor_seeds, executor=executor, workers=workers,
+                         predictor_seeds=predictor_seeds, executor=executor, workers=workers, target=target,
+                         live_store=live_store,
                          predictors=tuple(p.strip() for p in predictors.split(",") if p.strip()))
     if not quiet:
         from blox_env.datasets.store.provenance import benchmark_summary, describe_benchmark

@@ -1,18 +1,24 @@
 """``blox study``: the BLOX paper's blockwise analysis, rerun on any store with blockwise tables.
 
-Questions (numbering as in the paper's analysis; :mod:`.study_report` writes the report):
+Questions (numbering as in the paper's analysis; :mod:`.study_report` writes the report and
+:mod:`.study_claims` sets each result next to the paper's claim with a verdict):
 
-- Q1 student x teacher: every teacher Mi fine-tuned (full length) from every Mj, next to normal accuracy;
+- Q1 student x teacher: every teacher Mi fine-tuned (full length) from every Mj, next to normal accuracy,
+  and whether students of M1 beat M1;
 - Q2 Spearman between fine-tuned and normal accuracy over the space, per full teacher;
 - Q3 per-stage Spearman of each signature (minus the distillation loss; the LANA accuracy change)
-  against the oracle block ranking (best normal accuracy reachable with that block in that stage);
+  against two oracle block rankings (the best normal, and the best fine-tuned, accuracy reachable with
+  that block in that stage), each over the stage's K blocks;
 - Q4 predictors (DONNA, LANA, GCN, BRP) vs number of training models, on fine-tuned accuracy;
-- Q5 short vs full fine-tuning: correlation, and search with short FT then full FT of the top;
+- Q5 short vs full fine-tuning: correlation, and search with short FT then full FT down the ranking;
 - Q6 M1 vs M5 fine-tuning correlation, and the iterative teacher strategy;
-- Table 2: conventional and blockwise searches at fixed costs and the cost to reach a target.
+- Table 2: conventional and blockwise searches at fixed costs (in units of one normal training, as the
+  paper) and the cost after which a search's answer stays at or above the target (the best normally
+  trained model's test accuracy, as the paper's 76.6).
 
-All searches are scored alike: the reported value of a search's answer is that model's *normal*
-test accuracy (seed mean), i.e. what the architecture is worth, whichever signal selected it.
+Blockwise answers are scored twice: by the test accuracy of the fine-tuned model the search returns
+(what the paper's Table 2 reports for blockwise methods) and by the architecture's normal test accuracy
+(seed mean: what it is worth trained normally, the score conventional searches get).
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ import numpy as np
 from blox_env.datasets.store.blockwise import BlockwiseTables, oracle_block_scores
 from blox_env.errors import InvalidArgumentError
 
-__all__ = ["METHODS", "Method", "StudyConfig", "StudyResults", "run_searches", "spearman", "study_numbers"]
+__all__ = ["METHODS", "Method", "StudyConfig", "StudyResults", "macs_limit_kwargs", "run_searches", "spearman",
+           "study_numbers", "table2_rows"]
 
 
 @dataclass(frozen=True)
 class Method:
-    """One search method of the comparison: an agent, a reward mode, a teacher and a strategy."""
+    """One search method of Table 2: an agent, a reward mode, teachers, a strategy, and the paper's row if any."""
 
     label: str
     agent: str
@@ -40,31 +47,45 @@ class Method:
     strategy: str = "plain"
     ft: str = "full"  # "full" | "short": which fine-tuning table a plain blockwise search reads
     kind: str = "conventional"
+    full_teacher: str | None = None  # two-stage: the teacher of the full fine-tuning ("retrained with M1")
+    macs_limit: str | None = None  # "median": LANA's integer program (and every answer) under a MACs limit
+    paper: str | None = None  # the paper's Table 2 row this method reproduces (a key of PAPER_TABLE2)
 
 
 METHODS: tuple[Method, ...] = (
     Method("random", "random"),
-    Method("evolution", "evolution"),
-    Method("brpnas", "brpnas"),
+    Method("evolution", "evolution", paper="regularized evolution"),
+    Method("brpnas", "brpnas", paper="BRP-NAS"),
+    Method("evolution, FT-full (M1)", "evolution", "blockwise", kind="blockwise", paper="FT200 (M1)"),
+    Method("evolution, FT-short (M1)", "evolution", "blockwise", ft="short", kind="blockwise", paper="FT10 (M1)"),
+    Method("evolution, FT-short + FT-full (M1)", "evolution", "blockwise", strategy="two-stage", kind="blockwise",
+           paper="FT10 + FT200 (M1)"),
     Method("donna (M1)", "donna", "blockwise", kind="blockwise"),
     Method("lana (M1)", "lana", "blockwise", kind="blockwise"),
-    Method("evolution, FT-full (M1)", "evolution", "blockwise", kind="blockwise"),
-    Method("evolution, FT-short (M1)", "evolution", "blockwise", ft="short", kind="blockwise"),
-    Method("evolution, FT-short + FT-full (M1)", "evolution", "blockwise", strategy="two-stage", kind="blockwise"),
+    Method("lana (M1), MACs <= median", "lana", "blockwise", kind="blockwise", macs_limit="median"),
     Method("evolution, FT-full (M5)", "evolution", "blockwise", teacher="M5", kind="blockwise"),
-    Method("evolution, iterative teacher (from M5)", "evolution", "blockwise", teacher="M5", strategy="iterative",
-           kind="blockwise"),
+    Method("evolution, FT-short (M5)", "evolution", "blockwise", teacher="M5", ft="short", kind="blockwise",
+           paper="FT10 (M5)"),
+    Method("evolution, FT-short + FT-full (M5)", "evolution", "blockwise", teacher="M5", strategy="two-stage",
+           kind="blockwise", paper="FT10 + FT200 (M5)"),
+    Method("evolution, FT-short (M5) + FT-full with M1", "evolution", "blockwise", teacher="M5",
+           strategy="two-stage", full_teacher="M1", kind="blockwise", paper="FT10 + FT200 retrained with M1 (M5)"),
+    Method("evolution, FT-short + FT-full, iterative teacher (from M5)", "evolution", "blockwise", teacher="M5",
+           strategy="iterative", kind="blockwise", paper="FT10 + FT200 iterative (M5)"),
 )
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """How much to run. Budgets default to multiples of the median normal training time of the store."""
+    """How much to run. Budgets default to multiples of the median normal training time of the store
+    (40, the paper's Table 2 budget, among them); the target defaults to the test accuracy of the best
+    normally trained model (best seed-mean validation accuracy), as the paper's 76.6."""
 
     seeds: int = 10
     budget_multiples: tuple[float, ...] = (15.0, 40.0, 100.0)
     budgets: tuple[float, ...] | None = None
-    target_quantile: float = 0.98
+    target: float | None = None
+    search_fraction: float = 0.75  # the paper starts full fine-tuning at cost 30 of 40
     predictors: tuple[str, ...] = ("donna", "lana", "gcn", "brp")
     predictor_sizes: tuple[int, ...] = (10, 25, 50, 100)
     predictor_seeds: int = 3
@@ -72,14 +93,17 @@ class StudyConfig:
     methods: tuple[Method, ...] = METHODS
     executor: str = "process"
     workers: int = 2
+    live_store: str | None = None  # the iterative teacher trains promoted teachers live in this writable store
     agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.predictor_seeds < 1:
             raise InvalidArgumentError(f"seeds and predictor_seeds must be >= 1, got {self.seeds}, "
                                        f"{self.predictor_seeds}")
-        if not 0.0 < self.target_quantile <= 1.0:
-            raise InvalidArgumentError(f"target_quantile must be in (0, 1], got {self.target_quantile}")
+        if self.target is not None and not np.isfinite(self.target):
+            raise InvalidArgumentError(f"target must be a finite accuracy or None, got {self.target}")
+        if not 0.0 < self.search_fraction < 1.0:
+            raise InvalidArgumentError(f"search_fraction must be in (0, 1), got {self.search_fraction}")
 
 
 @dataclass
@@ -99,6 +123,8 @@ class StudyResults:
     report: dict[int, float]
     seconds: dict[str, float] = field(default_factory=dict)
     benchmark: dict[str, Any] = field(default_factory=dict)  # describe_benchmark(store): which data this is
+    unit: float = float("nan")  # seconds of one (median) normal training: the paper's unit of cost
+    table2: list[dict[str, Any]] = field(default_factory=list)  # table2_rows(...)
 
 
 def spearman(a: Any, b: Any) -> float:
@@ -139,16 +165,26 @@ def study_numbers(tables: BlockwiseTables) -> dict[str, Any]:
     oracle = oracle_block_scores(store, normal)
     q3 = []
     for t in full:
+        # two oracles, as the paper: the best normal accuracy, and the best accuracy fine-tuned with this teacher,
+        # reachable with a block in a stage
+        oracles = {"normal": oracle, "fine-tuned": oracle_block_scores(store, ft[(t, full_e)])}
         for e in tables.distill_epochs:
             sig = tables.signatures(t, e)
             for label, score in (("DONNA (-distill loss)", -sig["distill_loss"]), ("LANA (acc. change)",
                                                                                     sig["lana_delta"])):
-                for s in range(3):
-                    ok = np.isfinite(oracle[s])
-                    q3.append({"teacher": t, "distill_epochs": e, "signature": label, "stage": s,
-                               "rho": spearman(score[s, ok], oracle[s, ok]), "blocks": int(ok.sum())})
+                for which, orc in oracles.items():
+                    for s in range(3):
+                        ok = np.isfinite(orc[s]) & np.isfinite(score[s])
+                        q3.append({"teacher": t, "distill_epochs": e, "signature": label, "oracle": which,
+                                   "stage": s, "rho": spearman(score[s, ok], orc[s, ok]), "blocks": int(ok.sum())})
     out["q3"] = q3
     out["oracle"] = oracle.tolist()
+    first = full[0]
+    out["q1_best_student"] = {t: {"teacher_normal_test_top1": float(normal[store.rows([tables.teachers[t]])[0]]),
+                                  "best_student_finetuned_test_top1": float(np.nanmax(ft[(t, full_e)])),
+                                  "students_above_teacher": int(np.nansum(
+                                      ft[(t, full_e)] > normal[store.rows([tables.teachers[t]])[0]]))}
+                              for t in (first,)}
     out["q5"] = {t: spearman(ft[(t, short_e)], ft[(t, full_e)]) for t in full}
     if len(full) >= 2:
         out["q6"] = spearman(ft[(full[0], full_e)], ft[(full[-1], full_e)])
@@ -156,11 +192,30 @@ def study_numbers(tables: BlockwiseTables) -> dict[str, Any]:
     return out
 
 
+def normal_training_seconds(tables: BlockwiseTables) -> float:
+    """The median recorded time of one normal training: the study's unit of cost (the paper's)."""
+    info = tables.store.run_info(tables.normal_run)
+    return float(np.nanmedian(tables.store.get("train_time_s", None, seed=info.seeds[0], run=info.name)))
+
+
 def default_budgets(tables: BlockwiseTables, multiples: Sequence[float]) -> tuple[float, ...]:
     """Budgets (seconds) as multiples of the median normal training time of one model."""
-    info = tables.store.run_info(tables.normal_run)
-    t = float(np.nanmedian(tables.store.get("train_time_s", None, seed=info.seeds[0], run=info.name)))
+    t = normal_training_seconds(tables)
     return tuple(round(m * t, 1) for m in multiples)
+
+
+def macs_limit_kwargs(store: Any, quantile: float = 0.5) -> tuple[dict[str, Any], float]:
+    """LANA's cost inputs for a MACs limit at the ``quantile`` of the store's models: per-block MACs at the
+    store's width, the block budget (the limit minus the fixed stem/reduction/head MACs), and the limit."""
+    from blox_env.costs import component_costs
+    from blox_env.shapes import ModelConfig
+
+    config = ModelConfig(**store.attrs["model_config"]) if "model_config" in store.attrs else ModelConfig()
+    comp = component_costs(config)
+    blocks = np.array([[c.macs for c in stage] for stage in comp.blocks], dtype=np.float64)
+    fixed = float(comp.stem.macs + sum(r.macs for r in comp.reductions) + comp.head.macs)
+    limit = float(np.quantile(store.get("flops"), quantile))
+    return {"costs": blocks, "limit": limit - fixed}, limit
 
 
 def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyConfig, budgets: tuple[float, ...],
@@ -172,20 +227,55 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
     summary, traces = [], {}
     short_e = min(tables.ft_epochs)
     for method in config.methods:
+        kwargs = {k: dict(v) for k, v in config.agent_kwargs.items()}
+        constraint = None
+        if method.macs_limit is not None:
+            lana, limit = macs_limit_kwargs(tables.store)
+            kwargs.setdefault(method.agent, {}).update(lana)
+            constraint = {"flops": limit}
+        strategy_kwargs = {"search_fraction": config.search_fraction} if method.strategy != "plain" else {}
+        live = config.live_store if method.strategy == "iterative" else None
         spec = BenchSpec(agents=(method.agent,), seeds=config.seeds, budgets=budgets, target=target,
                          mode=method.mode, teacher=method.teacher, strategy=method.strategy,
-                         ft_epochs=short_e if method.ft == "short" else None,
-                         agent_kwargs=config.agent_kwargs)
+                         ft_epochs=short_e if method.ft == "short" else None, agent_kwargs=kwargs,
+                         constraint=constraint, full_teacher=method.full_teacher,
+                         stop_at_target=method.strategy != "plain", strategy_kwargs=strategy_kwargs, live_store=live)
         if progress:
-            print(f"study: searching with {method.label} ({config.seeds} seeds)", flush=True)
-        result = run_benchmark(store_location, spec=spec, executor=config.executor, workers=config.workers,
-                               progress=progress)
+            print(f"study: searching with {method.label} ({config.seeds} seeds{', live' if live else ''})", flush=True)
+        # live teachers write to one store: one process
+        executor, workers = ("serial", 1) if live else (config.executor, config.workers)
+        result = run_benchmark(store_location, spec=spec, executor=executor, workers=workers, progress=progress)
         row = summarise_traces(result, spec=spec, best_index=best_index, best_report=best_report, report=report,
                                label=method.label)[0]
-        row["kind"] = method.kind
+        row.update(kind=method.kind, teacher=method.teacher if method.mode == "blockwise" else None,
+                   full_teacher=method.full_teacher, paper=method.paper, live=live is not None,
+                   macs_limit=constraint["flops"] if constraint else None)
+        if method.strategy == "iterative":
+            runs = [result[(method.agent, s)] for s in range(config.seeds)]
+            recs = [r for t in runs for r in t if r.get("round", 0) > 0]
+            row["stand_in_evaluations"] = sum(1 for r in recs if r["promoted"] != r["teacher"])
+            row["promoted_evaluations"] = len(recs)
         summary.append(row)
         traces[method.label] = [result[(method.agent, s)] for s in range(config.seeds)]
     return summary, traces
+
+
+def table2_rows(summary: Sequence[dict[str, Any]], budgets: Sequence[float], unit: float) -> list[dict[str, Any]]:
+    """Flat Table 2 rows (method x budget) with both scores of the answer, as ``study.json`` carries them."""
+    rows = []
+    for r in summary:
+        for b in budgets:
+            ft = r.get(f"finetuned@{b:g}")
+            rows.append({"method": r["agent"], "kind": r["kind"], "teacher": r.get("teacher"),
+                         "full_teacher": r.get("full_teacher"), "paper_row": r.get("paper"), "budget": b,
+                         "cost": b, "cost_normal_trainings": b / unit,
+                         "finetuned_test_top1": ft[0] if ft else None, "finetuned_test_top1_std": ft[1] if ft else None,
+                         "normal_test_top1": r[f"best@{b:g}"][0], "normal_test_top1_std": r[f"best@{b:g}"][1],
+                         "cost_to_target": r.get("cost_to_target_median"),
+                         "reached_target": r.get("reached_target"),
+                         "cost_to_target_finetuned": r.get("cost_to_target_finetuned_median"),
+                         "reached_target_finetuned": r.get("reached_target_finetuned"), "seeds": r["seeds"]})
+    return rows
 
 
 def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool = True) -> StudyResults:
@@ -215,11 +305,12 @@ def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool
     best = best_model(store, tables=tables)
     report = best.values or {}
     budgets = config.budgets or default_budgets(tables, config.budget_multiples)
-    target = float(np.nanquantile(tables.normal("test_top1"), config.target_quantile))
+    target = config.target if config.target is not None else best.report
     t = time.perf_counter()
     summary, traces = run_searches(store.location, tables, config=config, budgets=budgets, target=target,
                                    report=report, best_index=best.index, best_report=best.report, progress=progress)
     seconds["searches"] = time.perf_counter() - t
+    unit = normal_training_seconds(tables)
     return StudyResults(store.name, {n: a.index for n, a in tables.teachers.items()}, numbers, predictor_rows,
                         summary, traces, budgets, target, best.index, best.report, report, seconds,
-                        describe_benchmark(store))
+                        describe_benchmark(store), unit, table2_rows(summary, budgets, unit))
