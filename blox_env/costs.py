@@ -5,7 +5,15 @@ head, so each component is counted once analytically (mirroring
 :mod:`blox_env.model` layer by layer) and the 91,125 totals are one broadcast sum.
 MACs count the multiply-accumulates of convolutions (including squeeze-excite's
 1x1 convs on the pooled map) and of the linear layer; BN, ReLU, adds and pooling
-are not counted, as in ptflops' convention for the original ``flops`` column.
+are not counted.
+
+This is *not* what the official release's ``flops`` field holds: the original
+counted with ptflops, which also counts BN, activations, pooling and the like,
+so its values run 110M..307M where ours run 103.7M..302.0M for the same models.
+Stores imported from the release keep the official field in ``static/flops``;
+stores this project builds (Blox-mini, the builder) put these MACs there
+(the array's ``counting`` attribute says which), so compare FLOPs only within
+one store.
 """
 
 from __future__ import annotations

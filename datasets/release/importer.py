@@ -43,6 +43,7 @@ from blox_env.datasets.store.location import (
     discard_directory,
 )
 from blox_env.datasets.store.schema import CURVE_METRICS, ENV_COLUMNS, FINAL_METRICS, is_accuracy
+from blox_env.datasets.store.write import FLOPS_OFFICIAL
 from blox_env.errors import ReleaseFormatError, StoreError, StoreNotFoundError
 from blox_env.hashes import hash_to_index
 from blox_env.progress import ProgressBar
@@ -241,7 +242,7 @@ def _build_files(files: list[Any], tmp: Path, bar: _Progress, *, allow_partial: 
     store = BloxStore.create(tmp, index=index, name=f"blox-{dataset}", overwrite=True)
     if info is not None:
         store.write_static(params=np.asarray(info.columns["params"])[order],
-                           flops=np.asarray(info.columns["flops"])[order])
+                           flops=np.asarray(info.columns["flops"])[order], flops_counting=FLOPS_OFFICIAL)
     store.create_run(dataset, seeds=seeds, epochs=n_epochs,
                      attrs={"dataset": dataset, "hyperparameters": ORIGINAL_PROTOCOL, "source": "official release"})
     allocated: set[str] = set()

@@ -94,7 +94,8 @@ class QueryMixin:
         return self._static_int("static/params", arch)
 
     def flops(self: BloxStore, arch: Any) -> int:
-        """Multiply-accumulates of one forward pass (the original's ``flops``)."""
+        """The ``flops`` column: the official release's field (ptflops) in imported stores, our conv + linear
+        MACs in stores this project builds (``static/flops``'s ``counting`` attribute says which)."""
         return self._static_int("static/flops", arch)
 
     def _static_int(self: BloxStore, path: str, arch: Any) -> int:

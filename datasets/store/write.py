@@ -32,10 +32,14 @@ from blox_env.errors import InvalidArgumentError, StoreReadOnlyError
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["CURVE_CHUNK_ROWS", "VECTOR_CHUNK_ROWS", "StoreWriter", "space_definition"]
+__all__ = ["CURVE_CHUNK_ROWS", "FLOPS_MACS", "FLOPS_OFFICIAL", "VECTOR_CHUNK_ROWS", "StoreWriter", "space_definition"]
 
 CURVE_CHUNK_ROWS = 4096
 VECTOR_CHUNK_ROWS = 32_768
+#: What ``static/flops`` counts: our conv + linear multiply-accumulates (:mod:`blox_env.costs`) ...
+FLOPS_MACS = "conv + linear MACs (blox_env.costs)"
+#: ... or the official release's ``flops`` field (ptflops, which also counts BN, activations, pooling).
+FLOPS_OFFICIAL = "official release flops field (ptflops: conv, linear, BN, activations, pooling)"
 
 
 def space_definition() -> dict[str, Any]:
@@ -59,9 +63,10 @@ KEEP_CHUNKS = {"write_empty_chunks": True}
 
 def array_codecs(dtype: str) -> dict[str, Any]:
     """Blosc/zstd with byte shuffle, then a crc32c checksum: a damaged chunk fails to decode."""
-    from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
+    from zarr.codecs import BloscCodec, Crc32cCodec
 
-    return {"compressors": [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle), Crc32cCodec()]}
+    # plain strings: zarr 3.1 parses them into its enums, zarr >= 3.4 deprecates the enums (same metadata)
+    return {"compressors": [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"), Crc32cCodec()]}
 
 
 class StoreWriter:
@@ -190,13 +195,16 @@ class StoreWriter:
             arr[pos, r] = row_values
         self._invalidate(path)
 
-    def write_static(self: BloxStore, *, params: Any, flops: Any) -> None:
-        """Parameter counts and MACs of every row."""
+    def write_static(self: BloxStore, *, params: Any, flops: Any, flops_counting: str = FLOPS_MACS) -> None:
+        """Parameter counts and the ``flops`` column of every row; ``flops_counting`` (an attribute of
+        ``static/flops``) says what it counts: :data:`FLOPS_MACS` (our conv + linear MACs) or
+        :data:`FLOPS_OFFICIAL` (the release's ptflops field, which counts more)."""
         self.check_writable()
         for name, values in (("params", params), ("flops", flops)):
             v = np.asarray(values, dtype=np.int64)
             self._check_rows(v, name)
-            self._new_array(f"static/{name}", v, shape=v.shape, model_axis=0, encoding=Encoding("raw", "int64"))
+            self._new_array(f"static/{name}", v, shape=v.shape, model_axis=0, encoding=Encoding("raw", "int64"),
+                            attrs={"counting": flops_counting} if name == "flops" else None)
 
     def write_latency(self: BloxStore, device: str, values: Any, *, attrs: dict[str, Any] | None = None) -> None:
         """Latency in seconds of every row on one device (NaN where not measured)."""
