@@ -81,10 +81,12 @@ def constraint_grid(backend: RewardBackend, constraint: Mapping[str, float] | No
     grid_local = np.stack(np.meshgrid(*(np.arange(k) for k in reversed(sizes)), indexing="ij"), axis=-1)[..., ::-1]
     rows = backend.rows(local_to_indices(backend.space, grid_local))
     allowed = rows >= 0
+    if not constraint:
+        return allowed  # the static columns are read only when a constraint needs them
     static = backend.static_costs()
-    if constraint and not static:
+    if not static:
         raise InvalidArgumentError("constraints need a tabular backend (static costs per model)")
-    for metric, limit in (constraint or {}).items():
+    for metric, limit in constraint.items():
         column = static.get(metric)
         if column is None:
             raise InvalidArgumentError(f"constraint key {metric!r} is not a static cost of this benchmark: allowed "

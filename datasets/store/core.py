@@ -114,6 +114,8 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
         self._chunks: dict[tuple[str, int, int], np.ndarray] = {}
         self._runs: dict[str, RunInfo] = {}
         self._paths: set[str] | None = None
+        self._nodes: dict[str, Any] = {}  # read-only stores: metadata nodes and listings, looked up once
+        self._listings: dict[tuple[str, bool], tuple[str, ...]] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod

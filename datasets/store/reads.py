@@ -73,7 +73,21 @@ class ReadMixin:
 
     # ------------------------------------------------------------------ metadata nodes
     def _node(self: BloxStore, path: str) -> Any:
-        """The zarr group or array at ``path``, or None when there is none; damaged metadata raises."""
+        """The zarr group or array at ``path``, or None when there is none; damaged metadata raises.
+
+        A read-only store's tree cannot change through it, so its nodes are looked up once (each lookup is a
+        metadata read and parse: a store query or ``gym.make`` would otherwise repeat dozens of them); like its
+        run and array caches, it sees another writer's new nodes after reopening.
+        """
+        if self.mode == "r":
+            if path in self._nodes:
+                return self._nodes[path]
+            node = self._nodes[path] = self._lookup_node(path)
+            return node
+        return self._lookup_node(path)
+
+    def _lookup_node(self: BloxStore, path: str) -> Any:
+        """One metadata lookup (uncached): the node, None when absent, StoreCorruptError when damaged."""
         with guard(self.location, f"metadata of {path!r}"):
             try:
                 return self._group[path]
@@ -83,7 +97,13 @@ class ReadMixin:
                 return None
 
     def _children(self: BloxStore, path: str, *, arrays: bool) -> list[str]:
-        """Names of the arrays (or groups) directly under group ``path``; a child without metadata raises."""
+        """Names of the arrays (or groups) directly under group ``path``; a child without metadata raises.
+
+        Listed once per read-only store (see :meth:`_node`).
+        """
+        cached = self._listings.get((path, arrays)) if self.mode == "r" else None
+        if cached is not None:
+            return list(cached)
         if self._node(path) is None:
             return []
         out = []
@@ -101,6 +121,8 @@ class ReadMixin:
                 raise corrupt(self.location, f"node {child!r}", f"{child}/zarr.json is missing")
             if hasattr(node, "chunks") == arrays:
                 out.append(name)
+        if self.mode == "r":
+            self._listings[(path, arrays)] = tuple(out)
         return out
 
     def metric_paths(self: BloxStore) -> set[str]:
