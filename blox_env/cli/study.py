@@ -29,6 +29,7 @@ def study(
                                                    "build/blox-mini.zarr): the iterative teacher then trains, distils "
                                                    "and fine-tunes promoted teachers live (needs [train]) instead of "
                                                    "standing in a tabulated teacher")] = None,
+    live_seeds: Annotated[int, typer.Option(help="searches of a live method (with --live-store)")] = 3,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
 ) -> None:
     """Q1-Q6 and a Table-2 comparison as a Markdown report with PNG figures (see docs/study/study.md)."""
@@ -43,7 +44,7 @@ def study(
     config = StudyConfig(seeds=seeds, budgets=budget_values,
                          predictor_sizes=tuple(int_list(predictor_sizes, option="--predictor-sizes")),
                          predictor_seeds=predictor_seeds, executor=executor, workers=workers, target=target,
-                         live_store=live_store,
+                         live_store=live_store, live_seeds=live_seeds,
                          predictors=tuple(p.strip() for p in predictors.split(",") if p.strip()))
     if not quiet:
         from blox_env.datasets.store.provenance import benchmark_summary, describe_benchmark

@@ -94,6 +94,7 @@ class StudyConfig:
     executor: str = "process"
     workers: int = 2
     live_store: str | None = None  # the iterative teacher trains promoted teachers live in this writable store
+    live_seeds: int = 3  # searches of a live method (each trains for real: minutes, not milliseconds)
     agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +103,8 @@ class StudyConfig:
                                        f"{self.predictor_seeds}")
         if self.target is not None and not np.isfinite(self.target):
             raise InvalidArgumentError(f"target must be a finite accuracy or None, got {self.target}")
+        if self.live_seeds < 1:
+            raise InvalidArgumentError(f"live_seeds must be >= 1, got {self.live_seeds}")
         if not 0.0 < self.search_fraction < 1.0:
             raise InvalidArgumentError(f"search_fraction must be in (0, 1), got {self.search_fraction}")
 
@@ -235,13 +238,14 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
             constraint = {"flops": limit}
         strategy_kwargs = {"search_fraction": config.search_fraction} if method.strategy != "plain" else {}
         live = config.live_store if method.strategy == "iterative" else None
-        spec = BenchSpec(agents=(method.agent,), seeds=config.seeds, budgets=budgets, target=target,
+        seeds = min(config.seeds, config.live_seeds) if live else config.seeds
+        spec = BenchSpec(agents=(method.agent,), seeds=seeds, budgets=budgets, target=target,
                          mode=method.mode, teacher=method.teacher, strategy=method.strategy,
                          ft_epochs=short_e if method.ft == "short" else None, agent_kwargs=kwargs,
                          constraint=constraint, full_teacher=method.full_teacher,
                          stop_at_target=method.strategy != "plain", strategy_kwargs=strategy_kwargs, live_store=live)
         if progress:
-            print(f"study: searching with {method.label} ({config.seeds} seeds{', live' if live else ''})", flush=True)
+            print(f"study: searching with {method.label} ({seeds} seeds{', live' if live else ''})", flush=True)
         # live teachers write to one store: one process
         executor, workers = ("serial", 1) if live else (config.executor, config.workers)
         result = run_benchmark(store_location, spec=spec, executor=executor, workers=workers, progress=progress)
@@ -251,12 +255,12 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
                    full_teacher=method.full_teacher, paper=method.paper, live=live is not None,
                    macs_limit=constraint["flops"] if constraint else None)
         if method.strategy == "iterative":
-            runs = [result[(method.agent, s)] for s in range(config.seeds)]
+            runs = [result[(method.agent, s)] for s in range(seeds)]
             recs = [r for t in runs for r in t if r.get("round", 0) > 0]
             row["stand_in_evaluations"] = sum(1 for r in recs if r["promoted"] != r["teacher"])
             row["promoted_evaluations"] = len(recs)
         summary.append(row)
-        traces[method.label] = [result[(method.agent, s)] for s in range(config.seeds)]
+        traces[method.label] = [result[(method.agent, s)] for s in range(seeds)]
     return summary, traces
 
 

@@ -228,9 +228,11 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
 
 def _table2_section(res: StudyResults, t2_claims: Sequence[dict[str, Any]], figs: dict[str, str]) -> list[str]:
     """Table 2 with its setup, the per-row comparison with the paper, and the iterative teacher's note."""
-    n_runs = len(res.traces[next(iter(res.traces))])
+    n_runs = max(len(t) for t in res.traces.values())
+    live = [r["agent"] for r in res.summary if r.get("live")]
+    fewer = f" ({', '.join(live)}: {len(res.traces[live[0]])}, trained live)" if live else ""
     md = ["## Table 2: conventional vs blockwise search", "",
-          f"{n_runs} searches per method. Costs in units of one normal training (median {res.unit:.2f} s of "
+          f"{n_runs} searches per method{fewer}. Costs in units of one normal training (median {res.unit:.2f} s of "
           "recorded compute, as the paper), covering fine-tuning plus each distilled block and the teacher once per "
           "search. Each cell: the answer's fine-tuned test top-1 (the paper's score for blockwise rows; the model the "
           "search returns) / its normal test top-1 (seed mean: the architecture trained normally), mean ± std. "
