@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import zarr
 from typer.testing import CliRunner
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCodec
 
 from blox_env.cli.root import app
 from blox_env.datasets.store.core import BloxStore, open_store
@@ -266,7 +266,7 @@ def _legacy_store(path: Path) -> np.ndarray:
     run.attrs.update({"seeds": [0], "epochs": 3})
     disk = counts.copy()
     disk[..., 1:] = np.diff(counts, axis=-1)
-    blosc = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)
+    blosc = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
     arr = run.create_array("val_top1", shape=(1, 4, 3), chunks=(1, 2, 3), dtype="uint16", fill_value=0,
                            compressors=[blosc])
     arr.attrs["encoding"] = {"kind": "count", "dtype": "uint16", "denominator": 5000, "delta": True}
