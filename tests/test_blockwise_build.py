@@ -16,7 +16,9 @@ from blox_env.rewards.blockwise import BlockwiseTabularReward
 from blox_env.space import SubSpace
 from blox_env.training.recipes import Recipe
 
-TINY = Recipe(name="tiny", epochs=2, batch_size=32, eval_batch_size=256, lr=0.05, stem_channels=2)
+# 4 epochs: teachers good enough for SGD distillation with the unfloored NSR loss (2-epoch teachers have
+# near-constant stage outputs, on which it blows up)
+TINY = Recipe(name="tiny", epochs=4, batch_size=32, eval_batch_size=256, lr=0.05, stem_channels=2)
 SPACE = SubSpace(((9,), (10,), (9, 11, 23, 2, 44)))  # 5 cheap models
 SPEC = BlockwiseSpec(recipe=TINY, data="synthetic", data_kwargs=(), distill_epochs=(1, 2), ft_epochs=(1, 2))
 
@@ -42,6 +44,16 @@ def test_build_counts_and_tables(built) -> None:
     m3 = tables.signatures("M3")["lana_delta"]
     assert np.isfinite(m3).sum() == 7  # only the blocks of M1..M5: 1 + 1 + 5
     assert set(tables.attrs["build"]["seconds"]) == {"teacher", "distill", "finetune"}
+    # distilled with the recipe's SGD, keeping each block's best-validation epoch (recorded with the block)
+    assert [(d["epochs"], d["optimizer"], d["lr"], d["batch_size"]) for d in tables.attrs["distill"]] == [
+        (1, "sgd", TINY.lr, TINY.batch_size), (2, "sgd", TINY.lr, TINY.batch_size)]
+    import zarr
+
+    m1, full = tables.teachers["M1"], SPEC.distill_configs()[-1]
+    block = dict(zarr.open_group(path, mode="r")[tables.store.block_path(m1, full.key, 2, 11)].attrs)
+    curve = block["val_losses"]
+    assert block["distill_loss"] == min(curve[1:]) == tables.signatures("M1", 2)["distill_loss"][2, 11]
+    assert block["best_epoch"] == 1 + curve[1:].index(min(curve[1:]))
 
 
 @pytest.mark.slow
@@ -82,7 +94,7 @@ def test_live_blockwise_reads_the_same_rows(built) -> None:
     store = BloxStore.open(path, mode="a")
     tables = BlockwiseTables(store)
     live = LiveReward(store=store, data="synthetic", recipe=TINY, mode="blockwise", teacher=tables.teachers["M1"],
-                      distill=DistillConfig(epochs=2), ft_epochs=2, device="cpu")
+                      distill=DistillConfig.from_recipe(TINY, epochs=2), ft_epochs=2, device="cpu")
     tab = BlockwiseTabularReward(store, teacher="M1", ft_epochs=2)
     for arch in list(store)[:3]:
         a, b = live.evaluate(arch), tab.evaluate(arch)

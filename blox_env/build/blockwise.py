@@ -7,7 +7,9 @@ For a store whose normal run is complete, :func:`build_blockwise`:
    accuracy is stored in the library's attributes next to the run's);
 2. distils every block of the sub-space from the *full* teachers (M1 and M5) at every distillation
    length (one shared pass per teacher and length), and the blocks of M1..M5 from M2, M3, M4 at the
-   full length (for the 5 x 5 matrix); both signatures per teacher, stage, block and length;
+   full length (for the 5 x 5 matrix), as the original trainer does: the recipe's SGD, schedule,
+   batch size and training augmentation, each block keeping its best-validation-loss weights
+   (:mod:`blox_env.training.distill`); both signatures per teacher, stage, block and length;
 3. fine-tunes every model with M1 and M5 at each fine-tuning length (short and full), and each Mi
    with each Mj at the full length (the student/teacher matrix), with per-epoch curves, test
    accuracy and wall time, in the layout of :mod:`blox_env.training.results`.
@@ -42,22 +44,27 @@ __all__ = ["BlockwiseReport", "BlockwiseSpec", "BlockwiseTask", "build_blockwise
 
 @dataclass(frozen=True)
 class BlockwiseSpec:
-    """What to tabulate. Lengths are in epochs; the last distillation length is the one fine-tunes use."""
+    """What to tabulate. Lengths are in epochs; the last distillation length is the one fine-tunes use.
+
+    Distillation takes the recipe's optimiser, batch size and augmentation (``distill_*`` override them;
+    ``distill_optimizer="adam"`` and ``distill_augment=False`` are the comparison settings)."""
 
     recipe: Any = "digits_mini"
     data: str = "digits"
     data_kwargs: tuple[tuple[str, Any], ...] = (("seed", 0),)
     normal_run: str | None = None
     seed: int = 0
-    distill_epochs: tuple[int, ...] = (2, 8)
+    distill_epochs: tuple[int, ...] = (2, 10)
     ft_epochs: tuple[int, ...] = (1, 8)
     full_teachers: tuple[str, ...] = ("M1", "M5")
     quantiles: tuple[float, ...] = TEACHER_QUANTILES
     alpha: float = 0.9
     temperature: float = 1.0
     distill_loss: str = "nsr"
-    distill_lr: float = 1e-3
-    distill_batch_size: int = 64
+    distill_optimizer: str = "sgd"  # "sgd": the recipe's SGD + schedule; "adam": Adam, constant rate (comparison)
+    distill_augment: bool = True  # the recipe's training augmentation (as the original --blockwise path)
+    distill_lr: float | None = None  # None: the recipe's (SGD) or 1e-3 (Adam)
+    distill_batch_size: int | None = None  # None: the recipe's
 
     def __post_init__(self) -> None:
         for name in ("distill_epochs", "ft_epochs"):
@@ -67,12 +74,25 @@ class BlockwiseSpec:
         bad = [t for t in self.full_teachers if t not in TEACHER_NAMES]
         if bad or not self.full_teachers:
             raise InvalidArgumentError(f"full_teachers must name some of {', '.join(TEACHER_NAMES)}, got {bad}")
+        if self.distill_optimizer not in ("sgd", "adam") or not isinstance(self.distill_augment, bool):
+            raise InvalidArgumentError(f"distill_optimizer must be 'sgd' or 'adam' and distill_augment a bool, got "
+                                       f"{self.distill_optimizer!r}, {self.distill_augment!r}")
+        if self.distill_lr is not None and not (isinstance(self.distill_lr, int | float) and self.distill_lr > 0):
+            raise InvalidArgumentError(f"distill_lr must be None (the recipe's) or positive, got {self.distill_lr!r}")
+        bs = self.distill_batch_size
+        if bs is not None and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+            raise InvalidArgumentError(f"distill_batch_size must be None (the recipe's) or a positive integer, "
+                                       f"got {bs!r}")
 
     def distill_configs(self) -> list[Any]:
+        """One :class:`~blox_env.training.distill.DistillConfig` per length, with the recipe's optimiser,
+        batch size and augmentation (:meth:`~blox_env.training.distill.DistillConfig.from_recipe`)."""
         from blox_env.training.distill import DistillConfig
 
-        return [DistillConfig(epochs=e, loss=self.distill_loss, lr=self.distill_lr,
-                              batch_size=self.distill_batch_size, seed=self.seed) for e in self.distill_epochs]
+        return [DistillConfig.from_recipe(self.recipe, epochs=e, loss=self.distill_loss, seed=self.seed,
+                                          optimizer=self.distill_optimizer, augment=self.distill_augment,
+                                          lr=self.distill_lr, batch_size=self.distill_batch_size)
+                for e in self.distill_epochs]
 
 
 @dataclass(frozen=True)

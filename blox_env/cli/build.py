@@ -57,7 +57,7 @@ def build_blockwise(
     data: Annotated[str, typer.Option(help="data of the normal run: digits | synthetic | cifar100:/path")] = "digits",
     data_seed: Annotated[int, typer.Option(help="split seed of digits/synthetic (ignored for CIFAR)")] = 0,
     run: Annotated[str | None, typer.Option(help="normal run to choose teachers from (default: the store's)")] = None,
-    distill_epochs: Annotated[str, typer.Option(help="distillation lengths, short to full")] = "2,8",
+    distill_epochs: Annotated[str, typer.Option(help="distillation lengths, short to full")] = "2,10",
     ft_epochs: Annotated[str, typer.Option(help="fine-tuning lengths, short to full")] = "1,8",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
     workers: Annotated[int, typer.Option(help="worker processes (process/ray)")] = 2,

@@ -88,11 +88,13 @@ class BlockLibrary:
         return [c for c in candidates if not self.has(*c, config)]
 
     def save(self, result: DistillResult, config: DistillConfig) -> None:
-        """Store a distilled block, then its signatures (overwrites the same key)."""
+        """Store a distilled block (its kept weights; attrs: the signatures, time, validation curve and best
+        epoch), then its signatures (overwrites the same key)."""
         self.store.write_block(self.teacher, config.key, result.stage, result.block, flatten_state(result.state_dict),
                                config=config.to_dict(),
                                attrs={"distill_loss": result.distill_loss, "lana_delta": result.lana_delta,
-                                      "train_time_s": result.train_time_s, "val_losses": result.val_losses})
+                                      "train_time_s": result.train_time_s, "val_losses": result.val_losses,
+                                      "best_epoch": result.best_epoch})
         values = (result.distill_loss, result.lana_delta, result.train_time_s)
         self.store.write_signature(self.store.signatures_path(self.teacher, config.key), result.stage, result.block,
                                    dict(zip(SIGNATURE_NAMES, values)))
