@@ -17,6 +17,7 @@ them from the blockwise backend.
 
 from __future__ import annotations
 
+import importlib.util
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ import numpy as np
 from blox_env.agents.base import BaseAgent
 from blox_env.agents.evolution import positive_int
 from blox_env.errors import InvalidArgumentError
+from blox_env.extras import require
 from blox_env.space import Arch, SubSpace, mutate
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ class DonnaSearch(BaseAgent):
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, signatures: Any, n_init: int = 10,
                  top: int = 5, population: int = 30, sample_size: int = 8, cycles: int = 300, alpha: float = 1e-3,
                  metric: str = "val_top1", constraint: Callable[[Arch], bool] | None = None) -> None:
+        if importlib.util.find_spec("sklearn") is None:  # the ridge predictor is scikit-learn's
+            require("predictors", feature="DonnaSearch (its ridge predictor needs scikit-learn)")
         super().__init__(space, seed=seed, metric=metric, constraint=constraint)
         from blox_env.predictors.signatures import DonnaPredictor
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -33,3 +35,32 @@ def test_bad_arch_exits_2_with_one_line() -> None:
     )
     assert proc.returncode == 2
     assert "out of range" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_space_info_fits_80_columns() -> None:
+    from blox_env.space import N_BLOCKS, block_name
+
+    result = CliRunner().invoke(app, ["space", "info"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.output
+    for b in range(N_BLOCKS):  # every row shows its id and full name, nothing cut
+        assert any(re.match(rf"\s*{b}\s+{re.escape(block_name(b))}\s", line) for line in lines), b
+    assert "1,182,720" in result.output  # block 0 at stage 2: the widest column is whole
+
+
+def _commands(cmd: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    if hasattr(cmd, "commands"):
+        return [c for name, sub in cmd.commands.items() for c in _commands(sub, (*path, name))]
+    return [(path, cmd)]
+
+
+def test_every_option_and_argument_has_help() -> None:
+    import typer
+
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) >= 15
+    missing = [f"blox {' '.join(path)} {p.opts[0] if p.opts else p.name}" for path, cmd in commands
+               for p in cmd.params if not (getattr(p, "help", None) or "").strip()]
+    assert not missing, f"options without help: {missing}"
+    assert all((cmd.help or "").strip() for _, cmd in commands)

@@ -35,7 +35,7 @@ def bench(
     from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
     from blox_env.datasets.store.core import open_store
     from blox_env.datasets.store.provenance import benchmark_summary, describe_benchmark
-    from blox_env.reports.bench import best_model, markdown_table, plot_anytime, write_report
+    from blox_env.reports import bench as report_bench
 
     st = open_store(store)
     data = describe_benchmark(st)
@@ -47,7 +47,7 @@ def bench(
         from blox_env.datasets.store.blockwise import BlockwiseTables
 
         tables = BlockwiseTables(st)
-    best = best_model(st, metric=spec.metric, report_metric=spec.report_metric, tables=tables)
+    best = report_bench.best_model(st, metric=spec.metric, report_metric=spec.report_metric, tables=tables)
     best_index, best_report, report_values = best.index, best.report, best.values
     console.print(f"data: {benchmark_summary(data)}", markup=False, highlight=False)
     console.print(f"benchmark {st.name}: {len(st):,} models; best by mean {spec.metric}: model {best_index} "
@@ -57,13 +57,16 @@ def bench(
     seconds = time.perf_counter() - t
     rows = summarise_traces(results, spec=spec, best_index=best_index, best_report=best_report,
                             report=report_values)
-    console.print(markdown_table(rows, spec=spec), markup=False)
-    png = plot_anytime(results, plot, spec=spec, best=best_report, title=f"{st.name}: anytime search",
-                       report=report_values)
+    console.print(report_bench.markdown_table(rows, spec=spec), markup=False)
+    notes = report_bench.table_notes(spec, best_index=best_index, best_report=best_report)
+    console.print(report_bench.notes_markdown(notes), markup=False, highlight=False, soft_wrap=True)
+    png = report_bench.plot_anytime(results, plot, spec=spec, best=best_report, title=f"{st.name}: anytime search",
+                                    report=report_values)
     console.print(f"anytime plot: {png}; {seconds:.0f} s")
     if report:
-        out = write_report(report, rows=rows, spec=spec, plot=png, store_name=st.name, best_index=best_index,
-                           best_report=best_report, seconds=seconds, benchmark=data)
+        out = report_bench.write_report(report, rows=rows, spec=spec, plot=png, store_name=st.name,
+                                        best_index=best_index, best_report=best_report, seconds=seconds,
+                                        benchmark=data)
         console.print(f"report: {out}")
     if traces:
         from pathlib import Path

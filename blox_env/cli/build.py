@@ -114,7 +114,7 @@ def latency(
     store: Annotated[str | None, typer.Option(help="store (full 91,125 rows) to write latency/<device> into")] = None,
     validate: Annotated[int, typer.Option(help="end-to-end check on this many random models")] = 100,
     repeats: Annotated[int, typer.Option(help="timed repeats per component")] = 30,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="seed of the random inputs timed and of the validation models")] = 0,
 ) -> None:
     """Measure the per-component CPU latency table (batch 1, one thread) and validate it."""
     require("train", feature="`blox latency`")

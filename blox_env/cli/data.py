@@ -40,7 +40,9 @@ def download(
 
 
 def import_(
-    folder: Annotated[Path, typer.Argument(help="folder with blox-*.{blox,pickle,csv} release files")],
+    folder: Annotated[Path | None, typer.Argument(help="folder with blox-*.{blox,pickle,csv} release files "
+                                                       "(default: $BLOX_HOME/release, where `blox data download` "
+                                                       "writes)")] = None,
     out: Annotated[Path | None, typer.Option(help="store to create (.zarr folder or .zip; "
                                                  "default: $BLOX_HOME/stores/blox.zarr)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing blox store (never anything else)")] = False,
@@ -48,8 +50,17 @@ def import_(
     allow_partial: Annotated[bool, typer.Option(help="import a release whose files miss models "
                                                      "(coverage is recorded in the store)")] = False,
 ) -> None:
-    """Import an official release folder into a store (atomic: all or nothing)."""
+    """Import an official release folder (default: $BLOX_HOME/release) into a store (atomic: all or nothing)."""
     from blox_env.datasets.release.importer import import_release
+
+    if folder is None:
+        from blox_env.errors import StoreNotFoundError
+        from blox_env.paths import blox_home
+
+        folder = blox_home() / "release"
+        if not folder.is_dir():
+            raise StoreNotFoundError(f"no release folder at {folder} (the default, $BLOX_HOME/release): run "
+                                     "`blox data download` first, or name the folder: blox data import DIR")
 
     def say(message: str) -> None:
         console.print(message, markup=False, highlight=False)

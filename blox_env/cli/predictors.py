@@ -20,7 +20,7 @@ def train(
     train_size: Annotated[int, typer.Option(help="training models (the rest is held out)")] = 100,
     store: Annotated[str | None, typer.Option(help="store (default: imported BLOX, else Blox-mini)")] = None,
     out: Annotated[str | None, typer.Option(help="folder to save the fitted predictor")] = None,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="seed of the train/held-out split and of the fit")] = 0,
     fast: Annotated[bool, typer.Option(help="CPU-sized graph predictors")] = True,
 ) -> None:
     """Fit one predictor on a random training set and report held-out metrics."""
@@ -57,7 +57,7 @@ def evaluate(
     sizes: Annotated[str, typer.Option(help="train sizes")] = "25,50,100,150",
     seeds: Annotated[int, typer.Option(help="repeats")] = 5,
     test_size: Annotated[int, typer.Option(help="held-out models")] = 60,
-    metric: str = "val_top1",
+    metric: Annotated[str, typer.Option(help="target metric of the store")] = "val_top1",
     out: Annotated[str, typer.Option(help="results JSON")] = "predictor_eval.json",
     plot: Annotated[str, typer.Option(help="Spearman vs train size PNG")] = "predictor_eval.png",
     fast: Annotated[bool, typer.Option(help="CPU-sized graph predictors")] = True,

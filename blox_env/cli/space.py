@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -28,12 +29,17 @@ def space_info() -> None:
         f"params: {params.min():,} .. {params.max():,}   MACs: {macs.min():.3e} .. {macs.max():.3e}"
     )
     costs = component_costs()
-    table = Table(title="canonical blocks (params at stages 0/1/2)")
-    for col in ("id", "name", "[[opA],[opB,prev,inp,sc]]", "params s0", "params s1", "params s2"):
-        table.add_column(escape(col), justify="right" if col.startswith(("id", "params")) else "left", no_wrap=True)
+    # fits 80 columns: no vertical rules, compact vectors, the vector layout in the caption; id never wraps
+    table = Table(title="canonical blocks (params at stages 0/1/2)", caption="vector: [[opA],[opB,prev,inp,sc]]",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("id", justify="right", no_wrap=True, min_width=2)
+    table.add_column("name", no_wrap=True)
+    table.add_column("vector", no_wrap=True)
+    for s in range(N_STAGES):
+        table.add_column(f"params s{s}", justify="right", no_wrap=True)
     for b, (op_a, op_b, prev, inp, sc) in enumerate(BLOCKS):
         table.add_row(
-            str(b), block_name(b), escape(json.dumps([[op_a], [op_b, prev, inp, sc]])),
+            str(b), block_name(b), escape(json.dumps([[op_a], [op_b, prev, inp, sc]], separators=(",", ":"))),
             *(f"{costs.blocks[s][b].params:,}" for s in range(N_STAGES)),
         )
     console.print(table)

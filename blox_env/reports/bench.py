@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from blox_env.datasets.store.blockwise import BlockwiseTables
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["BestModel", "anytime_curves", "best_model", "group_curves", "markdown_table", "plot_anytime",
-           "plot_curves", "write_report"]
+__all__ = ["BestModel", "anytime_curves", "best_model", "group_curves", "markdown_table", "notes_markdown",
+           "plot_anytime", "plot_curves", "table_notes", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,52 @@ def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec) -> str:
     return "\n".join(lines)
 
 
+def table_notes(spec: BenchSpec, *, best_index: int, best_report: float) -> list[str]:
+    """Footnotes that explain the summary table's columns (regret, scores over budgets, evaluations).
+
+    Why: without them a negative regret, a score that falls as the budget grows, or thousands of
+    "evaluations" of a multi-phase strategy read as bugs; each note states what the code computes.
+    """
+    r, m, big = spec.report_metric, spec.metric, f"{max(spec.budgets):g}"
+    seeds = ("each search sees one seed's run of a model (its `val_top1` and `test_top1` from the same, randomly "
+             "drawn seed) while the reference is a seed mean, so seed noise can lift an answer above it"
+             if spec.seed_mode == "random" and spec.mode != "blockwise" else
+             "answers are scored by seed means too, so only that selection on validation makes it negative")
+    phases = {
+        "plain": "",
+        "two-stage": " Two-stage counts both phases: the screening with short fine-tuning (most records, each cheap) "
+                     "and the full fine-tunes of its top.",
+        "iterative": " Iterative counts every phase: the screening search, the normal trainings of the top "
+                     "candidates and the re-ranking with each promoted teacher.",
+    }
+    notes = [
+        f"regret @ {big} = the benchmark's best minus the agent's mean `{r}` at that budget; the benchmark's best "
+        f"is the seed-mean `{r}` of the model with the best seed-mean `{m}` (model {best_index}, {best_report:.2f}). "
+        f"Regret can be negative: that reference is chosen on validation, so other models can have a higher "
+        f"`{r}`, and {seeds}.",
+        f"`{r} @ b` is the `{r}` of the best-`{m}` model a search evaluated within cost b (mean ± std over "
+        f"seeds): select on validation, report test. A larger budget can replace the answer by a model with a "
+        f"better `{m}` but a lower `{r}`, so a column need not rise with the budget.",
+        f"evaluations: trace records per search at the largest budget, mean over seeds, repeats of a model "
+        f"already evaluated included (they are {'charged' if spec.charge_repeats else 'free'})."
+        + phases.get(spec.strategy, ""),
+    ]
+    if spec.target is not None:
+        notes.insert(2, f"cost to {spec.target:g}: the first cumulative cost after which the search's answer keeps "
+                        f"a `{r}` of at least {spec.target:g} to the end of the search (a transient hit does not "
+                        f"count); the median over all seeds, a search that never gets there counting as infinite.")
+    if spec.mode == "blockwise":
+        notes.insert(2, f"blockwise mode: answers are chosen on fine-tuned `{m}` (after distillation from "
+                        f"teacher {spec.teacher}) and scored by their normal `{r}`; a later, better-fine-tuning "
+                        f"model can have a lower normal accuracy, so scores can fall as the budget grows.")
+    return notes
+
+
+def notes_markdown(notes: Sequence[str]) -> str:
+    """Footnotes as a Markdown list (readable as plain text on a console too)."""
+    return "Notes:\n\n" + "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1))
+
+
 def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: BenchSpec, plot: str | Path,
                  store_name: str, best_index: int, best_report: float, seconds: float,
                  benchmark: dict[str, Any] | None = None) -> Path:
@@ -127,6 +173,7 @@ def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: Benc
         f"{spec.seed_mode!r}), reported `{spec.report_metric}` of the best-`{spec.metric}` model found. "
         f"Benchmark best (by mean `{spec.metric}`): model {best_index}, {spec.report_metric} {best_report:.2f}. "
         f"Wall time {seconds:.0f} s.{_blockwise_note(spec)}\n\n" + markdown_table(rows, spec=spec)
+        + "\n\n" + notes_markdown(table_notes(spec, best_index=best_index, best_report=best_report))
         + f"\n\n![anytime]({plot_rel})\n"
     )
     if benchmark is not None:  # one line under the title (with the official-data note), the details at the end
