@@ -427,10 +427,10 @@ def test_zlib_bomb_stops_at_the_format_cap(tmp_path: Path) -> None:
 
 def test_flops_column_says_what_it_counts(tmp_path) -> None:
     """Imported stores keep the release's ptflops field; built stores hold our MACs; the attribute says which."""
+    import zarr
+
     from blox_env.datasets.store.core import BloxStore
     from blox_env.datasets.store.write import FLOPS_MACS, FLOPS_OFFICIAL
-
-    import zarr
 
     for name, kwargs, want in (("s", {}, FLOPS_MACS), ("o", {"flops_counting": FLOPS_OFFICIAL}, FLOPS_OFFICIAL)):
         store = BloxStore.create(tmp_path / f"{name}.zarr", index=[0, 1])
