@@ -317,6 +317,9 @@ def test_bench_cli_in_blockwise_mode(bw_path: Path, tmp_path: Path) -> None:
                                    "--report", str(tmp_path / "r.md")])
     assert res.exit_code == 0, res.output
     assert "| random+two-stage |" in res.output and "Blockwise mode" in (tmp_path / "r.md").read_text()
+    assert "fine-tuned / normal test_top1 @" in res.output  # both scores of each answer
+    row = next(line for line in res.output.splitlines() if line.startswith("| random+two-stage |"))
+    assert row.split("|")[2].count("±") == 2
 
 
 def test_table2_fields_recomputed_by_hand_from_traces(bw_path: Path, tables: BlockwiseTables) -> None:
