@@ -167,6 +167,11 @@ def test_live_env_end_to_end_with_free_repeats(data, tmp_path) -> None:
     ev = again.evaluate(Arch.from_blocks(*local))
     assert ev.metrics["compute_s"] == 0 and ev.metrics["val_top1"] == first["metrics"]["val_top1"]
     assert ev.cost == pytest.approx(first["full_cost"])
+    # another seed of the same model trains into its own run of the same store (it used to be refused)
+    other = LiveReward(store=tmp_path / "live.zarr", data=data, recipe=TINY, seed=1)
+    ev1 = other.evaluate(Arch.from_blocks(*local))
+    assert ev1.metrics["compute_s"] > 0 and ev1.seed == 1 and other.normal_run != again.normal_run
+    assert again.evaluate(Arch.from_blocks(*local)).metrics["compute_s"] == 0  # seed 0 still read back
 
 
 def test_live_blockwise_on_digits(tmp_path) -> None:

@@ -71,7 +71,7 @@ def stored_result(arch: Arch, *, data: str, recipe: str, seed: int, store: str |
     from blox_env.datasets.store.core import BloxStore
     from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError
     from blox_env.paths import blox_home
-    from blox_env.training.recipes import get_recipe  # torch-free
+    from blox_env.training.recipes import get_recipe, live_run_name  # torch-free
 
     rec = get_recipe(recipe)  # an unknown recipe is refused here as on the full path
     name = _data_name(data)
@@ -80,7 +80,7 @@ def stored_result(arch: Arch, *, data: str, recipe: str, seed: int, store: str |
     path = Path(store).expanduser() if store is not None else blox_home() / "stores" / f"live-{name}.zarr"
     if not (path / "zarr.json").is_file():
         return None
-    run = f"live-{rec.name}-e{rec.epochs}-{name}"  # LiveReward's run name for normal training
+    run = live_run_name(rec, name, seed)  # LiveReward's run for normal training
     st = BloxStore.open(path)
     try:
         attrs = st.run_attrs(run)

@@ -34,7 +34,7 @@ from blox_env.paths import blox_home
 from blox_env.rewards.base import BaseReward, Evaluation, SharedCharges, unit_cost
 from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
 from blox_env.training.distill import DistillConfig, distill_blocks
-from blox_env.training.recipes import Recipe, get_recipe
+from blox_env.training.recipes import Recipe, get_recipe, live_run_name
 from blox_env.training.results import record_result
 from blox_env.training.run_setup import ensure_run
 from blox_env.training.train import model_config_for, resolve_device, train_model
@@ -84,7 +84,7 @@ class LiveReward(BaseReward):
         self.ft_recipe = self.recipe.with_(epochs=ft_epochs) if ft_epochs else self.recipe
         self.store = open_live_store(store, name=f"live-{self.data.name}")
         self._owns_store = not isinstance(store, BloxStore)
-        self.normal_run = f"live-{self.recipe.name}-e{self.recipe.epochs}-{self.data.name}"
+        self.normal_run = live_run_name(self.recipe, self.data.name, self.seed)
         self.charges = SharedCharges()
         self.library = None
         if mode == "blockwise":

@@ -15,7 +15,7 @@ from typing import Any
 
 from blox_env.errors import InvalidArgumentError
 
-__all__ = ["CIFAR100_BLOX", "DIGITS_MINI", "RECIPES", "Recipe", "get_recipe"]
+__all__ = ["CIFAR100_BLOX", "DIGITS_MINI", "RECIPES", "Recipe", "get_recipe", "live_run_name"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,11 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
     if recipe not in RECIPES:
         raise InvalidArgumentError(f"unknown recipe {recipe!r}: allowed {', '.join(RECIPES)}")
     return RECIPES[recipe]
+
+
+def live_run_name(recipe: Recipe, data_name: str, seed: int) -> str:
+    """The run live normal trainings of ``recipe`` on ``data_name`` with ``seed`` are recorded in.
+
+    One run per seed (a run's seed axis is fixed when it is created), so training another seed of a model
+    never collides with the first; seed 0 keeps the name stores written before had."""
+    return f"live-{recipe.name}-e{recipe.epochs}-{data_name}" + (f"-s{seed}" if seed else "")
