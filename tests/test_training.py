@@ -184,3 +184,16 @@ def test_live_blockwise_on_digits(tmp_path) -> None:
     assert ev.source == "live" and ev.metrics["compute_s"] > 0 and ev.cost > ev.metrics["train_time_s"]
     ev2 = backend.evaluate(Arch.from_blocks(30, 10, 9))
     assert ev2.metrics["compute_s"] == 0 and ev2.metrics["val_top1"] == ev.metrics["val_top1"]
+
+
+def test_distill_config_round_trips_through_its_dict() -> None:
+    """What a store's table description records reads back to the same config (and key)."""
+    import json
+
+    from blox_env.training.distill import DistillConfig
+
+    for cfg in (DistillConfig(), DistillConfig(epochs=2, optimizer="adam", lr=1e-3, augment=None, seed=3)):
+        back = DistillConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert back == cfg and back.key == cfg.key
+    with pytest.raises(InvalidArgumentError, match="unknown DistillConfig field"):
+        DistillConfig.from_dict({"epochs": 2, "bogus": 1})

@@ -224,7 +224,7 @@ def live_teacher_backends(store: BloxStore, *, device: str = "auto") -> Any:
     seed = int(attrs["seed"])
     data = load_data(str(attrs["data"]), **{"seed": seed, **dict(attrs.get("data_kwargs", {}))})
     recipe = Recipe(**attrs["recipe"])
-    distill = DistillConfig(**attrs["distill"][-1])
+    distill = DistillConfig.from_dict(attrs["distill"][-1])
     from blox_env.rewards.tabular import space_of_index
 
     space = space_of_index(store.index)

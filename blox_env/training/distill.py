@@ -127,6 +127,21 @@ class DistillConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
+        """The config :meth:`to_dict` wrote (e.g. into a store's blockwise-table description); unknown keys refused."""
+        if not isinstance(data, dict):
+            raise InvalidArgumentError(f"a DistillConfig description must be a dict, got {type(data).__name__}")
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise InvalidArgumentError(f"unknown DistillConfig field(s) {unknown}: "
+                                       f"allowed {', '.join(sorted(allowed))}")
+        fields = dict(data)
+        if isinstance(fields.get("augment"), dict):
+            fields["augment"] = AugmentConfig(**fields["augment"])
+        return cls(**fields)
+
     def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         """This config's optimiser over ``params``."""
         if self.optimizer == "adam":
