@@ -45,7 +45,8 @@ def main() -> None:
     torch.set_num_threads(1)
     mini = open_store("blox-mini")  # the bundled store: normal accuracies of every model of the space
     teacher = Arch.from_index(choose_teachers(mini)["M1"]["index"])
-    distill = DistillConfig(epochs=4, seed=args.seed)
+    # as the original trainer: 10 epochs with the recipe's SGD, cosine schedule and augmentation
+    distill = DistillConfig.from_recipe("digits_mini", seed=args.seed)
     common = {"store": args.store, "data": "digits", "recipe": "digits_mini", "mode": "blockwise",
               "teacher": teacher, "distill": distill, "seed": args.seed, "space": MINI_SPACE, "device": "cpu"}
     full = LiveReward(**common, ft_epochs=args.full)
