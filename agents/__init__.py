@@ -21,6 +21,7 @@ from blox_env.agents.donna import DonnaSearch
 from blox_env.agents.evolution import LocalSearch, RegularizedEvolution
 from blox_env.agents.halving import Hyperband, SuccessiveHalving
 from blox_env.agents.lana import LanaSearch, lana_optimum
+from blox_env.agents.parallel import AnytimeCurves, anytime_curves, run_parallel_search
 from blox_env.agents.random_search import RandomSearch
 from blox_env.agents.reinforce import Reinforce
 from blox_env.agents.sb3_agent import SB3Agent
@@ -31,6 +32,7 @@ __all__ = [
     "AGENTS",
     "BRPNAS",
     "Agent",
+    "AnytimeCurves",
     "BaseAgent",
     "Constraint",
     "DonnaSearch",
@@ -42,9 +44,11 @@ __all__ = [
     "RegularizedEvolution",
     "Reinforce",
     "SuccessiveHalving",
+    "anytime_curves",
     "lana_optimum",
     "make_agent",
     "make_constraint",
+    "run_parallel_search",
 ]
 
 #: Agents by name. ``donna`` and ``lana`` also need ``signatures=`` (the harness takes them from a blockwise backend).
