@@ -42,8 +42,9 @@ class DonnaSearch(BaseAgent):
     name = "donna"
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, signatures: Any, n_init: int = 10,
-                 top: int = 5, population: int = 30, sample_size: int = 8, cycles: int = 300, alpha: float = 1e-3,
-                 metric: str = "val_top1", constraint: Callable[[Arch], bool] | None = None) -> None:
+                 top: int = 5, population: int = 30, sample_size: int = 8, cycles: int = 300,
+                 alpha: float | str = "auto", metric: str = "val_top1",
+                 constraint: Callable[[Arch], bool] | None = None) -> None:
         if importlib.util.find_spec("sklearn") is None:  # the ridge predictor is scikit-learn's
             require("predictors", feature="DonnaSearch (its ridge predictor needs scikit-learn)")
         super().__init__(space, seed=seed, metric=metric, constraint=constraint)
