@@ -100,3 +100,39 @@ def test_live_blockwise_reads_the_same_rows(built) -> None:
         a, b = live.evaluate(arch), tab.evaluate(arch)
         assert a.metrics["compute_s"] == 0.0  # read back, not retrained
         assert a.metrics["val_top1"] == b.metrics["val_top1"] and a.cost == pytest.approx(b.cost)
+
+
+@pytest.mark.slow
+def test_live_teachers_reproduce_the_tables_and_promote_for_real(built, tmp_path: Path) -> None:
+    """live_teacher_backends reads the tables' own results back; any other teacher is trained, distilled and
+    fine-tuned for real with the tables' recipe and recorded; the iterative teacher then uses the promoted
+    model itself (no stand-in)."""
+    import shutil
+
+    from blox_env.agents import make_agent
+    from blox_env.agents.strategies import iterative_teacher_search
+    from blox_env.rewards.blockwise import TeacherBackends
+    from blox_env.rewards.live import live_teacher_backends
+
+    path, _ = built
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(path, copy)  # the module's build stays as built
+    store = BloxStore.open(copy, mode="a")
+    tables = BlockwiseTables(store)
+    live = live_teacher_backends(store, device="cpu")
+    student = next(a for a in store if a.index != tables.teachers["M1"].index)
+    ev = live(tables.teachers["M1"], 2).evaluate(student)
+    tab = BlockwiseTabularReward(store, teacher="M1", ft_epochs=2).evaluate(student)
+    assert ev.metrics["compute_s"] == 0.0 and ev.metrics["test_top1"] == tab.metrics["test_top1"]  # same run names
+    teachers = TeacherBackends(store, live=live)
+    pair = teachers(tables.teachers["M3"])  # no full tables for M3: live
+    assert pair.exact and pair.teacher == tables.teachers["M3"].index and pair.full is not pair.short
+    first = pair.short.evaluate(student)  # M3's full-length fine-tunes are in the 5 x 5 matrix; short ones are not
+    assert first.metrics["compute_s"] > 0 and first.cost > first.metrics["train_time_s"]  # teacher + blocks charged
+    again = live_teacher_backends(store, device="cpu")(tables.teachers["M3"], 1).evaluate(student)
+    assert again.metrics["compute_s"] == 0.0 and again.metrics["test_top1"] == first.metrics["test_top1"]
+    unit = float(np.median(store.get("train_time_s", seed=0)))
+    trace = iterative_teacher_search(lambda s, short: make_agent("random", short.space, seed=s), teachers,
+                                     start_teacher=tables.teachers["M5"], budget=40 * unit, seed=0, rounds=2, top_k=1)
+    later = [r for r in trace if r["round"] == 1]
+    assert later and all(r["teacher"] == r["promoted"] for r in later)  # the promoted model itself is the teacher
