@@ -54,7 +54,7 @@ def main() -> None:
                     train_sizes=tuple(int(x) for x in args.sizes.split(",")), seeds=args.seeds, test_size=60)
     rows = run_evaluation(mini, spec=spec, signatures=sigs)
     args.out.mkdir(parents=True, exist_ok=True)
-    save_results(rows, args.out / "blox-mini.json", spec=spec)
+    save_results(rows, args.out / "blox-mini.json", spec=spec, store=mini)  # with the data provenance
     plot_results(rows, args.out / "blox-mini.png", title="Blox-mini: best val top-1 (seed mean)")
     summary = summarise(rows)
     ceiling = float(np.nanmean([r["noise_ceiling"] for r in rows]))
