@@ -168,11 +168,30 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
     return trace
 
 
+def check_complete(location: str) -> None:
+    """Refuse a store whose rows do not fill the product sub-space they span (see :func:`run_benchmark`)."""
+    from blox_env.datasets.store.core import open_store
+    from blox_env.rewards.tabular import space_of_index
+
+    st = open_store(location)
+    space = space_of_index(st.index)
+    if len(st.index) != space.size:
+        raise InvalidArgumentError(
+            f"store {st.name} holds {len(st.index):,} of the {space.size:,} models of the sub-space its rows span "
+            f"(blocks per stage {[len(b) for b in space.blocks]}): searches would propose models it lacks. Search a "
+            "complete store (re-import the release without --allow-partial, or build the missing models)")
+
+
 def run_benchmark(store: str, *, spec: BenchSpec, executor: str = "process", workers: int = 2,
                   progress: bool = True) -> dict[tuple[str, int], list[dict[str, Any]]]:
-    """Every (agent, seed) search; parallel over searches on the chosen executor."""
+    """Every (agent, seed) search; parallel over searches on the chosen executor.
+
+    The store must hold every model of the product sub-space its rows span (the space agents search):
+    a partial import (``blox data import --allow-partial``) is refused up front with the counts, rather
+    than failing inside a search on the first missing model an agent proposes."""
     from blox_env.build.executors import make_executor
 
+    check_complete(store)
     tasks = [SearchTask(str(store), a, s, spec) for a in spec.agents for s in range(spec.seeds)]
     ex = make_executor(executor, workers=workers)
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}

@@ -135,3 +135,17 @@ def test_cost_to_target_counts_only_an_answer_that_stays_above_it() -> None:
     assert best_at(trace, 15.0, "test_top1") == 91.0  # the evaluation that crosses the budget counts
     assert best_at(trace, 25.0, "test_top1") == 85.0 and best_at(trace, 25.0, "test_top1", report) == 80.0
     assert np.isnan(best_at([_rec(1, 50.0, 70.0, 10.0, select=False)], 20.0, "test_top1"))
+
+
+def test_partial_store_is_refused_up_front(tmp_path) -> None:
+    """A store missing models of the sub-space its rows span (a partial import) is refused with the counts."""
+    from blox_env.datasets.store.core import BloxStore
+    from blox_env.space import Arch
+
+    space = SubSpace(((0, 9), (1, 10), (2,)))
+    index = [int(i) for i in space.indices()][:-1]  # 3 of the 4 models
+    BloxStore.create(tmp_path / "p.zarr", index=index).close()
+    assert len({Arch.from_index(i).blocks[0] for i in index}) == 2  # the rows still span the 2 x 2 x 1 space
+    with pytest.raises(InvalidArgumentError, match="holds 3 of the 4 models"):
+        run_benchmark(str(tmp_path / "p.zarr"), spec=BenchSpec(agents=("random",), seeds=1, budgets=(10.0,)),
+                      executor="serial", progress=False)
