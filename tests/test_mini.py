@@ -55,3 +55,29 @@ def test_default_env_uses_mini_and_says_so(mini, capsys: pytest.CaptureFixture[s
     for a in (0, 1, 2):
         *_, info = env.step(a)
     assert info["arch_index"] in set(mini.index.tolist()) and info["blocks"] == (1, 9, 10)
+
+
+def test_mini_blockwise_spec_distils_at_the_papers_length() -> None:
+    from blox_env.build.mini import MINI_BLOCKWISE
+
+    assert MINI_BLOCKWISE.distill_epochs == (2, 10) and MINI_BLOCKWISE.ft_epochs == (1, 8)
+    assert (MINI_BLOCKWISE.distill_optimizer, MINI_BLOCKWISE.distill_augment) == ("sgd", True)
+    assert (MINI_BLOCKWISE.distill_lr, MINI_BLOCKWISE.distill_batch_size) == (None, None)  # the recipe's
+
+
+def test_bundled_blockwise_tables_were_distilled_as_the_original(mini) -> None:
+    from blox_env.datasets.store.blockwise import BlockwiseTables
+
+    tables = BlockwiseTables(mini)
+    assert tables.distill_epochs == (2, 10) and tables.ft_epochs == (1, 8)
+    recipe = tables.attrs["recipe"]
+    for d in tables.attrs["distill"]:  # the digits_mini recipe's SGD, cosine schedule, batch and crop
+        assert (d["optimizer"], d["schedule"], d["loss"]) == ("sgd", "cosine", "nsr")
+        assert (d["lr"], d["momentum"], d["weight_decay"], d["batch_size"]) == (
+            recipe["lr"], recipe["momentum"], recipe["weight_decay"], recipe["batch_size"])
+        assert d["augment"]["crop_padding"] == recipe["crop_padding"] == 1
+    assert tables.attrs["spec"]["distill_epochs"] == [2, 10]
+    for name in tables.teachers:
+        for e in tables.attrs["signature_groups"][name]:
+            loss = tables.signatures(name, int(e))["distill_loss"]
+            assert np.isfinite(loss).any() and (loss[np.isfinite(loss)] > 0).all()
