@@ -127,7 +127,7 @@ def distill(
     stages: Annotated[str, typer.Option(help="comma-separated stages to distil")] = "0,1,2",
     blocks: Annotated[str, typer.Option(help="'all' or comma-separated block ids")] = "all",
     data: DataOpt = "digits", recipe: RecipeOpt = "digits_mini", seed: SeedOpt = 0, store: StoreOpt = None,
-    epochs: Annotated[int, typer.Option(help="distillation epochs")] = 4,
+    epochs: Annotated[int, typer.Option(help="distillation epochs (the paper's 10)")] = 10,
     loss: Annotated[str, typer.Option(help="mse | nsr")] = "nsr", device: DeviceOpt = "auto",
 ) -> None:
     """Distil every candidate block of the given stages from a teacher, in one shared pass."""
@@ -140,7 +140,7 @@ def distill(
         block_ids = list(range(45)) if blocks == "all" else [int(b) for b in blocks.split(",")]
     except ValueError as exc:
         raise InvalidArgumentError(f"--stages and --blocks take comma-separated integers: {exc}") from exc
-    cfg = DistillConfig(epochs=epochs, loss=loss, seed=seed)
+    cfg = DistillConfig.from_recipe(recipe, epochs=epochs, loss=loss, seed=seed)  # the recipe's SGD and augmentation
     backend = _backend(store=store, data=data, recipe=recipe, seed=seed, mode="blockwise", teacher=teacher,
                        distill=cfg, device=device)
     spent = backend.ensure_teacher()
@@ -161,7 +161,8 @@ def finetune(
     teacher: Annotated[str, typer.Option(help="teacher arch")],
     ft_epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs (default: the recipe's)")] = None,
     data: DataOpt = "digits", recipe: RecipeOpt = "digits_mini", seed: SeedOpt = 0, store: StoreOpt = None,
-    epochs: Annotated[int, typer.Option(help="distillation epochs")] = 4, device: DeviceOpt = "auto",
+    epochs: Annotated[int, typer.Option(help="distillation epochs (the paper's 10)")] = 10,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Assemble a model from distilled blocks and fine-tune it with KD from the teacher."""
     require("train", feature="`blox finetune`")
@@ -169,7 +170,8 @@ def finetune(
     from blox_env.training.distill import DistillConfig
 
     backend = _backend(store=store, data=data, recipe=recipe, seed=seed, mode="blockwise", teacher=teacher,
-                       distill=DistillConfig(epochs=epochs, seed=seed), ft_epochs=ft_epochs, device=device)
+                       distill=DistillConfig.from_recipe(recipe, epochs=epochs, seed=seed), ft_epochs=ft_epochs,
+                       device=device)
     _print_eval(backend.evaluate(parse_arch(arch)))
 
 

@@ -79,7 +79,8 @@ class LiveReward(BaseReward):
         self.space = space
         self.device = resolve_device(device)
         self.progress = progress
-        self.distill = distill or DistillConfig(seed=self.seed)
+        # the original trainer's distillation with this recipe's optimiser, batch and augmentation
+        self.distill = distill or DistillConfig.from_recipe(self.recipe, seed=self.seed)
         self.alpha, self.temperature = alpha, temperature
         self.ft_recipe = self.recipe.with_(epochs=ft_epochs) if ft_epochs else self.recipe
         self.store = open_live_store(store, name=f"live-{self.data.name}")
