@@ -22,12 +22,12 @@ agents use to enumerate the feasible set quickly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.rewards.base import RewardBackend
 from blox_env.space import Arch, SubSpace
 
@@ -134,9 +134,16 @@ class BaseAgent:
     :meth:`tell` after the result is recorded). ``history`` holds
     ``(arch, objective)`` in the order told; ``best`` is the best of the
     evaluations made at the highest fidelity seen.
+
+    Parallel drivers (:func:`~blox_env.agents.parallel.run_parallel_search`) call :meth:`pending`
+    with the models in flight before each ask; :meth:`sample` avoids them while it can, and a told
+    model stops being pending. ``parallel_asks = False`` marks an agent that can have only one
+    evaluation outstanding (its ask waits for the previous tell).
     """
 
     name = "base"
+    #: Whether several evaluations may be outstanding at once (False: a driver must use one worker).
+    parallel_asks: bool = True
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, metric: str = "val_top1",
                  constraint: Callable[[Arch], bool] | None = None) -> None:
@@ -154,6 +161,23 @@ class BaseAgent:
         self.history: list[tuple[Arch, float]] = []
         self.fidelities: list[int | None] = []
         self._feasible: np.ndarray | None = None
+        self._pending: frozenset[int] = frozenset()
+
+    # ------------------------------------------------------------------ in flight
+    def pending(self, archs: Iterable[Arch]) -> None:
+        """Set the models now being evaluated (asked, not yet told), so the next asks avoid proposing them."""
+        if isinstance(archs, (str, bytes, Arch)) or not isinstance(archs, Iterable):
+            raise InvalidArgumentTypeError(f"pending takes an iterable of Arch (the models in flight), got {archs!r}")
+        items = tuple(archs)
+        bad = [a for a in items if not isinstance(a, Arch)]
+        if bad:
+            raise InvalidArgumentTypeError(f"pending takes Arch objects only, got {bad[0]!r} ({type(bad[0]).__name__})")
+        self._pending = frozenset(a.index for a in items)
+
+    @property
+    def pending_indices(self) -> frozenset[int]:
+        """Model indices in flight, as last given to :meth:`pending` (less those told since)."""
+        return self._pending
 
     # ------------------------------------------------------------------ results
     def tell(self, arch: Arch, evaluation: Evaluation) -> None:
@@ -165,6 +189,8 @@ class BaseAgent:
                 "construct the agent with metric= one of those"
             )
         value = float(metrics[self.metric])
+        if arch.index in self._pending:
+            self._pending = self._pending - {arch.index}
         self.history.append((arch, value))
         self.fidelities.append(getattr(evaluation, "fidelity", None))
         self._observe(arch, value, evaluation)
@@ -210,20 +236,24 @@ class BaseAgent:
         return self._feasible
 
     def sample(self, *, exclude: Container[int] = ()) -> Arch:
-        """A uniformly random feasible arch, avoiding model indices in ``exclude`` while possible.
+        """A uniformly random feasible arch, avoiding model indices in ``exclude`` and pending models while possible.
 
         Rejection sampling first (bounded tries); then an explicit draw from the
-        enumerated feasible set. When every feasible model is excluded the draw
-        ignores ``exclude`` (repeats become unavoidable).
+        enumerated feasible set. When every feasible model is excluded or pending the
+        draw avoids only ``exclude``, and when every one is excluded it ignores
+        ``exclude`` too (repeats become unavoidable).
         """
+        busy = self._pending
         blocks = self.space.blocks
         for _ in range(_REJECTION_TRIES):
             arch = Arch(tuple(b[int(self.rng.integers(len(b)))] for b in blocks))  # type: ignore[arg-type]
-            if arch.index not in exclude and (self.constraint is None or self.constraint(arch)):
+            if arch.index not in exclude and arch.index not in busy \
+                    and (self.constraint is None or self.constraint(arch)):
                 return arch
         feasible = self.feasible_indices()
         fresh = np.array([i for i in feasible.tolist() if i not in exclude], dtype=np.int64)
-        pool = fresh if len(fresh) else feasible
+        idle = fresh[~np.isin(fresh, np.fromiter(busy, np.int64, len(busy)))] if busy else fresh
+        pool = idle if len(idle) else fresh if len(fresh) else feasible
         return Arch.from_index(int(pool[int(self.rng.integers(len(pool)))]))
 
     def __repr__(self) -> str:

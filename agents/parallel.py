@@ -17,8 +17,8 @@ would have been known with N workers. Every evaluation is charged through one
   are asked again, up to 32 times, when they propose a model in flight. A model asked while it
   is in flight (free repeats) waits for the running evaluation: a repeat reuses its result, a
   longer fidelity continues from its checkpoint.
-  ``SB3Agent`` (name ``"sb3"``, or any agent with ``parallel_asks = False``) can have only one
-  evaluation outstanding: more than one worker is refused.
+  An agent with ``parallel_asks = False`` (:class:`~blox_env.agents.sb3_agent.SB3Agent`) can have
+  only one evaluation outstanding: more than one worker is refused.
 - Budgets, named by ``budget_kind``: ``"compute"`` is the total cost charged (the run's ledger
   budget: an evaluation starts only while the compute charged so far, in-flight evaluations
   included, is under the budget; the one that crosses it completes and counts); ``"wall"`` is
@@ -67,8 +67,6 @@ BUDGET_KINDS = ("wall", "compute")
 #: Agents whose ask does not wait for a tell, so a proposal already in flight can be replaced by asking again.
 _REASKABLE = (RandomSearch, RegularizedEvolution)
 _REASK_TRIES = 32
-#: Agents that can have only one evaluation outstanding (the learner waits for each reward).
-_SEQUENTIAL_ONLY = ("sb3",)
 
 
 @dataclass
@@ -265,8 +263,7 @@ def run_parallel_search(agent: Any, backend: RewardBackend, *, workers: int, bud
     limit = check_budget(budget, cost_unit if isinstance(cost_unit, str) else "cost units")
     if limit is None:
         raise InvalidArgumentError(f"budget must be a positive number of {cost_unit} ({budget_kind}), got None")
-    if workers > 1 and (getattr(agent, "parallel_asks", True) is False
-                        or getattr(agent, "name", None) in _SEQUENTIAL_ONLY):
+    if workers > 1 and getattr(agent, "parallel_asks", True) is False:
         raise InvalidArgumentError(f"agent {getattr(agent, 'name', type(agent).__name__)!r} can have only one "
                                    f"evaluation outstanding (it waits for each result): use workers=1")
     if stop_at is not None:

@@ -67,6 +67,7 @@ class SB3Agent(BaseAgent):
     """An SB3 algorithm (``"PPO"``, ``"A2C"``, ``"DQN"`` or a class) searching through ask/tell."""
 
     name = "sb3"
+    parallel_asks = False  # the learner waits for each reward: one evaluation outstanding at a time
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, algo: Any = "PPO",
                  algo_kwargs: dict[str, Any] | None = None, metric: str = "val_top1", constraint: Any = None) -> None:

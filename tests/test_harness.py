@@ -28,7 +28,7 @@ def store(tmp_path_factory):
 
 
 def _agent(name: str, backend: TabularReward, seed: int):
-    kw: dict = {"min_fidelity": 1, "max_fidelity": 9} if name in ("sh", "hyperband") else {}
+    kw: dict = {"min_fidelity": 1, "max_fidelity": 9} if name in ("sh", "hyperband", "asha") else {}
     if name in ("donna", "lana"):
         kw["signatures"] = np.abs(np.random.default_rng(1).normal(size=(3, 45)))
     return make_agent(name, backend.space, seed=seed, **kw)

@@ -292,7 +292,7 @@ def test_bad_input_is_refused(kw: dict, match: str) -> None:
 
 def test_agents_with_one_outstanding_ask_are_refused_more_workers() -> None:
     agent = Scripted([A, B])
-    agent.name = "sb3"
+    agent.parallel_asks = False  # type: ignore[attr-defined]
     with pytest.raises(InvalidArgumentError, match="only one evaluation outstanding"):
         run_parallel_search(agent, KnownCosts(), workers=2, budget=5.0, budget_kind="wall", cost_unit="seconds",
                             seed=0, metric="val_top1")
