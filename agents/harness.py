@@ -106,7 +106,7 @@ def make_search_agent(name: str, backend: RewardBackend, *, seed: int, spec: Ben
 
     constraint = make_constraint(backend, spec.constraint) if spec.constraint else None
     kwargs = dict(spec.agent_kwargs.get(name, {}))
-    if name in ("sh", "hyperband"):
+    if name in ("sh", "hyperband", "asha"):
         kwargs.setdefault("max_fidelity", backend.max_fidelity)
         kwargs.setdefault("min_fidelity", max(1, backend.max_fidelity // 9))
     if name in ("donna", "lana") and "signatures" not in kwargs:

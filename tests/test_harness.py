@@ -149,3 +149,11 @@ def test_partial_store_is_refused_up_front(tmp_path) -> None:
     with pytest.raises(InvalidArgumentError, match="holds 3 of the 4 models"):
         run_benchmark(str(tmp_path / "p.zarr"), spec=BenchSpec(agents=("random",), seeds=1, budgets=(10.0,)),
                       executor="serial", progress=False)
+
+
+def test_asha_runs_in_the_harness_with_the_backends_epoch_range(store) -> None:
+    """ASHA gets the backend's epoch range like SH/Hyperband, so `blox bench --agents asha` runs."""
+    spec = BenchSpec(agents=("asha",), seeds=1, budgets=(5000.0,))
+    traces = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
+    fidelities = {r["fidelity"] for r in traces[("asha", 0)]}
+    assert len(fidelities) >= 2 and max(fidelities) <= 12
