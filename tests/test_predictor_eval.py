@@ -76,7 +76,7 @@ def test_surrogate_reward_in_the_env(store) -> None:
     assert info["source"] == "surrogate" and info["metrics"]["surrogate_spearman"] == 0.8
     arch = Arch.from_index(info["arch_index"])
     assert info["metrics"]["val_top1"] == pytest.approx(pred.predict([arch])[0])
-    env2 = gym.make("BloxOneShot-v0", reward="surrogate", predictor=pred, space=SPACE)
+    env2 = gym.make("BloxOneShot-v0", reward="surrogate", predictor=pred, space=SPACE, holdout_spearman=0.8)
     env2.reset(seed=0)
     _, r, *_ = env2.step(np.array([0, 0, 0]))
     assert 0 < r < 1

@@ -195,7 +195,7 @@ def test_every_backend_implements_the_protocol(tiny_store, bw_store, tmp_path: P
     tiny = Recipe(name="tiny", epochs=2, batch_size=32, eval_batch_size=256, lr=0.05, stem_channels=2)
     live = LiveReward(store=tmp_path / "live.zarr", data="synthetic", recipe=tiny)
     backends = [TabularReward(tiny_store), BlockwiseTabularReward(bw_store, teacher="M1"), live,
-                SurrogateReward(Predictor(), space=SPACE), _Fake()]
+                SurrogateReward(Predictor(), space=SPACE, holdout_spearman=0.5), _Fake()]
     for backend in backends:
         assert isinstance(backend, RewardBackend), type(backend).__name__
         assert backend.fidelity(None) == backend.max_fidelity
