@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 CHILD = r"""
-import json, sys, time, statistics
+import json, sys, time
 from pathlib import Path
 import gymnasium as gym
 import numpy as np
@@ -32,16 +32,8 @@ if not path.exists():
     synthetic_store(path, space=FULL_SPACE, seeds=(0, 1, 2), epochs=200).close()
 from blox_env.datasets.store import open_store
 
-
-def per_call(fn, calls, repeats=7):
-    fn()
-    blocks = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        blocks.append((time.perf_counter() - t) / calls)
-    return statistics.median(blocks)
+sys.path.insert(0, sys.argv[2])  # benchmarks/: the one timing helper (stdlib only, any checkout can run it)
+from common import per_call
 
 
 out = {}
@@ -54,7 +46,7 @@ def one_step():
     i[0] += 1
     env.reset()
     env.step(acts[i[0] % 4096])
-out["oneshot reset+step, no wrappers (us)"] = per_call(one_step, 2000) * 1e6
+out["oneshot reset+step, no wrappers (us)"] = per_call(one_step, calls=2000) * 1e6
 seq = gym.make("Blox-v0", benchmark=str(path)).unwrapped
 seq.reset(seed=0)
 def episode():
@@ -62,16 +54,16 @@ def episode():
     seq.reset()
     for a in acts[i[0] % 4096]:
         seq.step(int(a))
-out["Blox-v0 episode (reset + 3 steps), no wrappers (us)"] = per_call(episode, 1000) * 1e6
+out["Blox-v0 episode (reset + 3 steps), no wrappers (us)"] = per_call(episode, calls=1000) * 1e6
 vec = gym.make_vec("BloxOneShot-v0", num_envs=1024, vectorization_mode="vector_entry_point", benchmark=str(path))
 vec.reset(seed=0)
 batch = rng.integers(0, 45, (1024, 3))
 def vstep():
     vec.step(batch)
-out["vector BloxOneShot-v0, batch 1024 (evaluations/s)"] = 1024 / per_call(vstep, 50)
+out["vector BloxOneShot-v0, batch 1024 (evaluations/s)"] = 1024 / per_call(vstep, calls=50)
 t = time.perf_counter(); store = open_store(path); out["store open, modules imported (ms)"] = (time.perf_counter() - t) * 1e3
 t = time.perf_counter(); store.val_acc(4242, seed=0); out["val_acc, cold (ms)"] = (time.perf_counter() - t) * 1e3
-out["val_acc, warm (us)"] = per_call(lambda: store.val_acc(4242, seed=0), 20000) * 1e6
+out["val_acc, warm (us)"] = per_call(lambda: store.val_acc(4242, seed=0), calls=20000) * 1e6
 fresh = open_store(path)
 t = time.perf_counter(); fresh.get("val_top1", seed=0, epoch=200, best=False); out["get val_top1 @200, all models, cold (ms)"] = (time.perf_counter() - t) * 1e3
 t = time.perf_counter(); fresh.get("val_top1", seed=0, epoch=200, best=False); out["same, warm (ms)"] = (time.perf_counter() - t) * 1e3
@@ -96,7 +88,8 @@ def main() -> None:
             env = dict(os.environ)
             if site != ".":
                 env["PYTHONPATH"] = str(Path(site).resolve())
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(args.work / f"{label}.zarr")], env=env,
+            proc = subprocess.run([sys.executable, "-c", CHILD, str(args.work / f"{label}.zarr"),
+                                   str(Path(__file__).resolve().parent)], env=env,
                                   capture_output=True, text=True, cwd=args.work)
             if proc.returncode:
                 sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
