@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from blox_env.agents.base import BaseAgent, fitness_key
+from blox_env.agents.base import fitness_key
 from blox_env.agents.evolution import RegularizedEvolution
-from blox_env.agents.halving import rung_fidelities
+from blox_env.agents.halving import RungAgent
 from blox_env.space import Arch, SubSpace, neighbours
 
 if TYPE_CHECKING:
@@ -45,17 +45,15 @@ if TYPE_CHECKING:
 __all__ = ["ASHA", "AsyncEvolution"]
 
 
-class ASHA(BaseAgent):
+class ASHA(RungAgent):
     """Asynchronous successive halving: promote a model as soon as it is in the top 1/eta of its rung."""
 
     name = "asha"
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, min_fidelity: int, max_fidelity: int,
                  eta: int = 3, metric: str = "val_top1", constraint: Callable[[Arch], bool] | None = None) -> None:
-        super().__init__(space, seed=seed, metric=metric, constraint=constraint)
-        self.rungs = rung_fidelities(min_fidelity=min_fidelity, max_fidelity=max_fidelity, eta=eta)
-        self.eta = int(eta)
-        self.min_fidelity, self.max_fidelity = int(min_fidelity), int(max_fidelity)
+        super().__init__(space, seed=seed, min_fidelity=min_fidelity, max_fidelity=max_fidelity, eta=eta,
+                         metric=metric, constraint=constraint)
         #: Completed results per rung: model index -> objective (latest told), in completion order.
         self.results: list[dict[int, float]] = [{} for _ in self.rungs]
         #: Model indices promoted out of each rung (asked at the next one).

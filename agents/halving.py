@@ -36,7 +36,7 @@ from blox_env.space import Arch, SubSpace
 if TYPE_CHECKING:
     from blox_env.rewards import Evaluation
 
-__all__ = ["Hyperband", "SuccessiveHalving", "rung_fidelities"]
+__all__ = ["Hyperband", "RungAgent", "SuccessiveHalving", "rung_fidelities"]
 
 
 def _int(value: object, name: str, minimum: int) -> int:
@@ -57,8 +57,8 @@ def rung_fidelities(*, min_fidelity: int, max_fidelity: int, eta: int) -> list[i
     return sorted(set(rungs))
 
 
-class _Halving(BaseAgent):
-    """Bracket mechanics shared by both agents; subclasses choose each new bracket."""
+class RungAgent(BaseAgent):
+    """An agent over epoch-fidelity rungs (successive halving, Hyperband, ASHA): checks and holds the rungs."""
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, min_fidelity: int, max_fidelity: int,
                  eta: int = 3, metric: str = "val_top1", constraint: Callable[[Arch], bool] | None = None) -> None:
@@ -66,6 +66,15 @@ class _Halving(BaseAgent):
         self.rungs = rung_fidelities(min_fidelity=min_fidelity, max_fidelity=max_fidelity, eta=eta)
         self.eta = int(eta)
         self.min_fidelity, self.max_fidelity = int(min_fidelity), int(max_fidelity)
+
+
+class _Halving(RungAgent):
+    """Bracket mechanics shared by both agents; subclasses choose each new bracket."""
+
+    def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, min_fidelity: int, max_fidelity: int,
+                 eta: int = 3, metric: str = "val_top1", constraint: Callable[[Arch], bool] | None = None) -> None:
+        super().__init__(space, seed=seed, min_fidelity=min_fidelity, max_fidelity=max_fidelity, eta=eta,
+                         metric=metric, constraint=constraint)
         self.bracket = -1  # id of the current bracket (counts up from 0)
         self.rung = 0  # position in self.rungs of the current rung
         self._queue: list[Arch] = []
