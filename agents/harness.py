@@ -137,34 +137,40 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
         agent = make_search_agent(task.agent, backend, seed=task.seed, spec=spec)
         return run_search(agent, backend, budget=budget, cost_unit=spec.cost_unit, seed=task.seed,
                           metric=spec.metric, charge_repeats=spec.charge_repeats)
-    # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``
-    from blox_env.rewards.blockwise import TeacherBackends
-
+    # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``;
+    # the backends are made once (each plan's SearchRun starts their shared charges anew)
     target = spec.target if spec.stop_at_target else None
-    live = None
-    if spec.strategy == "iterative" and spec.live_store is not None:
-        from blox_env.datasets.store.core import BloxStore
-        from blox_env.rewards.live import live_teacher_backends
-
-        store = BloxStore.open(spec.live_store, mode="a")
-        live = live_teacher_backends(store)
-    teachers = TeacherBackends(store, metric=spec.metric, live=live)
-    tables = teachers.tables
     trace: list[dict[str, Any]] = []
-    for plan in sorted(spec.budgets):
-        if spec.strategy == "two-stage":
-            short = backend_at(min(tables.ft_epochs))
-            full = make_tabular_backend(store, metric=spec.metric, seed_mode=spec.seed_mode, mode="blockwise",
-                                        teacher=spec.full_teacher or spec.teacher, ft_epochs=None)
+    if spec.strategy == "two-stage":
+        full = make_tabular_backend(store, metric=spec.metric, seed_mode=spec.seed_mode, mode="blockwise",
+                                    teacher=spec.full_teacher or spec.teacher, ft_epochs=None)
+        short = backend_at(min(full.tables.ft_epochs))
+        for plan in sorted(spec.budgets):
             agent = make_search_agent(task.agent, short, seed=task.seed, spec=spec)
             part = two_stage_search(agent, short, full, budget=plan, cost_unit=spec.cost_unit, seed=task.seed,
                                     metric=spec.metric, target=target, **spec.strategy_kwargs)
-        else:
+            trace += [{**r, "plan_budget": plan} for r in part]
+        return trace
+    from blox_env.rewards.blockwise import TeacherBackends
+
+    live_store = live = None
+    if spec.live_store is not None:  # promoted teachers trained live, recorded beside the tables
+        from blox_env.datasets.store.core import BloxStore
+        from blox_env.rewards.live import live_teacher_backends
+
+        live_store = BloxStore.open(spec.live_store, mode="a")
+        live = live_teacher_backends(live_store)
+    try:
+        teachers = TeacherBackends(live_store or store, metric=spec.metric, live=live)
+        for plan in sorted(spec.budgets):
             part = iterative_teacher_search(
                 lambda s, short: make_search_agent(task.agent, short, seed=s, spec=spec), teachers,
-                start_teacher=tables.teachers[spec.teacher], budget=plan, cost_unit=spec.cost_unit, seed=task.seed,
-                metric=spec.metric, target=target, **spec.strategy_kwargs)
-        trace += [{**r, "plan_budget": plan} for r in part]
+                start_teacher=teachers.tables.teachers[spec.teacher], budget=plan, cost_unit=spec.cost_unit,
+                seed=task.seed, metric=spec.metric, target=target, **spec.strategy_kwargs)
+            trace += [{**r, "plan_budget": plan} for r in part]
+    finally:
+        if live_store is not None:
+            live_store.close()  # records the checksums of what the live teachers wrote
     return trace
 
 
