@@ -35,8 +35,8 @@ from blox_env.agents.strategies import STRATEGIES, iterative_teacher_search, two
 from blox_env.errors import InvalidArgumentError
 from blox_env.rewards.base import RewardBackend
 
-__all__ = ["BenchSpec", "SearchTask", "answers", "best_at", "cost_to_reach", "make_search_agent", "planned",
-           "run_benchmark", "summarise_traces"]
+__all__ = ["BenchSpec", "SearchTask", "answers", "best_at", "best_at_each", "cost_to_reach", "make_search_agent",
+           "plan_for", "planned", "run_benchmark", "summarise_traces"]
 
 
 @dataclass(frozen=True)
@@ -218,15 +218,20 @@ def run_benchmark(store: str, *, spec: BenchSpec, executor: str = "process", wor
     return out
 
 
+def plan_for(trace: Sequence[dict[str, Any]], budget: float) -> float | None:
+    """The ``plan_budget`` whose run answers for ``budget`` (see :func:`planned`); None for a plain search."""
+    if not trace or "plan_budget" not in trace[0]:
+        return None
+    plans = sorted({r["plan_budget"] for r in trace})
+    return next((p for p in plans if p >= budget), plans[-1])
+
+
 def planned(trace: Sequence[dict[str, Any]], budget: float) -> Sequence[dict[str, Any]]:
     """The records that answer for ``budget``: for strategies, which plan their phases for a budget and so
     run once per budget (records tagged ``plan_budget``), the run planned for the smallest budget >= it
     (the largest one beyond the last); plain searches are one run, returned as is."""
-    if not trace or "plan_budget" not in trace[0]:
-        return trace
-    plans = sorted({r["plan_budget"] for r in trace})
-    chosen = next((p for p in plans if p >= budget), plans[-1])
-    return [r for r in trace if r["plan_budget"] == chosen]
+    chosen = plan_for(trace, budget)
+    return trace if chosen is None else [r for r in trace if r["plan_budget"] == chosen]
 
 
 def answers(trace: Sequence[dict[str, Any]], report_metric: str,
@@ -258,11 +263,26 @@ def best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
     index to the value reported for it (e.g. the seed-mean normal test accuracy, so that
     blockwise and conventional searches are scored alike); by default the record's ``report_metric``.
     """
-    trace = planned(trace, budget)
-    if not trace:
-        return float("nan")
-    cut = next((i for i, r in enumerate(trace) if r["cumulative_cost"] >= budget), len(trace) - 1)
-    return float(answers(trace, report_metric, report)[cut])
+    return float(best_at_each(trace, [budget], report_metric, report)[0])
+
+
+def best_at_each(trace: Sequence[dict[str, Any]], budgets: Sequence[float], report_metric: str,
+                 report: Mapping[int, float] | None = None) -> np.ndarray:
+    """:func:`best_at` for many budgets (e.g. an anytime curve's grid): each planned run's answers once."""
+    out = np.full(len(budgets), np.nan)
+    by_plan: dict[float | None, list[int]] = {}
+    for i, b in enumerate(budgets):
+        by_plan.setdefault(plan_for(trace, b), []).append(i)
+    for plan, positions in by_plan.items():
+        run = trace if plan is None else [r for r in trace if r["plan_budget"] == plan]
+        if not run:
+            continue
+        values = answers(run, report_metric, report)
+        costs = np.array([r["cumulative_cost"] for r in run])
+        for i in positions:  # the evaluation that crosses the budget counts: the first record at or past it
+            cut = min(int(np.searchsorted(costs, budgets[i], side="left")), len(run) - 1)
+            out[i] = values[cut]
+    return out
 
 
 def cost_to_reach(trace: Sequence[dict[str, Any]], target: float, report_metric: str,

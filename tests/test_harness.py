@@ -7,7 +7,15 @@ import pytest
 from typer.testing import CliRunner
 
 from blox_env.agents import AGENTS, make_agent
-from blox_env.agents.harness import BenchSpec, answers, best_at, cost_to_reach, run_benchmark, summarise_traces
+from blox_env.agents.harness import (
+    BenchSpec,
+    answers,
+    best_at,
+    best_at_each,
+    cost_to_reach,
+    run_benchmark,
+    summarise_traces,
+)
 from blox_env.agents.loop import run_search
 from blox_env.cli.root import app
 from blox_env.datasets.store.core import open_store
@@ -135,6 +143,10 @@ def test_cost_to_target_counts_only_an_answer_that_stays_above_it() -> None:
     assert best_at(trace, 15.0, "test_top1") == 91.0  # the evaluation that crosses the budget counts
     assert best_at(trace, 25.0, "test_top1") == 85.0 and best_at(trace, 25.0, "test_top1", report) == 80.0
     assert np.isnan(best_at([_rec(1, 50.0, 70.0, 10.0, select=False)], 20.0, "test_top1"))
+    np.testing.assert_array_equal(best_at_each(trace, [15.0, 25.0, 100.0], "test_top1"), [91.0, 85.0, 92.0])
+    # strategies: one run per planned budget; each budget is answered by the run planned for it
+    plans = [{**r, "plan_budget": 20.0} for r in trace[:2]] + [{**r, "plan_budget": 60.0} for r in trace]
+    np.testing.assert_array_equal(best_at_each(plans, [5.0, 20.0, 25.0, 1e9], "test_top1"), [70.0, 91.0, 85.0, 92.0])
 
 
 def test_partial_store_is_refused_up_front(tmp_path) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blox_env.agents.harness import BenchSpec, best_at
+from blox_env.agents.harness import BenchSpec, best_at_each
 
 if TYPE_CHECKING:
     from blox_env.datasets.store.blockwise import BlockwiseTables
@@ -57,7 +57,7 @@ def group_curves(groups: Mapping[str, Sequence[Sequence[dict[str, Any]]]], *, bu
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Anytime curves of labelled groups of traces (``[runs, points]`` each) on one cost grid."""
     grid = np.linspace(0, budget, points + 1)[1:]
-    curves = {label: np.array([[best_at(t, c, report_metric, report) for c in grid] for t in runs])
+    curves = {label: np.array([best_at_each(t, grid, report_metric, report) for t in runs])
               for label, runs in groups.items()}
     return grid, curves
 
