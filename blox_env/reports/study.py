@@ -254,13 +254,13 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
         row.update(kind=method.kind, teacher=method.teacher if method.mode == "blockwise" else None,
                    full_teacher=method.full_teacher, paper=method.paper, live=live is not None,
                    macs_limit=constraint["flops"] if constraint else None)
+        runs = [result[(method.agent, s)] for s in range(seeds)]
         if method.strategy == "iterative":
-            runs = [result[(method.agent, s)] for s in range(seeds)]
             recs = [r for t in runs for r in t if r.get("round", 0) > 0]
             row["stand_in_evaluations"] = sum(1 for r in recs if r["promoted"] != r["teacher"])
             row["promoted_evaluations"] = len(recs)
         summary.append(row)
-        traces[method.label] = [result[(method.agent, s)] for s in range(seeds)]
+        traces[method.label] = runs
     return summary, traces
 
 
