@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HIGH", "PAPER_TABLE2", "PAPER_TARGET", "question_claims", "table2_claims"]
+__all__ = ["HIGH", "PAPER_TABLE2", "PAPER_TARGET", "fmt", "question_claims", "table2_claims"]
 
 #: Spearman at or above which we read the paper's "correlate well" / "highly correlated" as met.
 HIGH = 0.7
@@ -42,7 +42,8 @@ REASONS = {
 }
 
 
-def _f(x: float | None, digits: int = 2) -> str:
+def fmt(x: float | None, digits: int = 2) -> str:
+    """A figure for the report: ``digits`` decimals, or "n/a" when missing."""
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
@@ -55,8 +56,8 @@ def _high(value: float, claim: str, reason: str) -> tuple[str, str]:
     if not np.isfinite(value):
         return "not comparable", "too few finite values here"
     if value >= HIGH:
-        return "agrees", f"{_f(value)} >= {HIGH} (read as '{claim}')"
-    return "disagrees", f"{_f(value)} < {HIGH}; likely: {reason}"
+        return "agrees", f"{fmt(value)} >= {HIGH} (read as '{claim}')"
+    return "disagrees", f"{fmt(value)} < {HIGH}; likely: {reason}"
 
 
 def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, int], tuple[float, float]] | None,
@@ -70,8 +71,8 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
     out["Q1"] = _claim(
         "With the good teacher M1, blockwise search plus full fine-tuning finds models above roughly the best "
         "normally trained model (Table 2: FT200 with M1 76.90, FT10 + FT200 77.66, vs 76.6)", 76.90,
-        f"best student fine-tuned fully with {first}: {_f(q1['best_student_finetuned_test_top1'])} vs {first}'s "
-        f"normal {_f(q1['teacher_normal_test_top1'])} ({q1['students_above_teacher']} students above it)",
+        f"best student fine-tuned fully with {first}: {fmt(q1['best_student_finetuned_test_top1'])} vs {first}'s "
+        f"normal {fmt(q1['teacher_normal_test_top1'])} ({q1['students_above_teacher']} students above it)",
         q1["best_student_finetuned_test_top1"], "agrees" if beats else "disagrees",
         "" if beats else f"likely: {REASONS['proxy']}; digits' best normal models are near the data's ceiling")
     for t, paper in (("M1", 0.25), ("M5", 0.31)):
@@ -83,7 +84,7 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
         why = (f"within 0.15; {REASONS['sample']}" if close else
                f"ours is {side}; {REASONS['sample']}; {REASONS['proxy']}")
         out[f"Q2 {t}"] = _claim(f"Spearman(fine-tuned, normal) over 1,000 random students with {t}: {paper}",
-                                paper, f"{_f(ours)} over all models (full fine-tuning)", ours,
+                                paper, f"{fmt(ours)} over all models (full fine-tuning)", ours,
                                 "agrees" if close else ("not comparable" if not np.isfinite(ours) else "disagrees"),
                                 why)
     rows = numbers["q3"]
@@ -92,8 +93,8 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
     k = max((r["blocks"] for r in rows), default=0)
     out["Q3"] = _claim("Signatures (DONNA's distillation loss, LANA's accuracy change) ranked against oracle block "
                        "rankings from normal and from fine-tuned accuracy; no figure quoted in our sources", None,
-                       f"mean Spearman over teachers, lengths, signatures and stages: {_f(means['normal'])} against "
-                       f"the normal oracle, {_f(means['fine-tuned'])} against the fine-tuned one; each on {k} blocks",
+                       f"mean Spearman over teachers, lengths, signatures and stages: {fmt(means['normal'])} against "
+                       f"the normal oracle, {fmt(means['fine-tuned'])} against the fine-tuned one; each on {k} blocks",
                        means, "not comparable", f"no paper figure to compare with; {REASONS['blocks']}")
     if predictor_stats:
         sizes = sorted({s for _, s in predictor_stats})
@@ -106,12 +107,12 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
     q5 = numbers["q5"].get(first, float("nan"))
     verdict, why = _high(q5, "correlate well", REASONS["short"])
     out["Q5"] = _claim("Fine-tuning for 50 and for 200 epochs correlate well (Figure 11, left)", None,
-                       f"Spearman(FT short, FT full) with {first}: {_f(q5)}"
-                       + (f", with {last}: {_f(numbers['q5'][last])}" if last != first else ""), q5, verdict, why)
+                       f"Spearman(FT short, FT full) with {first}: {fmt(q5)}"
+                       + (f", with {last}: {fmt(numbers['q5'][last])}" if last != first else ""), q5, verdict, why)
     if "q6" in numbers:
         verdict, why = _high(numbers["q6"], "highly correlated", REASONS["proxy"])
         out["Q6"] = _claim("Fine-tuned accuracies with M1 and with M5 are highly correlated (Figure 11, right)", None,
-                           f"Spearman(fine-tuned with {first}, with {last}), full fine-tuning: {_f(numbers['q6'])}",
+                           f"Spearman(fine-tuned with {first}, with {last}), full fine-tuning: {fmt(numbers['q6'])}",
                            numbers["q6"], verdict, why)
     return out
 

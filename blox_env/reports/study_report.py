@@ -16,13 +16,9 @@ import numpy as np
 
 from blox_env.datasets.store.provenance import benchmark_lines, benchmark_summary
 from blox_env.reports.study import StudyResults
-from blox_env.reports.study_claims import PAPER_TABLE2, PAPER_TARGET, question_claims, table2_claims
+from blox_env.reports.study_claims import PAPER_TABLE2, PAPER_TARGET, fmt, question_claims, table2_claims
 
 __all__ = ["write_study"]
-
-
-def _f(x: Any, digits: int = 2) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
 def _scatter(path: Path, series: list[tuple[str, np.ndarray, np.ndarray]], *, title: str, xlabel: str,
@@ -170,15 +166,15 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
            "|" + " --- |" * (len(names) + 1)]
     for i, k in enumerate(names):
         md.append(f"| {k} ({n['teachers'][k]['normal_test_top1']:.2f}) | "
-                  + " | ".join(_f(v) for v in n["matrix"][i]) + " |")
+                  + " | ".join(fmt(v) for v in n["matrix"][i]) + " |")
     md += ["", f"Spearman between a teacher's normal accuracy and the mean accuracy of its students: "
-           f"{_f(n['q1_teacher_quality_vs_student_mean'])}; mean diagonal (a model as its own teacher) minus "
-           f"off-diagonal: {_f(n['q1_diagonal_minus_offdiagonal'])} points.", "", *_claim_line(claims["Q1"]),
+           f"{fmt(n['q1_teacher_quality_vs_student_mean'])}; mean diagonal (a model as its own teacher) minus "
+           f"off-diagonal: {fmt(n['q1_diagonal_minus_offdiagonal'])} points.", "", *_claim_line(claims["Q1"]),
            f"![Q1]({figs['q1']})", ""]
     md += ["## Q2: fine-tuned vs normal accuracy", "", "| teacher | ours (FT full) | ours (FT short) |",
            "| --- | --- | --- |"]
-    md += [f"| {t} | {_f(n['q2'][t])} | {_f(n['q2_short'][t])} |" for t in full]
-    md += ["", f"Repeatability of normal training (seed 0 vs seed 1): {_f(n.get('noise_ceiling'))}.", ""]
+    md += [f"| {t} | {fmt(n['q2'][t])} | {fmt(n['q2_short'][t])} |" for t in full]
+    md += ["", f"Repeatability of normal training (seed 0 vs seed 1): {fmt(n.get('noise_ceiling'))}.", ""]
     for key in (k for k in claims if k.startswith("Q2")):
         md += _claim_line(claims[key])
     md += [f"![Q2]({figs['q2']})", ""]
@@ -191,7 +187,7 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
     for g in sorted({(r["teacher"], r["distill_epochs"], r["signature"], r["oracle"]) for r in n["q3"]}):
         vals = [next(r["rho"] for r in n["q3"] if (r["teacher"], r["distill_epochs"], r["signature"], r["oracle"])
                      == g and r["stage"] == s) for s in range(3)]
-        md.append(f"| {g[0]} | {g[1]} | {g[2]} | {g[3]} | " + " | ".join(_f(v) for v in vals) + " |")
+        md.append(f"| {g[0]} | {g[1]} | {g[2]} | {g[3]} | " + " | ".join(fmt(v) for v in vals) + " |")
     md += ["", *_claim_line(claims["Q3"]), f"![Q3]({figs['q3']})", ""]
     md += ["## Q4: predictors on fine-tuned accuracy", ""]
     if stats:
@@ -205,13 +201,13 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
     else:
         md += ["Too few fine-tuned models for the predictor protocol.", ""]
     md += ["## Q5: short vs full fine-tuning", "", "| teacher | Spearman(FT short, FT full) |", "| --- | --- |"]
-    md += [f"| {t} | {_f(n['q5'][t])} |" for t in full]
+    md += [f"| {t} | {fmt(n['q5'][t])} |" for t in full]
     md += ["", "Search with FT-short, then FT-full down the ranking until the budget or the target: rows "
            "`FT-short + FT-full` in Table 2.", "", *_claim_line(claims["Q5"]), f"![Q5]({figs['q5']})", ""]
     if "q6" in n:
         md += ["## Q6: does the teacher matter?", "",
-               f"Spearman(fine-tuned with {full[0]}, with {full[-1]}): FT{full_e} {_f(n['q6'])}, FT{short_e} "
-               f"{_f(n['q6_short'])}. Iterative teacher: Table 2's `iterative teacher` row.", "",
+               f"Spearman(fine-tuned with {full[0]}, with {full[-1]}): FT{full_e} {fmt(n['q6'])}, FT{short_e} "
+               f"{fmt(n['q6_short'])}. Iterative teacher: Table 2's `iterative teacher` row.", "",
                *_claim_line(claims["Q6"]), f"![Q6]({figs['q6']})", ""]
     md += _table2_section(res, t2_claims, figs)
     md += ["Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()) + "."]
@@ -249,7 +245,7 @@ def _table2_section(res: StudyResults, t2_claims: Sequence[dict[str, Any]], figs
         for c in t2_claims:
             ours_cost = "x" if c["ours_cost_to_target_units"] is None else f"{c['ours_cost_to_target_units']:.1f}"
             md.append(f"| {c['method']} | {c['paper_row']} | {c['paper_acc_at_40']:.2f}, "
-                      f"{'yes' if c['paper_reached_by_40'] else 'no'} | {_f(c['ours_acc'])} ({c['score']}) @ "
+                      f"{'yes' if c['paper_reached_by_40'] else 'no'} | {fmt(c['ours_acc'])} ({c['score']}) @ "
                       f"{c['ours_budget_units']:.0f}, {ours_cost} | {c['verdict']} |")
         md.append("")
     for r in res.summary:
