@@ -22,7 +22,9 @@ from gymnasium import spaces
 from blox_env.checks import check_bool, check_optional_str, check_real
 from blox_env.datasets.store.schema import is_accuracy
 from blox_env.envs.checks import check_constraint, check_epochs, check_reset, check_reward_output, check_seed_mode
+from blox_env.envs.multi_objective import ObjectiveReward, check_objectives, make_objective_reward
 from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError
+from blox_env.objectives import Objective
 from blox_env.rewards.base import Evaluation, RewardBackend, check_missing_cost, local_to_indices
 from blox_env.rewards.factory import BackendSpec, make_backend
 from blox_env.rewards.tabular import TabularReward
@@ -127,7 +129,8 @@ class BloxSearchEnv(gym.Env):
                  reward_fn: Callable[[dict[str, float]], float] | None = None, normalize: bool = True,
                  constraint: Mapping[str, float] | None = None, violation_reward: float = 0.0,
                  backend: RewardBackend | None = None, run: str | None = None, render_mode: str | None = None,
-                 verbose: bool = False, missing_cost: str = "error", **backend_kwargs: Any) -> None:
+                 verbose: bool = False, missing_cost: str = "error", objectives: Any = None,
+                 **backend_kwargs: Any) -> None:
         super().__init__()
         # every argument is checked before the (possibly slow) backend is built
         if not isinstance(metric, str):
@@ -140,6 +143,7 @@ class BloxSearchEnv(gym.Env):
         if reward_fn is not None and not callable(reward_fn):
             raise InvalidArgumentTypeError(f"reward_fn must be None or a callable metrics dict -> finite real "
                                            f"number, got {reward_fn!r}")
+        check_objectives(objectives, reward_fn)
         self.normalize = check_bool("normalize", normalize)
         self.violation_reward = check_real("violation_reward", violation_reward)
         if render_mode is not None and (not isinstance(render_mode, str)
@@ -168,6 +172,16 @@ class BloxSearchEnv(gym.Env):
         self.render_mode = render_mode
         self.space_sizes: tuple[int, ...] = backend.space.sizes
         self.n_blocks = max(self.space_sizes)
+        #: the vector reward of ``objectives=`` (None: the scalar reward); see :mod:`blox_env.envs.multi_objective`
+        self.objective_reward: ObjectiveReward | None = None
+        self.objectives: tuple[Objective, ...] = ()
+        if objectives is not None:
+            self.objective_reward = make_objective_reward(objectives, backend, fidelity=self.fidelity,
+                                                          normalize=self.normalize,
+                                                          violation_reward=self.violation_reward)
+            self.objectives = self.objective_reward.objectives
+            self.reward_space = self.objective_reward.reward_space  # the MO-Gymnasium attributes
+            self.reward_dim = self.objective_reward.dim
         self._allowed: np.ndarray | None = constraint_grid(backend, constraint)  # [K2, K1, K0]
         if not constraint and self._allowed.all():
             self._allowed = None  # every model present, nothing excluded: no masking work at all
@@ -251,10 +265,18 @@ class BloxSearchEnv(gym.Env):
     def _reward(self, ev: Evaluation) -> float:
         return reward_value(ev.metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn)
 
-    def _evaluate(self, local: tuple[int, int, int]) -> tuple[float, bool, dict[str, Any]]:
-        """Evaluate the model at (validated) local coordinates through the search run: (reward, truncated, info)."""
+    def _zero_reward(self) -> float | np.ndarray:
+        """The reward of a step that evaluates nothing: 0.0, or the zero vector with ``objectives=``."""
+        return 0.0 if self.objective_reward is None else self.objective_reward.zero()
+
+    def _evaluate(self, local: tuple[int, int, int]) -> tuple[float | np.ndarray, bool, dict[str, Any]]:
+        """Evaluate the model at (validated) local coordinates through the search run: (reward, truncated, info).
+
+        The reward is a float, or with ``objectives=`` a float32 vector (``info["objectives"]``: the raw values).
+        """
+        vec = self.objective_reward
         if self.run.exhausted:
-            return 0.0, True, {**self.run_info(), "evaluated": False, "local_blocks": local}
+            return self._zero_reward(), True, {**self.run_info(), "evaluated": False, "local_blocks": local}
         arch = self._archs.get(local)
         if arch is None:
             b = self.backend.space.blocks
@@ -264,15 +286,18 @@ class BloxSearchEnv(gym.Env):
             missing = bool(self.backend.rows(np.array([index]))[0] < 0)
             info = {**self.run_info(), "evaluated": False, "arch_index": index, "local_blocks": local,
                     "constraint_violated": True, "missing": missing}
-            return self.violation_reward, False, info
+            return (self.violation_reward if vec is None else vec.filled(self.violation_reward)), False, info
         outcome = self.run.evaluate(self.backend, arch, self.fidelity, rng=self.np_random, score=self._reward)
         if outcome is None:  # not reached: the budget was checked above
-            return 0.0, True, {**self.run_info(), "evaluated": False, "local_blocks": local}
+            return self._zero_reward(), True, {**self.run_info(), "evaluated": False, "local_blocks": local}
         info = evaluation_info(outcome.evaluation, charged=outcome.charged, run=self.run, local=local,
                                model_hash=self._hash(index))
         info["evaluated"] = True
         self._last_value = float(outcome.value)
-        return outcome.value, self.run.exhausted, info
+        if vec is None:
+            return float(outcome.value), self.run.exhausted, info
+        raw = info["objectives"] = vec.raw(outcome.evaluation)
+        return vec.reward(raw), self.run.exhausted, info
 
     def _render_state(self) -> tuple[tuple[int, ...], int | None]:
         """What the picture shows: the local blocks chosen so far and the stage picked next (None: none)."""

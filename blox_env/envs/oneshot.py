@@ -9,6 +9,10 @@ Rewards, budget, info and arguments
     model and ends the episode (``terminated=True``); ``info["action_mask"]``
     holds one mask per stage (models allowed by a ``constraint`` exist with that
     block), as an int8 array ``[3, K]``.
+    With ``objectives=`` (e.g. ``("val_top1", "params")``) the reward is a
+    ``float32`` vector, every component higher-is-better (minimised objectives
+    negated), with ``reward_space`` and ``reward_dim`` as MO-Gymnasium expects;
+    ``info["objectives"]`` holds the raw values (see :mod:`blox_env.envs.sequential`).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class BloxOneShotEnv(BloxSearchEnv):
         self.last_info = {"action_mask": self._masks.copy(), **self.run_info()}
         return self._unset.copy(), self.last_info
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, float | np.ndarray, bool, bool, dict[str, Any]]:
         if self._done:
             raise error.ResetNeeded("the episode has ended: call reset() before step()")
         local = _as_triple(action)
@@ -76,4 +80,4 @@ class BloxOneShotEnv(BloxSearchEnv):
         self._shown = local
         info["action_mask"] = self._masks.copy()
         self.last_info = info
-        return stage_observation(self.space_sizes, local), float(reward), True, truncated, info
+        return stage_observation(self.space_sizes, local), reward, True, truncated, info

@@ -11,6 +11,32 @@ Rewards
     best validation top-1 within ``epochs`` epochs as a fraction (losses are
     negated; ``reward_fn(metrics)`` overrides; models outside a ``constraint``
     or missing from the store give ``violation_reward`` without being evaluated).
+Multi-objective rewards (``objectives=``)
+    ``gym.make("Blox-v0", objectives=("val_top1", "latency:cpu-amd-epyc", "params"))``
+    names store columns (``column[@epoch][:max|:min]``, see
+    :func:`blox_env.objectives.parse_objectives`; default None: the scalar reward
+    above, unchanged). The reward is then a ``float32`` array of shape ``(k,)`` in
+    the MO-Gymnasium convention: one component per objective, in the order given,
+    every one *higher is better* (minimised objectives such as params, FLOPs,
+    latency, times and losses are negated; accuracies are fractions when
+    ``normalize=True``). Steps that evaluate nothing return the zero vector; a
+    model outside the ``constraint`` a vector filled with ``violation_reward``.
+    ``info["objectives"]`` holds the raw store values (unnegated), keyed by
+    objective name (``"params"``, ``"val_top1@4"``, ...). Run metrics are read for
+    the evaluated seed at the env's fidelity (``epochs``), or at an objective's
+    ``@epoch`` (at most ``epochs``); static columns from the store's static costs.
+    ``env.unwrapped.reward_space`` is ``Box(low, high, (k,), float32)`` with
+    finite bounds from the store's columns (in the reward's orientation, widened
+    to hold the zero vector and ``violation_reward``); ``reward_dim`` is ``k``, and
+    ``env.unwrapped.objectives`` the parsed :class:`~blox_env.objectives.Objective`
+    tuple. So ``mo_gymnasium.wrappers.LinearReward`` and
+    ``MORecordEpisodeStatistics`` work unchanged. ``metric`` still sets the run's
+    ``best_so_far``; ``objectives`` with ``reward_fn`` raises
+    ``InvalidArgumentError`` (both define the reward), and so does a backend
+    without store columns (surrogate, live). Gymnasium's passive env checker
+    (``gym.make``) expects scalar rewards and warns once on the first step:
+    ``disable_env_checker=True`` (what ``mo_gymnasium.make`` passes) silences it.
+    See :mod:`blox_env.envs.multi_objective`.
 Episode end
     ``terminated=True`` after the third step. A search *run* spans episodes and
     has a cost ``budget`` (in ``cost_unit``: "seconds" of recorded training time,
@@ -34,7 +60,7 @@ Arguments
     ("random" | "mean" | a seed), ``budget``, ``cost_unit``, ``charge_repeats``
     (default False: a model is charged only for epochs beyond what was already
     paid), ``reward_fn``, ``normalize``, ``constraint`` (e.g. ``{"params": 2.5e6}``),
-    ``violation_reward``, ``run``, ``render_mode`` ("ansi": one line of text;
+    ``violation_reward``, ``objectives`` (above), ``run``, ``render_mode`` ("ansi": one line of text;
     "rgb_array": a picture of the model's blocks and the run's best, see
     :mod:`blox_env.envs.render`), ``missing_cost``:
     what an evaluation whose recorded cost is missing (NaN, e.g. a partially built
@@ -100,7 +126,7 @@ class BloxEnv(BloxSearchEnv):
         self.last_info = {"action_mask": self.stage_mask(0, ()), **self.run_info()}
         return self._obs(), self.last_info
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, float | np.ndarray, bool, bool, dict[str, Any]]:
         if self._done:
             raise error.ResetNeeded("the episode has ended: call reset() before step()")
         a = as_int_action(action)
@@ -109,14 +135,14 @@ class BloxEnv(BloxSearchEnv):
         if self.run.exhausted:
             self._done = True
             self.last_info = {**self.run_info(), "evaluated": False, "action_mask": self.stage_mask(stage, ())}
-            return self._obs(), 0.0, False, True, self.last_info
+            return self._obs(), self._zero_reward(), False, True, self.last_info
         self._chosen.append(a)
         if stage < 2:
             prefix = tuple(self._chosen)
             self.last_info = {"action_mask": self.stage_mask(stage + 1, prefix), **self.run_info()}
-            return self._obs(), 0.0, False, False, self.last_info
+            return self._obs(), self._zero_reward(), False, False, self.last_info
         reward, truncated, info = self._evaluate(tuple(self._chosen))  # type: ignore[arg-type]
         self._done = True
         info["action_mask"] = self.stage_mask(0, ())
         self.last_info = info
-        return self._obs(), float(reward), True, truncated, info
+        return self._obs(), reward, True, truncated, info

@@ -15,7 +15,9 @@ is meaningful): ``arch_index``, ``cost``, every metric (``val_top1``,
 (True where ``missing_cost="median" | "max"`` replaced a missing recorded cost; the
 rule is ``info["cost_rule"]``). With the default ``missing_cost="error"`` a step whose
 models include one without a recorded cost raises ``MissingCostError`` naming it and
-changes no sub-env's run. Arguments are validated as in the scalar envs.
+changes no sub-env's run. Arguments are validated as in the scalar envs;
+``objectives=`` (vector rewards) is refused with ``InvalidArgumentError``: use the
+scalar envs (in ``mo_gymnasium.wrappers.vector.MOSyncVectorEnv`` for a batch).
 Repeat tracking keeps one byte per (sub-env, model): 93 MB at 1024 sub-envs on
 the full 91,125-model store, 0.7 MB on Blox-mini.
 """
@@ -52,7 +54,11 @@ class _BatchedSearch(VectorEnv):
                  reward_fn: Callable[[dict[str, Any]], Any] | None = None, normalize: bool = True,
                  constraint: Mapping[str, float] | None = None, violation_reward: float = 0.0,
                  backend: TabularReward | None = None, run: str | None = None, missing_cost: str = "error",
-                 **backend_kwargs: Any) -> None:
+                 objectives: Any = None, **backend_kwargs: Any) -> None:
+        if objectives is not None:
+            raise InvalidArgumentError("objectives= (vector rewards) is not supported by the numpy-batched vector env: "
+                                       "use gym.make('Blox-v0' or 'BloxOneShot-v0', objectives=...) and, for many "
+                                       "sub-envs, mo_gymnasium.wrappers.vector.MOSyncVectorEnv over them")
         if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)):
             raise InvalidArgumentTypeError(f"num_envs must be a positive integer, got {num_envs!r}")
         if num_envs < 1:
