@@ -24,18 +24,28 @@ written to a store's ``traces/`` when one is given, and summarised per agent:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from blox_env.agents.loop import run_search
+from blox_env.agents.parallel import run_parallel_search
 from blox_env.agents.strategies import STRATEGIES, iterative_teacher_search, two_stage_search
+from blox_env.agents.summary import (
+    answers,
+    best_at,
+    best_at_each,
+    clock_values,
+    cost_to_reach,
+    mean_se,
+    plan_for,
+    planned,
+    summarise_traces,
+)
 from blox_env.errors import InvalidArgumentError
 from blox_env.rewards.base import RewardBackend
 
-__all__ = ["BenchSpec", "SearchTask", "answers", "best_at", "best_at_each", "cost_to_reach", "make_search_agent",
+__all__ = ["BenchSpec", "SearchTask", "answers", "best_at", "best_at_each", "clock_values", "cost_to_reach",
+           "make_search_agent", "mean_se",
            "plan_for", "planned", "run_benchmark", "summarise_traces"]
 
 
@@ -62,9 +72,37 @@ class BenchSpec:
     full_teacher: str | None = None  # two-stage: the teacher of the full fine-tuning (default: ``teacher``)
     stop_at_target: bool = False  # strategies stop fine-tuning once an answer's objective reaches ``target``
     live_store: str | None = None  # iterative: promoted teachers run live in this writable store (else stand-ins)
+    #: Multi-objective: objective specs (``blox_env.objectives.parse_objectives``), given to the agents that take
+    #: ``objectives`` and used by the Pareto summary (:mod:`blox_env.agents.pareto_bench`).
+    objectives: tuple[str, ...] | None = None
+    workers: int = 1  # simulated parallel workers per search (blox_env.agents.parallel); 1 = sequential
+    worker_mode: str = "async"  # "async" | "sync"
+    budget_kind: str = "compute"  # the budgets' clock: "compute" (total cost charged) | "wall" (simulated wall-clock)
+
+    @property
+    def clock(self) -> str:
+        """The trace column the budgets are read on: ``cumulative_cost`` (compute) or ``sim_wall_clock``."""
+        return "cumulative_cost" if self.budget_kind == "compute" else "sim_wall_clock"
+
+    @property
+    def simulated(self) -> bool:
+        """True when searches run on simulated parallel workers (more than one, sync, or a wall-clock budget)."""
+        return self.workers != 1 or self.worker_mode != "async" or self.budget_kind != "compute"
+
+    def budget_name(self) -> str:
+        """What the budgets measure, in words (every report names it: never an ambiguous "time")."""
+        unit = {"seconds": "seconds of recorded training", "epochs": "training epochs",
+                "evaluations": "evaluations"}.get(self.cost_unit, self.cost_unit)
+        if self.budget_kind == "wall":
+            return (f"simulated wall-clock ({unit} on the simulated clock) with {self.workers} {self.worker_mode} "
+                    f"worker{'s' if self.workers != 1 else ''}")
+        workers = (f", {self.workers} {self.worker_mode} simulated worker{'s' if self.workers != 1 else ''}"
+                   if self.simulated else "")
+        return f"total compute ({unit}, summed over evaluations{workers})"
 
     def __post_init__(self) -> None:
         from blox_env.agents import AGENTS
+        from blox_env.agents.parallel import BUDGET_KINDS, MODES
 
         unknown = [a for a in self.agents if a not in AGENTS]
         if unknown:
@@ -83,6 +121,23 @@ class BenchSpec:
             raise InvalidArgumentError(f"live_store is an option of the iterative strategy, not {self.strategy!r}")
         if self.stop_at_target and self.target is None:
             raise InvalidArgumentError("stop_at_target needs a target")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise InvalidArgumentError(f"workers (simulated workers per search) must be an int >= 1, got "
+                                       f"{self.workers!r}")
+        if self.worker_mode not in MODES or self.budget_kind not in BUDGET_KINDS:
+            raise InvalidArgumentError(f"worker_mode must be one of {', '.join(MODES)} and budget_kind one of "
+                                       f"{', '.join(BUDGET_KINDS)}, got {self.worker_mode!r}, {self.budget_kind!r}")
+        if self.simulated and self.strategy != "plain":
+            raise InvalidArgumentError(f"simulated workers run plain searches; strategy {self.strategy!r} runs its "
+                                       "phases one evaluation at a time (use workers=1, async, a compute budget)")
+        if self.objectives is not None:
+            if isinstance(self.objectives, str) or not isinstance(self.objectives, tuple) or not self.objectives \
+                    or not all(isinstance(o, str) and o for o in self.objectives):
+                raise InvalidArgumentError(f"objectives must be a non-empty tuple of specs such as ('val_top1', "
+                                           f"'params'), got {self.objectives!r}")
+            if self.mode != "normal":
+                raise InvalidArgumentError("multi-objective benchmarks run in mode='normal' (the blockwise tables "
+                                           "score one accuracy)")
 
 
 @dataclass(frozen=True)
@@ -101,11 +156,15 @@ def make_search_agent(name: str, backend: RewardBackend, *, seed: int, spec: Ben
     Multi-fidelity agents get the backend's epoch range; ``donna`` and ``lana`` get the
     blockwise backend's signatures (distillation loss; minus the accuracy change).
     """
-    from blox_env.agents import make_agent, make_constraint
+    from blox_env.agents import AGENTS, MultiObjectiveAgent, make_agent, make_constraint
     from blox_env.rewards.blockwise import BlockwiseTabularReward
 
     constraint = make_constraint(backend, spec.constraint) if spec.constraint else None
     kwargs = dict(spec.agent_kwargs.get(name, {}))
+    if spec.objectives is not None and issubclass(AGENTS.get(name, object), MultiObjectiveAgent):
+        from blox_env.objectives import parse_objectives
+
+        kwargs.setdefault("objectives", parse_objectives(spec.objectives, store=backend.store))
     if name in ("sh", "hyperband", "asha"):
         kwargs.setdefault("max_fidelity", backend.max_fidelity)
         kwargs.setdefault("min_fidelity", max(1, backend.max_fidelity // 9))
@@ -135,6 +194,10 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
     if spec.strategy == "plain":
         backend = backend_at(spec.ft_epochs)
         agent = make_search_agent(task.agent, backend, seed=task.seed, spec=spec)
+        if spec.simulated:
+            return run_parallel_search(agent, backend, workers=spec.workers, mode=spec.worker_mode, budget=budget,
+                                       budget_kind=spec.budget_kind, cost_unit=spec.cost_unit, seed=task.seed,
+                                       metric=spec.metric, charge_repeats=spec.charge_repeats)
         return run_search(agent, backend, budget=budget, cost_unit=spec.cost_unit, seed=task.seed,
                           metric=spec.metric, charge_repeats=spec.charge_repeats)
     # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``;
@@ -216,128 +279,3 @@ def run_benchmark(store: str, *, spec: BenchSpec, executor: str = "process", wor
         if bar is not None:
             bar.close()
     return out
-
-
-def plan_for(trace: Sequence[dict[str, Any]], budget: float) -> float | None:
-    """The ``plan_budget`` whose run answers for ``budget`` (see :func:`planned`); None for a plain search."""
-    if not trace or "plan_budget" not in trace[0]:
-        return None
-    plans = sorted({r["plan_budget"] for r in trace})
-    return next((p for p in plans if p >= budget), plans[-1])
-
-
-def planned(trace: Sequence[dict[str, Any]], budget: float) -> Sequence[dict[str, Any]]:
-    """The records that answer for ``budget``: for strategies, which plan their phases for a budget and so
-    run once per budget (records tagged ``plan_budget``), the run planned for the smallest budget >= it
-    (the largest one beyond the last); plain searches are one run, returned as is."""
-    chosen = plan_for(trace, budget)
-    return trace if chosen is None else [r for r in trace if r["plan_budget"] == chosen]
-
-
-def answers(trace: Sequence[dict[str, Any]], report_metric: str,
-            report: Mapping[int, float] | None = None) -> np.ndarray:
-    """The value of the search's answer after each record (NaN before the first eligible one).
-
-    The answer is the best-objective eligible model so far (see :func:`best_at`); its value is
-    ``report[index]`` or, without ``report``, the record's own ``report_metric``.
-    """
-    eligible = [r for r in trace if r.get("select", True)]
-    full = max((r["fidelity"] for r in eligible), default=0)
-    best_obj, best_val = -np.inf, np.nan
-    out = np.full(len(trace), np.nan)
-    for i, r in enumerate(trace):
-        if r.get("select", True) and r["fidelity"] == full and r["objective"] > best_obj:
-            best_obj = r["objective"]
-            best_val = report[r["arch_index"]] if report is not None else r["metrics"].get(report_metric, np.nan)
-        out[i] = best_val
-    return out
-
-
-def best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
-            report: Mapping[int, float] | None = None) -> float:
-    """Report value of the best-objective eligible model evaluated within ``budget`` (NaN if none).
-
-    As in the environments, the evaluation that crosses the budget still counts. Only
-    full-fidelity evaluations are eligible when the trace mixes fidelities, and only records
-    with ``select`` true (strategies mark their screening phases false). ``report`` maps a model
-    index to the value reported for it (e.g. the seed-mean normal test accuracy, so that
-    blockwise and conventional searches are scored alike); by default the record's ``report_metric``.
-    """
-    return float(best_at_each(trace, [budget], report_metric, report)[0])
-
-
-def best_at_each(trace: Sequence[dict[str, Any]], budgets: Sequence[float], report_metric: str,
-                 report: Mapping[int, float] | None = None) -> np.ndarray:
-    """:func:`best_at` for many budgets (e.g. an anytime curve's grid): each planned run's answers once."""
-    out = np.full(len(budgets), np.nan)
-    by_plan: dict[float | None, list[int]] = {}
-    for i, b in enumerate(budgets):
-        by_plan.setdefault(plan_for(trace, b), []).append(i)
-    for plan, positions in by_plan.items():
-        run = trace if plan is None else [r for r in trace if r["plan_budget"] == plan]
-        if not run:
-            continue
-        values = answers(run, report_metric, report)
-        costs = np.array([r["cumulative_cost"] for r in run])
-        for i in positions:  # the evaluation that crosses the budget counts: the first record at or past it
-            cut = min(int(np.searchsorted(costs, budgets[i], side="left")), len(run) - 1)
-            out[i] = values[cut]
-    return out
-
-
-def cost_to_reach(trace: Sequence[dict[str, Any]], target: float, report_metric: str,
-                  report: Mapping[int, float] | None = None) -> float:
-    """The first cumulative cost after which the answer's value stays >= ``target`` (inf if it never settles there).
-
-    ``trace`` is one search (for strategies, the run planned for the largest budget: :func:`planned`)."""
-    values = answers(trace, report_metric, report)
-    below = np.flatnonzero(~(values >= target))
-    first = 0 if len(below) == 0 else int(below[-1]) + 1
-    return float(trace[first]["cumulative_cost"]) if first < len(trace) else float("inf")
-
-
-def _mean_std(values: Sequence[float]) -> tuple[tuple[float, float], int]:
-    """(mean, std) over the finite values and their count: a search with no eligible answer yet is missing."""
-    found = np.asarray(values, dtype=np.float64)
-    found = found[np.isfinite(found)]
-    if not len(found):
-        return (float("nan"), float("nan")), 0
-    return (float(found.mean()), float(found.std())), len(found)
-
-
-def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec,
-                     best_index: int, best_report: float, report: Mapping[int, float] | None = None,
-                     label: str | None = None) -> list[dict[str, Any]]:
-    """One summary row per agent (see the module docstring); numbers over seeds.
-
-    ``report`` (model index -> value) replaces the records' ``report_metric`` (see :func:`best_at`);
-    ``label`` names the rows (default: the agent, plus the strategy when it is not plain).
-    """
-    rows = []
-    for agent in spec.agents:
-        runs = full_runs = [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces]
-        name = label or (agent if spec.strategy == "plain" else f"{agent}+{spec.strategy}")
-        row: dict[str, Any] = {"agent": name, "seeds": len(runs)}
-        for b in spec.budgets:
-            row[f"best@{b:g}"], row[f"answered@{b:g}"] = _mean_std([best_at(t, b, spec.report_metric, report)
-                                                                     for t in runs])
-            row[f"regret@{b:g}"] = float(best_report - row[f"best@{b:g}"][0])
-        runs = [planned(t, np.inf) for t in runs]  # costs to reach: the run planned for the largest budget
-        reach_best = [next((r["cumulative_cost"] for r in t if r["arch_index"] == best_index and r.get("select", True)),
-                           np.inf) for t in runs]
-        row["cost_to_best_median"] = float(np.median(reach_best))
-        row["found_best"] = int(np.isfinite(reach_best).sum())
-        if spec.target is not None:
-            reach = [cost_to_reach(t, spec.target, spec.report_metric, report) for t in runs]
-            row["cost_to_target_median"] = float(np.median(reach))
-            row["reached_target"] = int(np.isfinite(reach).sum())
-        if spec.mode == "blockwise":  # the answer's own (fine-tuned) score, as the paper's Table 2 reports it
-            for b in spec.budgets:
-                row[f"finetuned@{b:g}"], _ = _mean_std([best_at(t, b, spec.report_metric) for t in full_runs])
-            if spec.target is not None:
-                reach = [cost_to_reach(t, spec.target, spec.report_metric) for t in runs]
-                row["cost_to_target_finetuned_median"] = float(np.median(reach))
-                row["reached_target_finetuned"] = int(np.isfinite(reach).sum())
-        row["evaluations_mean"] = float(np.mean([len(t) for t in runs]))
-        rows.append(row)
-    return rows

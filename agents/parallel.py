@@ -24,7 +24,7 @@ would have been known with N workers. Every evaluation is charged through one
   included, is under the budget; the one that crosses it completes and counts); ``"wall"`` is
   the simulated wall-clock (an evaluation starts only before that instant). Either way the
   evaluations running when the budget is hit are not cut: they complete, are charged in full and
-  count (their ``wall_clock`` may lie beyond a wall budget, the total compute beyond a compute
+  count (their ``sim_wall_clock`` may lie beyond a wall budget, the total compute beyond a compute
   budget by up to the ``workers - 1`` evaluations then in flight).
 - Blockwise once-per-run work (a teacher's training and each distilled block, for backends with
   per-block times: :class:`~blox_env.rewards.blockwise.BlockwiseTabularReward`, costs in seconds) is
@@ -35,7 +35,7 @@ would have been known with N workers. Every evaluation is charged through one
   paying evaluation but are not modelled as blocking.
 
 Trace rows are those of :meth:`SearchRun.record` in completion order, plus ``worker``,
-``sim_start``, ``sim_end``, ``sim_wait`` (time blocked) and ``wall_clock`` (= ``sim_end``, the
+``sim_start``, ``sim_end``, ``sim_wait`` (time blocked) and ``sim_wall_clock`` (= ``sim_end``, the
 simulated wall-clock at which the result is known), with ``cumulative_cost`` the total compute of
 the evaluations completed so far (the running sum of ``cost``) and ``compute_committed`` the
 compute charged so far, in-flight evaluations included. ``wall_time_s`` remains the real seconds
@@ -203,7 +203,7 @@ class _Simulator:
         self.completed += job.outcome.charged
         self.run.record(job.outcome, fields={
             **self.fields, "worker": job.worker, "sim_start": job.start, "sim_end": job.end, "sim_wait": job.wait,
-            "wall_clock": job.end, "cumulative_cost": self.completed, "compute_committed": self.run.spent})
+            "sim_wall_clock": job.end, "cumulative_cost": self.completed, "compute_committed": self.run.spent})
         heapq.heappush(self.free, job.worker)
 
     def pop_finished(self) -> list[_Job]:
@@ -296,7 +296,7 @@ class Curve(NamedTuple):
 class AnytimeCurves(NamedTuple):
     """Best-so-far against the simulated wall-clock and against the total compute of completed evaluations."""
 
-    wall_clock: Curve
+    sim_wall_clock: Curve
     compute: Curve
 
 
@@ -305,16 +305,16 @@ def anytime_curves(trace: Sequence[Mapping[str, Any]], *, report_metric: str | N
 
     The answer after each row is the best-objective model so far among rows with ``select`` true at the
     highest fidelity seen (the harness's rule); its value is its ``objective`` or, with ``report_metric``, that
-    metric of it (e.g. ``test_top1``). Sequential traces without ``wall_clock`` are one worker: their
+    metric of it (e.g. ``test_top1``). Sequential traces without ``sim_wall_clock`` are one worker: their
     simulated wall-clock is their ``cumulative_cost``.
     """
     rows = list(trace)
     if any(not isinstance(r, Mapping) or "cumulative_cost" not in r or "objective" not in r for r in rows):
         raise InvalidArgumentError("anytime_curves needs the rows of a search trace (with objective, cumulative_cost)")
     compute = np.array([float(r["cumulative_cost"]) for r in rows])
-    wall = np.array([float(r.get("wall_clock", r["cumulative_cost"])) for r in rows])
+    wall = np.array([float(r.get("sim_wall_clock", r["cumulative_cost"])) for r in rows])
     if np.any(np.diff(wall) < 0) or np.any(np.diff(compute) < 0):
-        raise InvalidArgumentError("trace rows must be in completion order (wall_clock and cumulative_cost "
+        raise InvalidArgumentError("trace rows must be in completion order (sim_wall_clock and cumulative_cost "
                                    "non-decreasing), as run_search and run_parallel_search write them")
     eligible = [r for r in rows if r.get("select", True)]
     full = max((r["fidelity"] for r in eligible), default=0)

@@ -40,7 +40,7 @@ def main() -> None:
                                                 cost_unit="seconds", seed=seed, metric="val_top1")
                     hit = next((r for r in trace if r["arch_index"] == best), None)
                     if hit is not None:
-                        walls.append(hit["wall_clock"])
+                        walls.append(hit["sim_wall_clock"])
                         computes.append(hit["compute_committed"])
                 wall = float(np.median(walls))
                 base = wall if base is None else base

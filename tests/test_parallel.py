@@ -84,7 +84,7 @@ def test_async_clock_by_hand() -> None:
     assert _cols(trace, "arch_index", "worker", "sim_start", "sim_end", "sim_wait") == [
         (B.index, 1, 0.0, 1.0, 0.0), (A.index, 0, 0.0, 3.0, 0.0), (C.index, 1, 1.0, 3.0, 0.0),
         (E.index, 1, 3.0, 4.0, 0.0), (F.index, 1, 4.0, 6.0, 0.0), (D.index, 0, 3.0, 7.0, 0.0)]
-    assert [r["wall_clock"] for r in trace] == [1.0, 3.0, 3.0, 4.0, 6.0, 7.0]
+    assert [r["sim_wall_clock"] for r in trace] == [1.0, 3.0, 3.0, 4.0, 6.0, 7.0]
     assert [r["cumulative_cost"] for r in trace] == [1.0, 4.0, 6.0, 7.0, 9.0, 13.0]  # completed compute
     assert [r["compute_committed"] for r in trace] == [4.0, 6.0, 6.0, 11.0, 13.0, 13.0]  # started compute
     assert agent.told == [B, A, C, E, F, D]
@@ -110,14 +110,14 @@ def test_budget_cuts_by_hand() -> None:
     # wall-clock 3.5: starts at 0, 0, 1, 3, 3 are allowed; E (3-4) and D (3-7) run past the cut and count
     trace, _ = _run([A, B, C, D, E, F], budget=3.5, budget_kind="wall")
     assert [r["arch_index"] for r in trace] == [B.index, A.index, C.index, E.index, D.index]
-    assert trace[-1]["wall_clock"] == 7.0 and trace[-1]["cumulative_cost"] == 11.0
+    assert trace[-1]["sim_wall_clock"] == 7.0 and trace[-1]["cumulative_cost"] == 11.0
     # compute 5: A (3) and B (1) start at 0; at t=1, 4 < 5 so C starts and crosses (6); nothing after
     trace, agent = _run([A, B, C, D, E, F], budget=5.0, budget_kind="compute")
     assert [r["arch_index"] for r in trace] == [B.index, A.index, C.index] and agent.queue == [D, E, F]
-    assert trace[-1]["cumulative_cost"] == 6.0 and trace[-1]["wall_clock"] == 3.0
+    assert trace[-1]["cumulative_cost"] == 6.0 and trace[-1]["sim_wall_clock"] == 3.0
     # sync, compute 5: batch (A, B) spends 4; the next batch starts C (crossing), then the run refuses D
     trace, _ = _run([A, B, C, D, E, F], budget=5.0, mode="sync")
-    assert [r["arch_index"] for r in trace] == [B.index, A.index, C.index] and trace[-1]["wall_clock"] == 5.0
+    assert [r["arch_index"] for r in trace] == [B.index, A.index, C.index] and trace[-1]["sim_wall_clock"] == 5.0
 
 
 def test_a_model_in_flight_is_waited_for_not_recomputed() -> None:
@@ -137,14 +137,14 @@ def test_anytime_curves_by_hand() -> None:
     trace, _ = _run([A, B, C, D, E, F])
     curves = anytime_curves(trace)
     # completion order B(40) A(50) C(70) E(65) F(80) D(60): best so far 40 50 70 70 80 80
-    assert curves.wall_clock.x.tolist() == [1.0, 3.0, 3.0, 4.0, 6.0, 7.0]
+    assert curves.sim_wall_clock.x.tolist() == [1.0, 3.0, 3.0, 4.0, 6.0, 7.0]
     assert curves.compute.x.tolist() == [1.0, 4.0, 6.0, 7.0, 9.0, 13.0]
-    assert curves.wall_clock.best.tolist() == curves.compute.best.tolist() == [40.0, 50.0, 70.0, 70.0, 80.0, 80.0]
+    assert curves.sim_wall_clock.best.tolist() == curves.compute.best.tolist() == [40.0, 50.0, 70.0, 70.0, 80.0, 80.0]
     assert anytime_curves(trace, report_metric="test_top1").compute.best.tolist() == [39.0, 49.0, 69.0, 69.0,
                                                                                        79.0, 79.0]
     seq = run_search(Scripted([A, B, C]), KnownCosts(), budget=6.0, cost_unit="seconds", seed=0, metric="val_top1")
     one = anytime_curves(seq)  # a sequential trace: one worker, wall-clock = compute
-    assert one.wall_clock.x.tolist() == one.compute.x.tolist() == [3.0, 4.0, 6.0]
+    assert one.sim_wall_clock.x.tolist() == one.compute.x.tolist() == [3.0, 4.0, 6.0]
     with pytest.raises(InvalidArgumentError, match="completion order"):
         anytime_curves(trace[::-1])
     with pytest.raises(InvalidArgumentError, match="rows of a search trace"):
@@ -178,7 +178,7 @@ def test_one_worker_async_and_sync_equal_the_sequential_loop(store: BloxStore, n
             par = run_parallel_search(_agent(name, SPACE, 3), TabularReward(store), workers=1, mode=mode,
                                       budget=budget, budget_kind=kind, cost_unit="seconds", seed=3, metric="val_top1")
             assert _cols(par, *KEYS) == _cols(seq, *KEYS), (mode, kind)
-            assert [r["wall_clock"] for r in par] == [r["cumulative_cost"] for r in seq]
+            assert [r["sim_wall_clock"] for r in par] == [r["cumulative_cost"] for r in seq]
         via_loop = run_search(_agent(name, SPACE, 3), TabularReward(store), budget=budget, cost_unit="seconds",
                               seed=3, metric="val_top1", workers=1, mode=mode)
         assert _cols(via_loop, *KEYS) == _cols(seq, *KEYS)
@@ -202,7 +202,7 @@ def test_many_workers_invariants_and_no_duplicates_in_flight(store: BloxStore, n
             assert second["sim_start"] >= first["sim_end"]
     seq = run_search(_agent(name, SPACE, 0), TabularReward(store), budget=budget, cost_unit="seconds", seed=0,
                      metric="val_top1")
-    assert trace[-1]["wall_clock"] < seq[-1]["cumulative_cost"] / 2  # four workers: well under half the time
+    assert trace[-1]["sim_wall_clock"] < seq[-1]["cumulative_cost"] / 2  # four workers: well under half the time
 
 
 @pytest.mark.parametrize("mode", ["async", "sync"])

@@ -28,7 +28,8 @@ def build(
     data: Annotated[str, typer.Option(help="digits | synthetic | cifar100:/path")] = "digits",
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
-    workers: Annotated[int, typer.Option(help="worker processes (process/ray)")] = 2,
+    workers: Annotated[int, typer.Option("--jobs", "--workers",
+                                            help="worker processes (process/ray); --workers: the old name")] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address ('auto' joins one)")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
@@ -60,7 +61,8 @@ def build_blockwise(
     distill_epochs: Annotated[str, typer.Option(help="distillation lengths, short to full")] = "2,10",
     ft_epochs: Annotated[str, typer.Option(help="fine-tuning lengths, short to full")] = "1,8",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
-    workers: Annotated[int, typer.Option(help="worker processes (process/ray)")] = 2,
+    workers: Annotated[int, typer.Option("--jobs", "--workers",
+                                            help="worker processes (process/ray); --workers: the old name")] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address ('auto' joins one)")] = None,
 ) -> None:
     """Tabulate blockwise NAS in a store: teachers M1..M5, block libraries, signatures, fine-tuning; resumes."""
@@ -82,7 +84,8 @@ def build_mini(
     out: Annotated[str, typer.Option(help="build folder")] = "build/blox-mini.zarr",
     package: Annotated[str, typer.Option(help="zip to ship")] = "blox_env/data/blox-mini.zip",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
-    workers: Annotated[int, typer.Option(help="worker processes")] = 2,
+    workers: Annotated[int, typer.Option("--jobs", "--workers",
+                                            help="worker processes; --workers: the old name")] = 2,
     latency: Annotated[bool, typer.Option(help="also measure the CPU latency table")] = True,
     blockwise: Annotated[bool, typer.Option(help="also build the blockwise tables")] = True,
 ) -> None:

@@ -22,7 +22,8 @@ def study(
     predictor_seeds: Annotated[int, typer.Option(help="splits per size for Q4")] = 3,
     predictors: Annotated[str, typer.Option(help="predictors for Q4")] = "donna,lana,gcn,brp",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
-    workers: Annotated[int, typer.Option(help="parallel searches")] = 2,
+    workers: Annotated[int, typer.Option("--jobs", "--workers",
+                                            help="searches run at once (processes); --workers: the old name")] = 2,
     target: Annotated[float | None, typer.Option(help="Table 2 target accuracy (default: the test accuracy of the "
                                                  "best normally trained model, as the paper's 76.6)")] = None,
     live_store: Annotated[str | None, typer.Option(help="a writable store with the tables' teacher weights (e.g. "

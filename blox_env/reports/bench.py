@@ -49,42 +49,43 @@ def anytime_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec:
     """Cost grid and, per agent, ``[seeds, points]`` best-so-far report metric (select on validation)."""
     groups = {agent: [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces] for agent in spec.agents}
     return group_curves(groups, budget=max(spec.budgets), report_metric=spec.report_metric, points=points,
-                        report=report)
+                        report=report, clock=spec.clock)
 
 
 def group_curves(groups: Mapping[str, Sequence[Sequence[dict[str, Any]]]], *, budget: float, report_metric: str,
-                 points: int = 60, report: Mapping[int, float] | None = None,
+                 points: int = 60, report: Mapping[int, float] | None = None, clock: str = "cumulative_cost",
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Anytime curves of labelled groups of traces (``[runs, points]`` each) on one cost grid."""
+    """Anytime curves of labelled groups of traces (``[runs, points]`` each) on one grid of ``clock``."""
     grid = np.linspace(0, budget, points + 1)[1:]
-    curves = {label: np.array([best_at_each(t, grid, report_metric, report) for t in runs])
+    curves = {label: np.array([best_at_each(t, grid, report_metric, report, clock=clock) for t in runs])
               for label, runs in groups.items()}
     return grid, curves
 
 
 def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *, spec: BenchSpec,
                  best: float | None = None, title: str = "", report: Mapping[int, float] | None = None) -> Path:
-    """Best-so-far vs cost: mean over seeds with a +-1 std band, one line per agent (PNG)."""
+    """Best-so-far vs the budget clock: mean over seeds with a ±1 standard-error band, one line per agent (PNG)."""
     grid, curves = anytime_curves(traces, spec=spec, report=report)
     return plot_curves(grid, curves, path, budgets=spec.budgets, best=best, title=title or "anytime performance",
-                       xlabel=f"search cost ({spec.cost_unit})",
-                       ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
+                       xlabel=spec.budget_name(), ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
 
 
 def plot_curves(grid: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path, *, budgets: Sequence[float],
-                best: float | None, title: str, xlabel: str, ylabel: str) -> Path:
-    """Mean +- std band per labelled curve set, budget lines and the benchmark's best (PNG)."""
+                best: float | None, title: str, xlabel: str, ylabel: str, best_label: str = "benchmark best") -> Path:
+    """Mean ± standard-error band (over the runs with a value) per labelled curve set, budget lines, the best (PNG)."""
     from blox_env.reports.plotting import new_axes, save_axes
 
     fig, ax = new_axes((7, 4.5))
     for label, c in curves.items():
         with warnings.catch_warnings():  # costs before a search's first eligible answer are all-NaN columns
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
+            n = np.isfinite(c).sum(axis=0)
+            mean = np.nanmean(c, axis=0)
+            se = np.where(n > 1, np.nanstd(c, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)), 0.0)
         ax.plot(grid, mean, label=label)
-        ax.fill_between(grid, mean - std, mean + std, alpha=0.12)
+        ax.fill_between(grid, mean - se, mean + se, alpha=0.15)
     if best is not None:
-        ax.axhline(best, color="grey", linestyle="--", label="benchmark best")
+        ax.axhline(best, color="grey", linestyle="--", label=best_label)
     for b in budgets:
         ax.axvline(b, color="lightgrey", linewidth=0.8)
     return save_axes(fig, ax, path, title=title, xlabel=xlabel, ylabel=ylabel)
@@ -102,6 +103,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec) -> str:
            [f"regret @ {max(spec.budgets):g}", "median cost to best model (found)"]
     if spec.target is not None:
         head.append(f"median cost to {spec.target:g}{' (fine-tuned / normal)' if bw else ''} (reached)")
+    if spec.simulated:
+        head += ["median simulated wall-clock / compute to best", "mean total compute"]
     head.append("evaluations")
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
 
@@ -117,6 +120,9 @@ def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec) -> str:
             ft = (f"{_fmt_cost(r['cost_to_target_finetuned_median'])} ({r['reached_target_finetuned']}/{r['seeds']})"
                   " / " if bw else "")
             cells.append(f"{ft}{_fmt_cost(r['cost_to_target_median'])} ({r['reached_target']}/{r['seeds']})")
+        if spec.simulated:
+            cells += [f"{_fmt_cost(r['sim_wall_to_best_median'])} / {_fmt_cost(r['compute_to_best_median'])}",
+                      _fmt_cost(r["compute_total_mean"])]
         cells.append(f"{r['evaluations_mean']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -145,15 +151,23 @@ def table_notes(spec: BenchSpec, *, best_index: int, best_report: float) -> list
         f"is the seed-mean `{r}` of the model with the best seed-mean `{m}` (model {best_index}, {best_report:.2f}). "
         f"Regret can be negative: that reference is chosen on validation, so other models can have a higher "
         f"`{r}`, and {seeds}.",
-        f"`{r} @ b` is the `{r}` of the best-`{m}` model a search evaluated within cost b (mean ± std over "
-        f"seeds): select on validation, report test. A larger budget can replace the answer by a model with a "
+        f"`{r} @ b` is the `{r}` of the best-`{m}` model a search evaluated within budget b (mean ± standard "
+        f"error over seeds): select on validation, report test. Budgets (and every cost column) are "
+        f"{spec.budget_name()}. A larger budget can replace the answer by a model with a "
         f"better `{m}` but a lower `{r}`, so a column need not rise with the budget.",
         f"evaluations: trace records per search at the largest budget, mean over seeds, repeats of a model "
         f"already evaluated included (they are {'charged' if spec.charge_repeats else 'free'})."
         + phases.get(spec.strategy, ""),
     ]
+    if spec.simulated:
+        notes.insert(2, f"simulated workers: each search ran on {spec.workers} {spec.worker_mode} simulated "
+                        f"worker(s), each evaluation occupying its worker for its recorded cost on a simulated "
+                        f"clock (no process ran in parallel). \"Simulated wall-clock to best\" is when the best "
+                        f"model's result would have been known; \"compute\" sums the cost of every evaluation "
+                        f"(total compute = workers x busy time); both are in {spec.cost_unit}.")
     if spec.target is not None:
-        notes.insert(2, f"cost to {spec.target:g}: the first cumulative cost after which the search's answer keeps "
+        when = "cumulative cost" if spec.budget_kind == "compute" else "simulated wall-clock time"
+        notes.insert(2, f"cost to {spec.target:g}: the first {when} after which the search's answer keeps "
                         f"a `{r}` of at least {spec.target:g} to the end of the search (a transient hit does not "
                         f"count); the median over all seeds, a search that never gets there counting as infinite.")
     if spec.mode == "blockwise":
@@ -180,10 +194,10 @@ def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: Benc
     text = (
         f"# Search benchmark on {store_name}\n\n"
         f"{len(spec.agents)} agents x {spec.seeds} seeds, budgets {', '.join(f'{b:g}' for b in spec.budgets)} "
-        f"{spec.cost_unit} of recorded training time; search metric `{spec.metric}` (seed mode "
+        f"{spec.cost_unit}: {spec.budget_name()}; search metric `{spec.metric}` (seed mode "
         f"{spec.seed_mode!r}), reported `{spec.report_metric}` of the best-`{spec.metric}` model found. "
         f"Benchmark best (by mean `{spec.metric}`): model {best_index}, {spec.report_metric} {best_report:.2f}. "
-        f"Wall time {seconds:.0f} s.{_blockwise_note(spec)}\n\n" + markdown_table(rows, spec=spec)
+        f"Real run time {seconds:.0f} s.{_blockwise_note(spec)}\n\n" + markdown_table(rows, spec=spec)
         + "\n\n" + notes_markdown(table_notes(spec, best_index=best_index, best_report=best_report))
         + f"\n\n![anytime]({plot_rel})\n"
     )
