@@ -1,8 +1,8 @@
 """Optional dependencies: which extra each feature needs, and one clear error when it is missing.
 
 ``pip install blox-env`` is the light core (space, costs, store, release import, tabular envs,
-numpy agents, harness, reports, CLI). Features that need PyTorch, DGL, Stable-Baselines3 or Ray
-call :func:`require` at the point of use, which raises
+numpy agents, harness, reports, CLI). Features that need PyTorch, DGL, Stable-Baselines3, Ray,
+ConfigSpace or Optuna call :func:`require` at the point of use, which raises
 :class:`~blox_env.errors.MissingDependencyError` (a ``BloxError`` and an ``ImportError``) naming the
 feature and the exact ``pip install`` command, never a bare ``ModuleNotFoundError`` from deep inside.
 """
@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "predictors": ("torch", "dgl", "sklearn"),
     "rl": ("torch", "stable_baselines3"),
     "distributed": ("ray",),
+    "integrations": ("ConfigSpace", "optuna"),
 }
 
 

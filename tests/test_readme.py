@@ -4,7 +4,8 @@ The README is parsed here on its own (a regex over the Markdown), not through an
 
 - every ```python block carries an HTML comment on the line before its fence: ``<!-- runnable -->``
   (the light core and the bundled Blox-mini), ``<!-- runnable: train -->`` (needs torch),
-  ``<!-- runnable: predictors -->`` (needs torch and DGL) or ``<!-- not-runnable: why -->``;
+  ``<!-- runnable: predictors -->`` (needs torch and DGL), ``<!-- runnable: integrations -->`` (ConfigSpace
+  and Optuna) or ``<!-- not-runnable: why -->``;
 - each runnable block runs in a fresh namespace (no block relies on another, so a reader can paste
   any one of them alone), in a temporary working directory with ``BLOX_HOME`` pointing into it, so
   nothing touches the user's cache; a failure names the block's line in README.md;
@@ -35,7 +36,7 @@ README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARK = re.compile(r"^<!--\s*(runnable|not-runnable)(?::\s*(.*?))?\s*-->\s*$")
 #: what each ``runnable: KIND`` needs importable
-NEEDS = {"": (), "train": ("torch",), "predictors": ("torch", "dgl")}
+NEEDS = {"": (), "train": ("torch",), "predictors": ("torch", "dgl"), "integrations": ("ConfigSpace", "optuna")}
 
 
 @dataclass(frozen=True)

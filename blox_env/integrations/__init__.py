@@ -1,0 +1,28 @@
+"""Bridges to other optimisation libraries (the ``integrations`` extra: ConfigSpace, Optuna).
+
+- :mod:`.configspace`: the space as a ConfigSpace ``ConfigurationSpace`` (:func:`configuration_space`) and an
+  objective taking a configuration and a fidelity (:func:`objective`, :class:`BloxObjective`), for SMAC, DEHB
+  and other ConfigSpace-based optimizers;
+- :mod:`.optuna_study`: Optuna samplers (TPE, NSGA-II, random) driving ``BloxOneShot-v0`` through
+  ask/tell (:func:`optuna_search`).
+
+Importing this package imports neither library: each is imported when first used, and a missing one raises
+:class:`~blox_env.errors.MissingDependencyError` naming ``pip install "blox-env[integrations]"``.
+"""
+
+from __future__ import annotations
+
+from blox_env.lazy import lazy_exports
+
+#: Public name -> its defining module.
+_EXPORTS = {
+    "BloxObjective": "blox_env.integrations.configspace",
+    "configuration_space": "blox_env.integrations.configspace",
+    "objective": "blox_env.integrations.configspace",
+    "OptunaSearchResult": "blox_env.integrations.optuna_study",
+    "optuna_search": "blox_env.integrations.optuna_study",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
