@@ -80,7 +80,7 @@ RUNNABLE = [b for b in PYTHON if b.mark is not None and b.mark[0] == "runnable"]
 
 def test_readme_has_blocks_of_each_kind() -> None:
     assert len(RUNNABLE) >= 8, [b.line for b in RUNNABLE]
-    assert {b.mark[1] for b in RUNNABLE if b.mark} == {"", "train", "predictors"}
+    assert {b.mark[1] for b in RUNNABLE if b.mark} == {"", "train", "predictors", "integrations"}
     assert any(b.lang == "bash" for b in BLOCKS)
 
 
