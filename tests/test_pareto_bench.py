@@ -194,6 +194,7 @@ def test_cli_bench_sim_workers_and_the_renamed_option(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "median simulated wall-clock / compute to best" in result.output
     assert "4 sync simulated workers" in result.output
+    assert (tmp_path / "p.png").stat().st_size > 0 and (tmp_path / "p_sim_wall_clock.png").stat().st_size > 0
     bad = CliRunner().invoke(app, ["bench", "--workers", "2"])
     assert bad.exit_code != 0
     assert "--jobs N runs N searches at once" in str(bad.exception) + bad.output

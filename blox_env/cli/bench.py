@@ -87,6 +87,15 @@ def bench(
     console.print(report_bench.notes_markdown(notes), markup=False, highlight=False, soft_wrap=True)
     png = report_bench.plot_anytime(results, plot, spec=spec, best=best_report, title=f"{st.name}: anytime search",
                                     report=report_values)
+    if spec.simulated:  # the other clock too: simulated wall-clock and total compute are both worth seeing
+        from pathlib import Path
+
+        base = Path(plot)
+        other = "compute" if spec.budget_kind == "wall" else "sim_wall_clock"
+        extra = report_bench.plot_anytime_other_clock(
+            results, base.with_name(f"{base.stem}_{other}{base.suffix or '.png'}"), spec=spec, best=best_report,
+            title=f"{st.name}: anytime search", report=report_values)
+        console.print(f"anytime plot on the other clock: {extra}")
     console.print(f"anytime plot: {png}; {seconds:.0f} s")
     if report:
         out = report_bench.write_report(report, rows=rows, spec=spec, plot=png, store_name=st.name,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
 __all__ = ["BestModel", "anytime_curves", "best_model", "group_curves", "markdown_table", "notes_markdown",
-           "plot_anytime", "plot_curves", "table_notes", "write_report"]
+           "plot_anytime", "plot_anytime_other_clock", "plot_curves", "table_notes", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,25 @@ def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str 
     grid, curves = anytime_curves(traces, spec=spec, report=report)
     return plot_curves(grid, curves, path, budgets=spec.budgets, best=best, title=title or "anytime performance",
                        xlabel=spec.budget_name(), ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
+
+
+def plot_anytime_other_clock(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *,
+                             spec: BenchSpec, best: float | None = None, title: str = "",
+                             report: Mapping[int, float] | None = None) -> Path:
+    """Simulated workers: the anytime curves against the clock the budgets are *not* on (compute when budgets are
+    simulated wall-clock, and the other way round), to the end of the longest search (PNG)."""
+    from blox_env.agents.summary import clock_values
+
+    other = "sim_wall_clock" if spec.clock == "cumulative_cost" else "cumulative_cost"
+    end = max((float(clock_values(t[-1:], other)[0]) for t in traces.values() if t), default=1.0)
+    groups = {a: [traces[(a, s)] for s in range(spec.seeds) if (a, s) in traces] for a in spec.agents}
+    grid, curves = group_curves(groups, budget=max(end, 1e-9), report_metric=spec.report_metric, report=report,
+                                clock=other)
+    unit = spec.cost_unit
+    xlabel = (f"simulated wall-clock ({unit}), {spec.workers} {spec.worker_mode} workers" if other == "sim_wall_clock"
+              else f"total compute ({unit}, summed over evaluations)")
+    return plot_curves(grid, curves, path, budgets=(), best=best, title=title or "anytime performance",
+                       xlabel=xlabel, ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
 
 
 def plot_curves(grid: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path, *, budgets: Sequence[float],
