@@ -4,7 +4,8 @@ Every conv is conv(bias) -> BN -> ReLU. A model is
 ``stem -> [block_s -> reduction_s] x 3 -> global pool -> linear``; each stage's
 block is a swappable module (blockwise distillation replaces them one by one),
 and ``forward(x, return_features=True)`` returns every stage's input and output.
-torch is imported here only, so ``import blox_env`` stays light.
+Convolutions are :class:`~blox_env.kernels.FastConv2d` (exact faster CPU paths at small maps, same parameters;
+``BLOX_FAST_KERNELS=0`` runs the plain kernels). torch is imported here only, so ``import blox_env`` stays light.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from blox_env.errors import InvalidArgumentError
+from blox_env.kernels import FastConv2d
 from blox_env.shapes import ModelConfig
 from blox_env.space import BLOCK_GRAPHS, BLOCKS, N_STAGES, Arch
 
@@ -37,7 +39,7 @@ class ConvBNReLU(nn.Sequential):
                  padding: int | None = None) -> None:
         pad = kernel // 2 if padding is None else padding
         super().__init__(
-            nn.Conv2d(cin, cout, kernel, stride=stride, padding=pad, groups=groups, bias=True),
+            FastConv2d(cin, cout, kernel, stride=stride, padding=pad, groups=groups, bias=True),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )
@@ -55,8 +57,8 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(channels, channels, 1)
-        self.expand = nn.Conv2d(channels, channels, 1)
+        self.reduce = FastConv2d(channels, channels, 1)
+        self.expand = FastConv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean(dim=(2, 3), keepdim=True)

@@ -36,9 +36,11 @@ from torch import nn
 from blox_env.datasets.augment import AugmentConfig, iterate_batches
 from blox_env.datasets.images import ImageData
 from blox_env.errors import InvalidArgumentError, TrainingDivergedError
+from blox_env.kernels import fast_kernels_enabled
 from blox_env.model import BloxModel, Stage
 from blox_env.progress import ProgressBar
 from blox_env.space import N_BLOCKS, N_STAGES
+from blox_env.training.flat_sgd import FlatSGD
 from blox_env.training.recipes import DIGITS_MINI, Recipe, get_recipe
 from blox_env.training.train import evaluate
 
@@ -146,6 +148,9 @@ class DistillConfig:
         """This config's optimiser over ``params``."""
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if fast_kernels_enabled():  # the same update over one flat buffer (bitwise equal, a few ops a step)
+            return FlatSGD(params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
+                           weight_decay=self.weight_decay)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
                                weight_decay=self.weight_decay)
 

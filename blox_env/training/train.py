@@ -23,10 +23,12 @@ from torch import nn
 from blox_env.datasets.augment import iterate_batches
 from blox_env.datasets.images import ImageData, ImageSplit
 from blox_env.errors import InvalidArgumentError, TrainingDivergedError
+from blox_env.kernels import fast_kernels_enabled
 from blox_env.model import BloxModel, build_model
 from blox_env.progress import ProgressBar
 from blox_env.shapes import ModelConfig
 from blox_env.space import Arch
+from blox_env.training.flat_sgd import FlatSGD
 from blox_env.training.recipes import Recipe
 
 __all__ = ["CURVES", "TrainResult", "evaluate", "fit", "init_model", "model_config_for", "resolve_device",
@@ -103,6 +105,16 @@ def evaluate(model: nn.Module, split: ImageSplit, *, data: ImageData, batch_size
     return loss_sum / n, 100.0 * top1 / n, 100.0 * top5 / n
 
 
+def _copy_state(model: nn.Module, best: dict[str, torch.Tensor] | None, *,
+                in_place: bool) -> dict[str, torch.Tensor]:
+    """The model's weights as a copy: fresh the first time, then copied into the same tensors (exact, no allocation)."""
+    state = model.state_dict()
+    if best is None or not in_place:
+        return copy.deepcopy(state)
+    torch._foreach_copy_(list(best.values()), list(state.values()))
+    return best
+
+
 def _ce(logits: torch.Tensor, y: torch.Tensor, _x: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, y)
 
@@ -118,8 +130,12 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
     """
     start = time.perf_counter()
     model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
-                          weight_decay=recipe.weight_decay)
+    fast = fast_kernels_enabled()
+    # fast: one flat buffer for all parameters (and gradients), SGD's arithmetic in a few ops (see FlatSGD)
+    opt = (FlatSGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                   weight_decay=recipe.weight_decay) if fast else
+           torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                           weight_decay=recipe.weight_decay))
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs) if recipe.schedule == "cosine"
              else None)
     gen = torch.Generator().manual_seed(seed)
@@ -162,7 +178,7 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
             curves["val_top5"].append(v5)
             if (v1, -vl) > best_key:
                 best_key, best_epoch = (v1, -vl), epoch + 1
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = _copy_state(model, best_state, in_place=fast)
             bar.update()
     if best_state is not None:
         model.load_state_dict(best_state)
