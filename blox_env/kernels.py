@@ -4,7 +4,7 @@ Why: at these shapes oneDNN's convolutions cost a fixed 0.3-2 ms per forward + b
 depthwise 5x5 on 32 channels of 2x2 maps: 1.7 ms) while the arithmetic is a few hundred thousand
 multiply-adds. Written as one matrix product the same sums run 1.3-5x faster on most Blox-mini shapes
 (``benchmarks/kernels.py`` times every shape; a dense conv with a masked diagonal weight, the other
-exact form of a depthwise conv, gains only 0.8-2.6x there and is not used).
+exact form of a depthwise conv, gains only 0.8-2.8x there and is not used).
 
 What: :class:`FastConv2d` is an ``nn.Conv2d`` (same parameters, same ``state_dict``, same parameter count)
 whose forward picks, per input shape, one of:
