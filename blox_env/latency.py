@@ -6,7 +6,9 @@ blocks at each stage, the three reductions, pooling + classifier). Like params
 and MACs, a model's latency is taken as the sum of its components (the table
 for all 91,125 models is one broadcast sum); :func:`validate_table` measures
 whole models end to end to report how good that approximation is. Kept apart
-from :mod:`blox_env.costs` because it needs torch.
+from :mod:`blox_env.costs` because it needs torch. Latency is the model's as PyTorch runs it for a user
+(plain ``nn.Conv2d`` kernels): the training engine's fast paths (:mod:`blox_env.kernels`) are turned off
+while measuring, so tables stay comparable across engine versions.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 
 from blox_env.costs import additive_table
 from blox_env.errors import InvalidArgumentError
+from blox_env.kernels import fast_kernels
 from blox_env.model import BloxBlock, ConvBNReLU, Reduction, build_model
 from blox_env.progress import track
 from blox_env.shapes import ModelConfig
@@ -95,7 +98,12 @@ class _Head(nn.Module):
 
 def component_latencies(config: LatencyConfig = LatencyConfig(), *, progress: bool = False,
                         seed: int = 0) -> ComponentLatency:
-    """Measure every component once (135 blocks, stem, reductions, head)."""
+    """Measure every component once (135 blocks, stem, reductions, head), with plain kernels."""
+    with fast_kernels(False):
+        return _component_latencies(config, progress=progress, seed=seed)
+
+
+def _component_latencies(config: LatencyConfig, *, progress: bool, seed: int) -> ComponentLatency:
     old = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
@@ -125,13 +133,14 @@ def latency_table(components: ComponentLatency) -> np.ndarray:
 
 
 def measure_model(arch: Arch, config: LatencyConfig = LatencyConfig()) -> float:
-    """End-to-end median latency of one whole model (seconds)."""
+    """End-to-end median latency of one whole model (seconds), with plain kernels."""
     old = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         model = build_model(arch, config.model)
         x = torch.randn(1, config.model.in_channels, config.model.image_size, config.model.image_size)
-        return _median_seconds(model, x, config)
+        with fast_kernels(False):
+            return _median_seconds(model, x, config)
     finally:
         torch.set_num_threads(old)
 

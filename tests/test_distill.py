@@ -190,7 +190,8 @@ def test_adam_without_augmentation_option(data, teacher, monkeypatch: pytest.Mon
     cfg = DistillConfig(epochs=2, optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant", augment=None,
                         batch_size=32)
     assert isinstance(cfg.make_optimizer(torch.nn.Linear(1, 1).parameters()), torch.optim.Adam)
-    assert cfg.make_schedule(cfg.make_optimizer(torch.nn.Linear(1, 1).parameters())) is None
+    opt = cfg.make_optimizer(torch.nn.Linear(1, 1).parameters())
+    assert cfg.make_schedule(opt, batches_per_epoch=3).scheduler is None
     res = distill_blocks(teacher, data, candidates=[(0, 10)], config=cfg, device=CPU)[(0, 10)]
     assert not calls and len(res.val_losses) == 3 and math.isfinite(res.distill_loss)
 

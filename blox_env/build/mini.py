@@ -20,18 +20,34 @@ K = 6 instead of 9: one model costs 4-16 s on one core of the 2-core build
 machine, so K = 9 (729 models x 2 seeds) is about 2 hours of compute while K = 6
 takes about 25 minutes; BENCHMARKS.md has the figures. Rebuild (resumable):
 ``blox build-mini`` (writes ``build/blox-mini.zarr`` and ``blox_env/data/blox-mini.zip``).
+
+**Blox-mini v2** (:data:`MINI_V2`, ``blox build-mini --version v2``): K = 9 (729 models), 3 seeds, the
+``digits_mini_v2`` recipe (12 epochs, cosine annealed per step, so a 1-epoch fine-tune ends annealed and
+costs about 9 % of a normal training while the full fine-tune is as long as normal training, as in the
+paper). The six v1 blocks plus three that widen the wiring and accuracy range:
+
+====  ======================  =====================
+8     bconv > bconv           two bottlenecks in a chain (deepest)
+27    conv > bconv + sc       residual with B = bconv
+33    mbconv || mbconv        parallel branches (inp + sc, no chain)
+====  ======================  =====================
+
+Both versions stay buildable by name (:data:`MINI_VERSIONS`); each store records its version in the
+``mini_version`` attribute.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from blox_env.build.blockwise import BlockwiseSpec
+from blox_env.errors import InvalidArgumentError
 from blox_env.space import SubSpace
 
-__all__ = ["MINI_BLOCKS", "MINI_BLOCKWISE", "MINI_DATA", "MINI_RUN", "MINI_SEEDS", "MINI_SPACE", "build_mini",
-           "package_store", "write_mini_latency"]
+__all__ = ["MINI_BLOCKS", "MINI_BLOCKWISE", "MINI_DATA", "MINI_RUN", "MINI_SEEDS", "MINI_SPACE", "MINI_V1", "MINI_V2",
+           "MINI_VERSIONS", "MiniVersion", "build_mini", "get_mini_version", "package_store", "write_mini_latency"]
 
 MINI_BLOCKS = (1, 9, 10, 11, 23, 24)
 MINI_SPACE = SubSpace((MINI_BLOCKS, MINI_BLOCKS, MINI_BLOCKS))
@@ -49,14 +65,59 @@ MINI_BLOCKWISE = BlockwiseSpec(recipe="digits_mini", data=MINI_DATA, data_kwargs
                                normal_run=MINI_RUN, seed=0, distill_epochs=(2, 10), ft_epochs=(1, 8))
 
 
-def build_mini(out: str | Path = "build/blox-mini.zarr", *, package_zip: str | Path | None = None,
-               executor: str = "process", workers: int = 2, progress: bool = True) -> Any:
-    """Train (or finish training) Blox-mini into ``out``; then zip it to ``package_zip`` if given."""
-    from blox_env.build.benchmark import build_benchmark
+@dataclass(frozen=True)
+class MiniVersion:
+    """One version of Blox-mini: the blocks of every stage, the seeds, the recipe and the blockwise tables."""
 
-    report = build_benchmark(out, archs=MINI_SPACE, run=MINI_RUN, recipe="digits_mini", data=MINI_DATA,
-                             data_kwargs={"seed": 0}, seeds=MINI_SEEDS, executor=executor, workers=workers,
+    version: str
+    blocks: tuple[int, ...]
+    seeds: tuple[int, ...]
+    recipe: str
+    blockwise: BlockwiseSpec
+
+    @property
+    def space(self) -> SubSpace:
+        """The exhaustive sub-space: the same blocks in every stage."""
+        return SubSpace((self.blocks, self.blocks, self.blocks))
+
+
+MINI_V1 = MiniVersion("v1", MINI_BLOCKS, MINI_SEEDS, "digits_mini", MINI_BLOCKWISE)
+#: v2: 9 blocks, 3 seeds; fine-tuning for 1 epoch (short: ~9 % of a normal training's compute, the analogue of
+#: the paper's FT10 of 200) and 12 (full, as long as normal training).
+MINI_V2 = MiniVersion("v2", (1, 8, 9, 10, 11, 23, 24, 27, 33), (0, 1, 2), "digits_mini_v2",
+                      BlockwiseSpec(recipe="digits_mini_v2", data=MINI_DATA, data_kwargs=(("seed", 0),),
+                                    normal_run=MINI_RUN, seed=0, distill_epochs=(2, 10), ft_epochs=(1, 12)))
+MINI_VERSIONS = {v.version: v for v in (MINI_V1, MINI_V2)}
+
+
+def get_mini_version(version: str | MiniVersion) -> MiniVersion:
+    """A Blox-mini version by name (``v1``, ``v2``) or as given."""
+    if isinstance(version, MiniVersion):
+        return version
+    if version not in MINI_VERSIONS:
+        raise InvalidArgumentError(f"unknown Blox-mini version {version!r}: allowed {', '.join(MINI_VERSIONS)}")
+    return MINI_VERSIONS[version]
+
+
+def build_mini(out: str | Path = "build/blox-mini.zarr", *, package_zip: str | Path | None = None,
+               executor: str = "process", workers: int = 2, progress: bool = True,
+               version: str | MiniVersion = "v1") -> Any:
+    """Train (or finish training) Blox-mini ``version`` into ``out``; then zip it to ``package_zip`` if given."""
+    from blox_env.build.benchmark import build_benchmark
+    from blox_env.datasets.store.core import BloxStore
+
+    mini = get_mini_version(version)
+    if Path(out).exists():  # a build folder of another version is never finished with this one's recipe
+        have = BloxStore.open(out).attrs.get("mini_version", "v1")
+        if have != mini.version:
+            raise InvalidArgumentError(f"{out} holds Blox-mini {have}, not {mini.version}: build into another folder")
+    report = build_benchmark(out, archs=mini.space, run=MINI_RUN, recipe=mini.recipe, data=MINI_DATA,
+                             data_kwargs={"seed": 0}, seeds=mini.seeds, executor=executor, workers=workers,
                              name="blox-mini", progress=progress)
+    st = BloxStore.open(out, mode="a")
+    if st.attrs.get("mini_version") != mini.version:
+        st.set_attrs(mini_version=mini.version)
+    st.close()
     if package_zip is not None:
         package_store(out, package_zip)
     return report

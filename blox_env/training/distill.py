@@ -41,14 +41,14 @@ from blox_env.model import BloxModel, Stage
 from blox_env.progress import ProgressBar
 from blox_env.space import N_BLOCKS, N_STAGES
 from blox_env.training.flat_sgd import FlatSGD
-from blox_env.training.recipes import DIGITS_MINI, Recipe, get_recipe
+from blox_env.training.recipes import DIGITS_MINI, Recipe, StepSchedule, get_recipe, make_schedule, schedule_key
 from blox_env.training.train import evaluate
 
 __all__ = ["DistillConfig", "DistillResult", "distill_blocks", "distillation_loss"]
 
 LOSSES = ("mse", "nsr")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "cosine_step", "constant")
 #: Learning rate of the Adam option when none is given (the project's earlier default).
 ADAM_LR = 1e-3
 
@@ -123,8 +123,8 @@ class DistillConfig:
             opt = f"sgd-lr{self.lr:g}-m{self.momentum:g}{'n' if self.nesterov else ''}-wd{self.weight_decay:g}"
         else:
             opt = f"adam-lr{self.lr:g}-wd{self.weight_decay:g}"
-        return f"e{self.epochs}-{self.loss}-{opt}-{self.schedule[:3]}-b{self.batch_size}-{_aug_key(self.augment)}" \
-               f"-s{self.seed}"
+        return (f"e{self.epochs}-{self.loss}-{opt}-{schedule_key(self.schedule)}-b{self.batch_size}-"
+                f"{_aug_key(self.augment)}-s{self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,10 +154,9 @@ class DistillConfig:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
                                weight_decay=self.weight_decay)
 
-    def make_schedule(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-        """The learning-rate schedule (stepped once per epoch), or None for a constant rate."""
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs) if self.schedule == "cosine" \
-            else None
+    def make_schedule(self, opt: torch.optim.Optimizer, *, batches_per_epoch: int) -> StepSchedule:
+        """The learning-rate schedule (per epoch for ``cosine``, per batch for ``cosine_step``, none if constant)."""
+        return make_schedule(opt, self.schedule, epochs=self.epochs, batches_per_epoch=batches_per_epoch)
 
 
 def _aug_key(augment: AugmentConfig | None) -> str:
@@ -241,12 +240,13 @@ def distill_blocks(teacher: BloxModel, data: ImageData, *, candidates: Iterable[
     cfg = teacher.config
     students = {key: _student(*key, cfg.channels(key[0]), config.seed).to(device) for key in todo}
     opts = {key: config.make_optimizer(m.parameters()) for key, m in students.items()}
-    scheds = {key: config.make_schedule(opt) for key, opt in opts.items()}
     own_time = dict.fromkeys(todo, 0.0)
     shared_time = 0.0
     gen = torch.Generator().manual_seed(config.seed)
     # a last training batch of one image is dropped: its unbiased variance is undefined on 1x1 maps
     drop_last = len(data.train.y) % config.batch_size == 1
+    batches = len(data.train.y) // config.batch_size if drop_last else math.ceil(len(data.train.y) / config.batch_size)
+    scheds = {key: config.make_schedule(opt, batches_per_epoch=batches) for key, opt in opts.items()}
     # val_losses[0] is the untrained student's loss, then one value per epoch
     val_curves = {k: [v] for k, v in _val_losses(teacher, students, data, config, device, eval_batch_size).items()}
     best: dict[tuple[int, int], tuple[float, int, dict[str, torch.Tensor] | None]] = \
@@ -274,11 +274,11 @@ def distill_blocks(teacher: BloxModel, data: ImageData, *, candidates: Iterable[
                     opts[key].zero_grad(set_to_none=True)
                     loss.backward()
                     opts[key].step()
+                    scheds[key].after_batch()
                     own_time[key] += time.perf_counter() - t1
                 t0 = time.perf_counter()
             for sched in scheds.values():
-                if sched is not None:
-                    sched.step()
+                sched.after_epoch()
             for key, loss in _val_losses(teacher, students, data, config, device, eval_batch_size).items():
                 val_curves[key].append(loss)
                 if loss < best[key][0]:  # strict: the first epoch wins ties; NaN never wins

@@ -1,7 +1,7 @@
 """Normal training of a BLOX model: per-epoch curves, best epoch, test metrics at the best weights.
 
 ``fit`` is the generic loop (SGD + cosine schedule stepped per epoch, as in the
-original protocol) shared by normal training and KD fine-tuning; ``train_model``
+original protocol, or per batch with ``cosine_step``) shared by normal training and KD fine-tuning; ``train_model``
 builds the model of an :class:`~blox_env.space.Arch` and trains it. Runs are
 deterministic under a seed on CPU: the model's initialisation uses a forked
 torch RNG state (the global state is left untouched) and the data order and
@@ -29,7 +29,7 @@ from blox_env.progress import ProgressBar
 from blox_env.shapes import ModelConfig
 from blox_env.space import Arch
 from blox_env.training.flat_sgd import FlatSGD
-from blox_env.training.recipes import Recipe
+from blox_env.training.recipes import Recipe, make_schedule
 
 __all__ = ["CURVES", "TrainResult", "evaluate", "fit", "init_model", "model_config_for", "resolve_device",
            "train_model"]
@@ -136,8 +136,8 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
                    weight_decay=recipe.weight_decay) if fast else
            torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                            weight_decay=recipe.weight_decay))
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs) if recipe.schedule == "cosine"
-             else None)
+    sched = make_schedule(opt, recipe.schedule, epochs=recipe.epochs,
+                          batches_per_epoch=math.ceil(len(data.train.y) / recipe.batch_size))
     gen = torch.Generator().manual_seed(seed)
     augment = recipe.augment()
     curves: dict[str, list[float]] = {k: [] for k in CURVES}
@@ -161,13 +161,13 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                sched.after_batch()
                 loss_sum += float(loss.detach()) * len(y)
                 with torch.no_grad():
                     top1 += _topk(logits, y, 1)
                     top5 += _topk(logits, y, 5)
                 n += len(y)
-            if sched is not None:
-                sched.step()
+            sched.after_epoch()
             train_time += time.perf_counter() - t0
             curves["train_loss"].append(loss_sum / n)
             curves["train_top1"].append(100.0 * top1 / n)
