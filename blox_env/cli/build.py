@@ -81,36 +81,42 @@ def build_blockwise(
 
 
 def build_mini(
-    out: Annotated[str, typer.Option(help="build folder")] = "build/blox-mini.zarr",
-    package: Annotated[str, typer.Option(help="zip to ship")] = "blox_env/data/blox-mini.zip",
+    out: Annotated[str | None, typer.Option(help="build folder (default build/blox-mini.zarr; v2: "
+                                                 "build/blox-mini-v2.zarr)")] = None,
+    package: Annotated[str | None, typer.Option(help="zip to ship (default blox_env/data/blox-mini.zip; v2: "
+                                                     "build/blox-mini-v2.zip until v2 is bundled)")] = None,
+    version: Annotated[str, typer.Option(help="v1 (216 models, 2 seeds) | v2 (729 models, 3 seeds)")] = "v1",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
     workers: Annotated[int, typer.Option("--jobs", "--workers",
                                             help="worker processes; --workers: the old name")] = 2,
     latency: Annotated[bool, typer.Option(help="also measure the CPU latency table")] = True,
     blockwise: Annotated[bool, typer.Option(help="also build the blockwise tables")] = True,
 ) -> None:
-    """Build (or finish) Blox-mini and package it; the committed recipe of the bundled store."""
+    """Build (or finish) Blox-mini and package it; the committed recipe of the bundled store (resumable)."""
     require("train", feature="`blox build-mini`")
     from blox_env.build.executors import check_executor
     from blox_env.build.mini import build_mini as run_build
-    from blox_env.build.mini import write_mini_latency
+    from blox_env.build.mini import get_mini_version, write_mini_latency
     from blox_env.errors import InvalidArgumentError
 
+    mini = get_mini_version(version)
+    suffix = "" if mini.version == "v1" else f"-{mini.version}"
+    out = out or f"build/blox-mini{suffix}.zarr"
+    package = package or ("blox_env/data/blox-mini.zip" if mini.version == "v1" else f"build/blox-mini{suffix}.zip")
     check_executor(executor, workers=workers)
     if not package.endswith(".zip") or Path(package).is_dir():
         raise InvalidArgumentError(f"--package must name a .zip file to write, got {package!r}")
-    report = run_build(out, package_zip=None, executor=executor, workers=workers)
+    report = run_build(out, package_zip=None, executor=executor, workers=workers, version=mini)
     if latency:
         write_mini_latency(out)
     if blockwise:
         from blox_env.build.blockwise import build_blockwise as run_blockwise
-        from blox_env.build.mini import MINI_BLOCKWISE
 
-        run_blockwise(out, spec=MINI_BLOCKWISE, executor=executor, workers=workers)
+        run_blockwise(out, spec=mini.blockwise, executor=executor, workers=workers)
     from blox_env.build.mini import package_store
 
     package_store(out, package)  # tables only: block and teacher weights stay in the build folder
-    console.print(f"Blox-mini: {report.trained} trained, {report.skipped} reused; packaged {package}")
+    console.print(f"Blox-mini {mini.version}: {report.trained} trained, {report.skipped} reused; packaged {package}")
 
 
 def latency(
