@@ -54,6 +54,7 @@ import numpy as np
 
 from blox_env.agents.evolution import RegularizedEvolution
 from blox_env.agents.random_search import RandomSearch
+from blox_env.agents.summary import answers
 from blox_env.checks import check_budget, check_choice, check_real
 from blox_env.errors import InvalidArgumentError
 from blox_env.rewards.base import RewardBackend, SharedCharges
@@ -316,13 +317,5 @@ def anytime_curves(trace: Sequence[Mapping[str, Any]], *, report_metric: str | N
     if np.any(np.diff(wall) < 0) or np.any(np.diff(compute) < 0):
         raise InvalidArgumentError("trace rows must be in completion order (sim_wall_clock and cumulative_cost "
                                    "non-decreasing), as run_search and run_parallel_search write them")
-    eligible = [r for r in rows if r.get("select", True)]
-    full = max((r["fidelity"] for r in eligible), default=0)
-    best = np.full(len(rows), np.nan)
-    top, value = -math.inf, math.nan
-    for i, r in enumerate(rows):
-        if r.get("select", True) and r["fidelity"] == full and r["objective"] > top:
-            top = r["objective"]
-            value = top if report_metric is None else float(r["metrics"].get(report_metric, math.nan))
-        best[i] = value
+    best = answers(rows, report_metric)
     return AnytimeCurves(Curve(wall, best.copy()), Curve(compute, best))

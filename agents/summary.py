@@ -36,12 +36,12 @@ def planned(trace: Sequence[dict[str, Any]], budget: float) -> Sequence[dict[str
     return trace if chosen is None else [r for r in trace if r["plan_budget"] == chosen]
 
 
-def answers(trace: Sequence[dict[str, Any]], report_metric: str,
+def answers(trace: Sequence[dict[str, Any]], report_metric: str | None,
             report: Mapping[int, float] | None = None) -> np.ndarray:
     """The value of the search's answer after each record (NaN before the first eligible one).
 
     The answer is the best-objective eligible model so far (see :func:`best_at`); its value is
-    ``report[index]`` or, without ``report``, the record's own ``report_metric``.
+    ``report[index]`` or, without ``report``, the record's own ``report_metric`` (None: its ``objective``).
     """
     eligible = [r for r in trace if r.get("select", True)]
     full = max((r["fidelity"] for r in eligible), default=0)
@@ -50,7 +50,8 @@ def answers(trace: Sequence[dict[str, Any]], report_metric: str,
     for i, r in enumerate(trace):
         if r.get("select", True) and r["fidelity"] == full and r["objective"] > best_obj:
             best_obj = r["objective"]
-            best_val = report[r["arch_index"]] if report is not None else r["metrics"].get(report_metric, np.nan)
+            best_val = (report[r["arch_index"]] if report is not None else best_obj if report_metric is None
+                        else r["metrics"].get(report_metric, np.nan))
         out[i] = best_val
     return out
 
