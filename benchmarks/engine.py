@@ -6,7 +6,7 @@ plain engine (``fast_kernels(False)``: oneDNN convolutions, per-tensor SGD, deep
 weights) and under the fast one, interleaved A B A B (the order alternates per round, so drift in the
 machine's load falls on both), in one process with one torch thread. Reports models/hour of each
 engine (total models / total seconds), their ratio, and the per-model ratios. ``--jobs`` is the
-number of worker processes; only 1 (serial) is measured here so far.
+number of worker processes: only 1 here (``benchmarks/pool.py`` measures the 2-process pool).
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=12, help="models sampled from the Blox-mini space")
     parser.add_argument("--rounds", type=int, default=2, help="A B rounds per model (order alternates per round)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model sample")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (only 1 is implemented here)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 here; benchmarks/pool.py: more)")
     args = parser.parse_args()
     if args.jobs != 1:
-        sys.exit("--jobs: only 1 (serial, one process) is measured by this script so far")
+        sys.exit("--jobs: this script measures one process; for a pool run benchmarks/pool.py --jobs N")
     torch.set_num_threads(1)
     data = load_digits(seed=0)
     archs = sample(args.archs, args.seed)

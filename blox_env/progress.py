@@ -34,14 +34,15 @@ class ProgressBar:
     """A rich progress bar over ``total`` steps (``None``: unknown), started at ``initial``; a no-op if disabled."""
 
     def __init__(self, total: int | None, *, description: str, initial: int = 0, enabled: bool = True,
-                 keep: bool = False) -> None:
+                 keep: bool = False, refresh_per_second: float = 10.0) -> None:
         self._progress = None
         if not enabled:
             return
         from rich.progress import MofNCompleteColumn, Progress
 
+        # each redraw costs the drawing process ~1 ms: loops that share the cores with workers redraw less often
         self._progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=_console(),
-                                  transient=not keep)
+                                  transient=not keep, refresh_per_second=refresh_per_second)
         self._task = self._progress.add_task(description, total=total, completed=initial)
         self._progress.start()
 

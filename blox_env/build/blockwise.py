@@ -14,26 +14,32 @@ For a store whose normal run is complete, :func:`build_blockwise`:
    with each Mj at the full length (the student/teacher matrix), with per-epoch curves, test
    accuracy and wall time, in the layout of :mod:`blox_env.training.results`.
 
-As in the normal builder, only the driver writes and each result is recorded as it arrives, so a
-rerun after a crash or Ctrl-C redoes only what is missing. Workers read the teacher weights and
-the library from the store (read-only). The description of the tables (``blockwise`` attribute
-``tables``) is written first (after every argument is checked) and checked on reruns. What counts
-as done is what was written last: a teacher whose weights carry their description, a distilled
-block whose signatures are recorded (they follow its weights), a fine-tuning run whose setup is
-complete (:func:`~.prepare.prepare_run`); anything a crash left half-written is redone.
+As in the normal builder, only the driver writes: teachers and distilled blocks as they arrive,
+fine-tuning results in small batches (:mod:`.writer`, flushed on an error or Ctrl-C too), so a rerun
+after a crash or Ctrl-C redoes only what is missing. Each phase sends its longest tasks first, and a
+process pool starts its workers at once, warmed with the training code and the data. Workers read
+the teacher weights and the library from the store (read-only). The description of the tables
+(``blockwise`` attribute ``tables``) is written first (after every argument is checked) and checked
+on reruns. What counts as done is what was written last: a teacher whose weights carry their
+description, a distilled block whose signatures are recorded (they follow its weights), a
+fine-tuning run whose setup is complete (:func:`~.prepare.prepare_run`); anything a crash left
+half-written is redone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from blox_env.build.benchmark import cached_data, run_provenance
+from blox_env.build import benchmark as normal
+from blox_env.build.writer import WRITE_EVERY, WRITE_SECONDS, ResultWriter, check_batching
 from blox_env.datasets.store.blockwise import TEACHER_NAMES, TEACHER_QUANTILES, choose_teachers, finetune_run_name
 from blox_env.datasets.store.core import BloxStore
 from blox_env.errors import InvalidArgumentError, StoreError
@@ -120,6 +126,26 @@ class BlockwiseReport(NamedTuple):
     seconds: float
 
 
+def warm_blockwise_worker(data: str, kwargs: tuple[tuple[str, Any], ...], shipped: str | None = None) -> None:
+    """Pool-worker start-up: import the training, distillation and fine-tuning code and take the data
+    (as :func:`~blox_env.build.benchmark.warm_worker`)."""
+    import blox_env.training.distill
+    import blox_env.training.finetune
+    import blox_env.training.library  # noqa: F401 - the imports are the warm-up
+
+    normal.warm_worker(data, kwargs, shipped)
+
+
+def task_cost(task: BlockwiseTask) -> int:
+    """A rough relative cost of a task (convolutions x epochs), to send the longest first within a phase."""
+    if task.kind == "teacher":
+        return normal.estimated_cost(task.teacher)
+    if task.kind == "distill":
+        layers = normal.block_layers()
+        return task.distill.epochs * sum(layers[b] for _, b in task.candidates)
+    return task.ft_epochs * normal.estimated_cost(task.arch)
+
+
 def run_blockwise_task(task: BlockwiseTask) -> tuple[Any, str]:
     """Worker side: do one task; returns its result and ``host:pid``."""
     import os
@@ -129,7 +155,7 @@ def run_blockwise_task(task: BlockwiseTask) -> tuple[Any, str]:
 
     spec = task.spec
     recipe = get_recipe(spec.recipe)
-    data = cached_data(spec.data, spec.data_kwargs)
+    data = normal.cached_data(spec.data, spec.data_kwargs)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     if task.kind == "teacher":
         from blox_env.training.train import train_model
@@ -190,7 +216,7 @@ def _tables_attr(store: BloxStore, spec: BlockwiseSpec) -> dict[str, Any]:
                              f"({', '.join(diff)} differ): build into a copy of the store")
         want["build"] = have.get("build", {})
         return want
-    want["build"] = {"provenance": run_provenance(), "seconds": {}}
+    want["build"] = {"provenance": normal.run_provenance(), "seconds": {}}
     store.write_blockwise_tables(want)
     return want
 
@@ -244,15 +270,16 @@ def _tasks(store: BloxStore, spec: BlockwiseSpec, tables: dict[str, Any], kind: 
 
 
 def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, executor: str = "serial",
-                    workers: int = 2, address: str | None = None, progress: bool = True) -> BlockwiseReport:
-    """Build (or finish) the blockwise tables of a store opened for writing (see the module docstring)."""
+                    workers: int = 2, address: str | None = None, progress: bool = True,
+                    write_every: int = WRITE_EVERY, write_seconds: float = WRITE_SECONDS) -> BlockwiseReport:
+    """Build (or finish) the blockwise tables of a store opened for writing (see the module docstring);
+    fine-tuning results are written at most ``write_every`` at a time, about ``write_seconds`` apart."""
     from blox_env.build.executors import check_executor, make_executor
     from blox_env.build.prepare import prepare_run
     from blox_env.datasets.store.location import is_blox_store
     from blox_env.model import BloxModel
     from blox_env.training.library import BlockLibrary
     from blox_env.training.recipes import get_recipe
-    from blox_env.training.results import record_result
     from blox_env.training.train import model_config_for
 
     spec = spec or BlockwiseSpec()
@@ -265,8 +292,9 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
     if not is_blox_store(path):
         raise StoreError(f"{path} is not a blox store: build the normal run first (blox build)")
     check_executor(executor, workers=workers)
+    check_batching(write_every, write_seconds)
     recipe = get_recipe(spec.recipe)
-    data = cached_data(spec.data, spec.data_kwargs)
+    data = normal.cached_data(spec.data, spec.data_kwargs)
     config = model_config_for(data, recipe)
     data_spec = {"data": data.name, "kwargs": dict(spec.data_kwargs)}
     st = BloxStore.open(path, mode="a")
@@ -274,7 +302,10 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
     counts = {"teacher": 0, "distill": 0, "finetune": 0}
     seconds: dict[str, float] = dict(tables["build"].get("seconds", {}))
     start = time.perf_counter()
-    ex = make_executor(executor, workers=workers, address=address)
+    files = contextlib.ExitStack()  # the data file the pool workers read at start-up, removed at the end
+    shipped = files.enter_context(normal.shipped_data(data, enabled=executor == "process"))
+    ex = make_executor(executor, workers=workers, address=address,
+                       warm=partial(warm_blockwise_worker, spec.data, spec.data_kwargs, shipped))
     try:
         for phase in ("teacher", "distill", "finetune"):
             if phase == "finetune":
@@ -285,29 +316,30 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
                                     attrs={"kind": "finetune", "teacher": tables["teachers"][name]["index"],
                                            "teacher_name": name, "distill": tables["distill"][-1],
                                            "alpha": spec.alpha, "temperature": spec.temperature})
-            todo = list(_tasks(st, spec, tables, phase))
+            todo = sorted(_tasks(st, spec, tables, phase), key=lambda t: -task_cost(t))  # longest first
             if not todo:
                 continue
             t0 = time.perf_counter()
             bar = _bar(phase, len(todo), progress)
             try:
-                for task, (result, _worker) in ex.map_unordered(run_blockwise_task, todo):
-                    lib = BlockLibrary(st, Arch.from_index(task.teacher))
-                    if phase == "teacher":
-                        model = BloxModel(lib.teacher, config)
-                        model.load_state_dict(result.state_dict)
-                        lib.save_teacher(model, attrs={"recipe": recipe.to_dict(), "data": data.name,
-                                                       "seed": spec.seed, "val_top1": result.best_val_top1,
-                                                       "test_top1": result.test_top1,
-                                                       "train_time_s": result.train_time_s})
-                    elif phase == "distill":
-                        for r in result.values():
-                            lib.save(r, task.distill)
-                    else:
-                        record_result(st, tables["finetune_runs"][_name_of(tables, task.teacher)][str(task.ft_epochs)],
-                                      result, seed=spec.seed)
-                    counts[phase] += 1
-                    bar.update(1)
+                with ResultWriter(st, every=write_every, seconds=write_seconds) as writer:
+                    for task, (result, _worker) in ex.map_unordered(run_blockwise_task, todo):
+                        lib = BlockLibrary(st, Arch.from_index(task.teacher)) if phase != "finetune" else None
+                        if phase == "teacher":
+                            model = BloxModel(lib.teacher, config)
+                            model.load_state_dict(result.state_dict)
+                            lib.save_teacher(model, attrs={"recipe": recipe.to_dict(), "data": data.name,
+                                                           "seed": spec.seed, "val_top1": result.best_val_top1,
+                                                           "test_top1": result.test_top1,
+                                                           "train_time_s": result.train_time_s})
+                        elif phase == "distill":
+                            for r in result.values():
+                                lib.save(r, task.distill)
+                        else:
+                            run = tables["finetune_runs"][_name_of(tables, task.teacher)][str(task.ft_epochs)]
+                            writer.add(run, result, seed=spec.seed)
+                        counts[phase] += 1
+                        bar.update(1)
             finally:
                 bar.close()
             seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - t0
@@ -315,6 +347,7 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
             st.write_blockwise_tables(tables)
     finally:
         ex.close()
+        files.close()
     st.close()  # records the per-array checksums of everything written
     teachers = {n: int(t["index"]) for n, t in tables["teachers"].items()}
     return BlockwiseReport(str(path), teachers, counts["teacher"], counts["distill"], counts["finetune"],
@@ -328,4 +361,5 @@ def _name_of(tables: dict[str, Any], teacher_index: int) -> str:
 def _bar(phase: str, total: int, enabled: bool) -> Any:
     from blox_env.progress import ProgressBar
 
-    return ProgressBar(total, description=f"blockwise {phase} (tasks)", enabled=enabled)
+    return ProgressBar(total, description=f"blockwise {phase} (tasks)", enabled=enabled,
+                       refresh_per_second=normal.BAR_REFRESH)

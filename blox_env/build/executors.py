@@ -2,8 +2,12 @@
 
 One interface, :meth:`Executor.map_unordered`, yields ``(task, result)`` pairs as
 they finish, so the caller (the single writer of a store) records every result
-as soon as it exists. Workers run one torch thread each (two threads on a busy
-2-core machine made training up to 8x slower). Ray is optional:
+as soon as it exists (the builders batch the writes: :mod:`.writer`). Workers run
+one thread each in every thread pool they hold (torch intra- and inter-op,
+OpenMP, BLAS through threadpoolctl, and the ``*_NUM_THREADS`` variables for
+libraries loaded later): two threads on a busy 2-core machine made training up
+to 8x slower. A process pool given ``warm`` starts all its workers at once and
+runs ``warm`` in each (imports, data) before their first task. Ray is optional:
 ``pip install blox-env[distributed]``; ``address="auto"`` joins a running cluster,
 and a task asks for one GPU when the cluster has GPUs.
 
@@ -42,8 +46,13 @@ R = TypeVar("R")
 EXECUTORS = ("serial", "process", "ray")
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS")
+_limited: list[bool] = []  # this process's thread pools are already limited
+
+
 def worker_init() -> None:
-    """Per-worker setup: one torch thread (set before torch does any work)."""
+    """In-process (serial) setup: one torch thread; the caller's other thread pools are left alone."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import torch
@@ -51,6 +60,34 @@ def worker_init() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+
+
+def limit_threads() -> None:
+    """Worker-process setup: one thread in every pool (torch intra- and inter-op, OpenMP, BLAS, and the
+    ``*_NUM_THREADS`` variables for libraries loaded later). The library scan runs once per process."""
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    if not _limited:
+        _limited.append(True)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1)  # pools already loaded (numpy's OpenBLAS starts one thread per core)
+        except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+            pass
+        try:
+            import torch
+
+            with contextlib.suppress(RuntimeError):  # refused once the inter-op pool has run work
+                torch.set_num_interop_threads(1)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+    worker_init()
+
+
+def _ready() -> int:
+    """A no-op task: submitted once per worker, it makes a pool start every worker now."""
+    return os.getpid()
 
 
 PR_SET_PDEATHSIG = 1
@@ -75,13 +112,17 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
-def pool_worker_init(parent: int) -> None:
-    """Pool-worker setup: die with the driver ``parent`` (death signal + watchdog), then one torch thread."""
+def pool_worker_init(parent: int, warm: Callable[[], Any] | None = None) -> None:
+    """Pool-worker setup: die with the driver ``parent`` (death signal + watchdog), one thread per pool,
+    then ``warm()`` (imports, data); a failing ``warm`` is ignored: the task that needs it reports the error."""
     _arm_parent_death_signal()
     if os.getppid() != parent:  # the driver died before the signal was armed
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), name="blox-parent-watchdog", daemon=True).start()
-    worker_init()
+    limit_threads()
+    if warm is not None:
+        with contextlib.suppress(Exception):
+            warm()
 
 
 class Executor(Protocol):
@@ -130,15 +171,22 @@ class ProcessExecutor:
     """A local pool of worker processes (``spawn`` start method: safe with torch and threads).
 
     At most ``2 * workers`` tasks are in flight, so an interrupted run has little
-    work in progress to lose.
+    work in progress to lose. ``warm`` (picklable, e.g. a module-level function or a
+    ``functools.partial`` of one) runs in every worker as it starts, and then all
+    ``workers`` are started at once instead of on demand.
     """
 
-    def __init__(self, workers: int = 2) -> None:
-        if not isinstance(workers, int) or workers < 1:
+    def __init__(self, workers: int = 2, *, warm: Callable[[], Any] | None = None) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InvalidArgumentError(f"workers must be a positive integer, got {workers!r}")
+        if warm is not None and not callable(warm):
+            raise InvalidArgumentError(f"warm must be None or a callable, got {type(warm).__name__}")
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=pool_worker_init, initargs=(os.getpid(),))
+                                         initializer=pool_worker_init, initargs=(os.getpid(), warm))
+        if warm is not None:  # one no-op per worker: the pool spawns (and warms) them all now
+            for _ in range(workers):
+                self._pool.submit(_ready)
 
     def map_unordered(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[tuple[T, R]]:
         def finished(handles: list[Future]) -> Iterable[Future]:
@@ -175,7 +223,7 @@ class RayExecutor:
         ray = self._ray
 
         def run(task: Any) -> Any:
-            worker_init()
+            limit_threads()
             return fn(task)
 
         def submit(task: Any) -> Any:
@@ -213,11 +261,13 @@ def check_executor(kind: str, *, workers: int = 2) -> None:
         raise MissingDependencyError("the Ray executor needs Ray: pip install 'blox-env[distributed]'")
 
 
-def make_executor(kind: str = "serial", *, workers: int = 2, address: str | None = None) -> Executor:
-    """``serial`` | ``process`` (``workers`` processes) | ``ray`` (``address`` of a cluster or None)."""
+def make_executor(kind: str = "serial", *, workers: int = 2, address: str | None = None,
+                  warm: Callable[[], Any] | None = None) -> Executor:
+    """``serial`` | ``process`` (``workers`` processes, started at once and warmed with ``warm`` when given)
+    | ``ray`` (``address`` of a cluster or None)."""
     check_executor(kind, workers=workers)
     if kind == "serial":
         return SerialExecutor()
     if kind == "process":
-        return ProcessExecutor(workers)
+        return ProcessExecutor(workers, warm=warm)
     return RayExecutor(address, workers=workers)
