@@ -157,10 +157,12 @@ def run_provenance() -> dict[str, Any]:
 
     import torch
 
+    from blox_env.kernels import fast_kernels_enabled
+
     return {"code_version": f"blox-env {version('blox-env')}", "torch_version": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads_per_worker": 1}
+            "torch_threads_per_worker": 1, "fast_kernels": fast_kernels_enabled()}
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
