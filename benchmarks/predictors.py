@@ -1,15 +1,14 @@
 """The predictor evaluation on Blox-mini: every predictor x train sizes x 5 seeds, plus GCN throughput.
 
-Run: ``python benchmarks/predictors.py [--seeds 5] [--sizes 25,50,100,150] [--out docs/predictors]``.
-DONNA and LANA need block signatures: the script trains the Blox-mini model with the best mean
-validation accuracy as the teacher (digits_mini), distils all 6 x 3 candidate blocks in one
-shared pass, and uses those signatures. Prints a Markdown table and writes JSON + PNG.
+Run: ``python benchmarks/predictors.py [--seeds 5] [--sizes 25,50,100,200,400] [--test-size 200]
+[--out docs/predictors]``. DONNA and LANA need block signatures: the script reads those of the bundled
+store's blockwise tables (teacher M1, the best seed-mean validation model, all blocks distilled for 10
+epochs as the original trainer does). Prints a Markdown table and writes JSON + PNG.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,41 +16,35 @@ import numpy as np
 import torch
 from common import machine
 
-from blox_env.build.mini import MINI_BLOCKS
+from blox_env.datasets.store.blockwise import BlockwiseTables
 from blox_env.datasets.store.core import open_store
 from blox_env.datasets.store.location import bundled_mini_path
 from blox_env.predictors.evaluation import EvalSpec, run_evaluation, save_results, summarise
 from blox_env.reports.predictors import plot_results
-from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch
-from blox_env.training.distill import DistillConfig
 
 
-def signatures_for(mini, data_spec: str = "digits") -> tuple[dict[str, np.ndarray], int]:
-    """Teacher = best mean-val model of Blox-mini; distil every Blox-mini block at every stage."""
-    val = mini.get("val_top1", seed="mean")
-    teacher = int(mini.index[int(np.nanargmax(val))])
-    with tempfile.TemporaryDirectory() as tmp:
-        live = LiveReward(store=Path(tmp) / "lib.zarr", data=data_spec, recipe="digits_mini", mode="blockwise",
-                          teacher=teacher, distill=DistillConfig(epochs=2))
-        live.ensure_teacher()
-        live.ensure_blocks([(s, b) for s in range(3) for b in MINI_BLOCKS])
-        return live.library.signatures(live.distill), teacher
+def signatures_for(mini, teacher: str = "M1") -> tuple[dict[str, np.ndarray], int, int]:
+    """The bundled tables' signatures of ``teacher`` at the longest distillation; its index; the length."""
+    tables = BlockwiseTables(mini)
+    epochs = max(tables.distill_epochs)
+    return tables.signatures(teacher, epochs), tables.teachers[teacher].index, epochs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--sizes", default="25,50,100,150")
+    parser.add_argument("--sizes", default="25,50,100,200,400")
+    parser.add_argument("--test-size", type=int, default=200, help="held-out models per seed")
     parser.add_argument("--out", type=Path, default=Path("docs/predictors"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     mini = open_store(bundled_mini_path())
-    t = time.perf_counter()
-    sigs, teacher = signatures_for(mini)
-    sig_s = time.perf_counter() - t
+    sigs, teacher, sig_epochs = signatures_for(mini)
+    seeds = mini.run_info().seeds
     spec = EvalSpec(predictors=("gcn", "brp", "gin", "mlp", "tree", "donna", "lana"),
-                    train_sizes=tuple(int(x) for x in args.sizes.split(",")), seeds=args.seeds, test_size=60)
+                    train_sizes=tuple(int(x) for x in args.sizes.split(",")), seeds=args.seeds,
+                    test_size=args.test_size)
     rows = run_evaluation(mini, spec=spec, signatures=sigs)
     args.out.mkdir(parents=True, exist_ok=True)
     save_results(rows, args.out / "blox-mini.json", spec=spec, store=mini)  # with the data provenance
@@ -59,15 +52,16 @@ def main() -> None:
     summary = summarise(rows)
     ceiling = float(np.nanmean([r["noise_ceiling"] for r in rows]))
     print(f"{time.strftime('%Y-%m-%d')}, {machine()}; Blox-mini ({len(mini)} models), target: best val top-1 "
-          f"(mean of 2 seeds), {spec.test_size} held-out models per seed, {spec.seeds} seeds; signatures from "
-          f"teacher {teacher} {Arch.from_index(teacher).blocks} in {sig_s:.0f} s")
+          f"(mean of {len(seeds)} seeds), {spec.test_size} held-out models per seed, {spec.seeds} seeds; signatures "
+          f"of the bundled tables: teacher M1 = {teacher} {Arch.from_index(teacher).blocks}, {sig_epochs}-epoch "
+          "distillation")
     print("| predictor | " + " | ".join(f"n={n}" for n in spec.train_sizes) + " | fit s (largest n) |")
     print("| --- " * (len(spec.train_sizes) + 2) + "|")
     for name in spec.predictors:
         fit = np.mean([r["fit_s"] for r in rows if r["predictor"] == name and r["train_size"] == max(spec.train_sizes)])
         cells = " | ".join(f"{summary[(name, n)][0]:.3f} ± {summary[(name, n)][1]:.3f}" for n in spec.train_sizes)
         print(f"| {name} | {cells} | {fit:.1f} |")
-    print(f"\nnoise ceiling (Spearman seed 0 vs seed 1 on the held-out models, mean): {ceiling:.3f}")
+    print(f"\nnoise ceiling (Spearman seed {seeds[0]} vs seed {seeds[1]} on the held-out models, mean): {ceiling:.3f}")
     best = max(("gcn", "brp", "gin"), key=lambda p: summary[(p, max(spec.train_sizes))][0])
     value = summary[(best, max(spec.train_sizes))][0]
     print(f"best graph predictor at n={max(spec.train_sizes)}: {best} {value:.3f} = {value / ceiling:.2f} x ceiling")

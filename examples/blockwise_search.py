@@ -2,12 +2,13 @@
 
     python examples/blockwise_search.py [--store build/blockwise-search.zarr] [--budget 150] [--seed 0]
 
-The search space is Blox-mini's (6 blocks per stage, 216 models) and the teacher is Blox-mini's
-best model (its M1). Everything is trained for real on CPU: the teacher, a block library (all 18
-blocks of the space distilled in one shared pass) and every fine-tuning a search asks for; costs are
-the recorded seconds (fine-tuning, plus the teacher and each block once per search). Results land
-in the store, so a rerun is instant. The table compares each search's answer with the bundled
-Blox-mini's normal-training accuracy of the same model, so you see what the blockwise signal found.
+The search space is the bundled Blox-mini's (v2: 9 blocks per stage, 729 models), the recipe its
+``digits_mini_v2``, and the teacher Blox-mini's best model (its M1). Everything is trained for real on
+CPU: the teacher, a block library (all 27 blocks of the space distilled in one shared pass) and every
+fine-tuning a search asks for; costs are the recorded seconds (fine-tuning, plus the teacher and each
+block once per search). Results land in the store, so a rerun is instant. The table compares each
+search's answer with the bundled Blox-mini's normal-training accuracy of the same model, so you see what
+the blockwise signal found.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from blox_env.agents import DonnaSearch, RegularizedEvolution
 from blox_env.agents.harness import run_search
 from blox_env.agents.strategies import two_stage_search
-from blox_env.build.mini import MINI_SPACE
+from blox_env.build.mini import MINI_BUNDLED, MINI_SPACE
 from blox_env.datasets.store.blockwise import choose_teachers
 from blox_env.datasets.store.core import open_store
 from blox_env.rewards.live import LiveReward
@@ -40,21 +41,22 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=150.0, help="seconds of recorded compute per search")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--short", type=int, default=1, help="short fine-tuning epochs")
-    parser.add_argument("--full", type=int, default=8, help="full fine-tuning epochs")
+    parser.add_argument("--full", type=int, default=max(MINI_BUNDLED.blockwise.ft_epochs),
+                        help="full fine-tuning epochs (default: as long as a normal training)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     mini = open_store("blox-mini")  # the bundled store: normal accuracies of every model of the space
     teacher = Arch.from_index(choose_teachers(mini)["M1"]["index"])
     # as the original trainer: 10 epochs with the recipe's SGD, cosine schedule and augmentation
-    distill = DistillConfig.from_recipe("digits_mini", seed=args.seed)
-    common = {"store": args.store, "data": "digits", "recipe": "digits_mini", "mode": "blockwise",
+    distill = DistillConfig.from_recipe(MINI_BUNDLED.recipe, seed=args.seed)
+    common = {"store": args.store, "data": "digits", "recipe": MINI_BUNDLED.recipe, "mode": "blockwise",
               "teacher": teacher, "distill": distill, "seed": args.seed, "space": MINI_SPACE, "device": "cpu"}
     full = LiveReward(**common, ft_epochs=args.full)
     short = LiveReward(**{**common, "store": full.store}, ft_epochs=args.short)
     t = time.perf_counter()
     print(f"teacher {teacher.index} {teacher.blocks}: training (or loading) ...")
     full.ensure_teacher()
-    print("distilling the 18 blocks of the space in one shared pass (or loading) ...")
+    print(f"distilling the {sum(map(len, MINI_SPACE.blocks))} blocks of the space in one shared pass (or loading) ...")
     full.ensure_blocks([(s, b) for s in range(3) for b in MINI_SPACE.blocks[s]])
     signatures = full.library.signatures(distill)["distill_loss"]
     rows = []

@@ -1,39 +1,37 @@
 """Blox-mini: the benchmark that ships inside the package, and the command that builds it.
 
-An exhaustive sub-space of BLOX with K = 6 blocks per stage (216 models), each
-trained normally on scikit-learn's digits (1,200 / 297 / 300 split, seed 0)
-with the ``digits_mini`` recipe for seeds 0 and 1 on CPU. The blocks cover all
-three ops as A and as B, and both residual (``sc``) and non-residual wiring:
+An exhaustive sub-space of BLOX trained normally on scikit-learn's digits (1,200 / 297 / 300 split, seed 0)
+on CPU, with blockwise tables (teachers M1..M5, block libraries, fine-tuning). Two versions, both buildable by
+name (:data:`MINI_VERSIONS`, ``blox build-mini --version v1|v2``); each store records its version in the
+``mini_version`` attribute. **v2 is the bundled default** (:data:`MINI_BUNDLED`).
+
+**v2** (:data:`MINI_V2`): K = 9 blocks per stage (729 models), seeds 0, 1 and 2, the ``digits_mini_v2``
+recipe (12 epochs, cosine annealed per batch, so a 1-epoch fine-tune ends annealed and costs about 9 % of a
+normal training while the full fine-tune, 12 epochs, is as long as normal training, as in the paper). The
+blocks cover all three ops as A and as B, residual (``sc``) and non-residual wiring, chains and parallel
+branches:
 
 ====  ======================  =====================
 id    block                   why
 ====  ======================  =====================
 1     mbconv > conv           A = mbconv, chain
+8     bconv > bconv           two bottlenecks in a chain (deepest)
 9     conv                    single op (B = conv)
 10    mbconv                  single op (B = mbconv)
 11    bconv                   single op (B = bconv)
 23    bconv > conv + sc       A = bconv, residual
 24    conv > mbconv + sc      A = conv, residual
-====  ======================  =====================
-
-K = 6 instead of 9: one model costs 4-16 s on one core of the 2-core build
-machine, so K = 9 (729 models x 2 seeds) is about 2 hours of compute while K = 6
-takes about 25 minutes; BENCHMARKS.md has the figures. Rebuild (resumable):
-``blox build-mini`` (writes ``build/blox-mini.zarr`` and ``blox_env/data/blox-mini.zip``).
-
-**Blox-mini v2** (:data:`MINI_V2`, ``blox build-mini --version v2``): K = 9 (729 models), 3 seeds, the
-``digits_mini_v2`` recipe (12 epochs, cosine annealed per step, so a 1-epoch fine-tune ends annealed and
-costs about 9 % of a normal training while the full fine-tune is as long as normal training, as in the
-paper). The six v1 blocks plus three that widen the wiring and accuracy range:
-
-====  ======================  =====================
-8     bconv > bconv           two bottlenecks in a chain (deepest)
 27    conv > bconv + sc       residual with B = bconv
 33    mbconv || mbconv        parallel branches (inp + sc, no chain)
 ====  ======================  =====================
 
-Both versions stay buildable by name (:data:`MINI_VERSIONS`); each store records its version in the
-``mini_version`` attribute.
+**v1** (:data:`MINI_V1`): the six blocks 1, 9, 10, 11, 23, 24 (216 models), seeds 0 and 1, ``digits_mini``
+(8 epochs, cosine per epoch), fine-tuning for 1 and 8 epochs. It was the bundled store until v2 was built
+with the faster engine; it stays buildable for comparison.
+
+Rebuild (resumable): ``blox build-mini`` (v2 into ``build/blox-mini-v2.zarr``, packaged to
+``blox_env/data/blox-mini.zip``); ``blox build-mini --version v1`` (``build/blox-mini-v1.zarr``, packaged to
+``build/blox-mini-v1.zip``). BENCHMARKS.md has the build times and the discrimination figures.
 """
 
 from __future__ import annotations
@@ -46,23 +44,12 @@ from blox_env.build.blockwise import BlockwiseSpec
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import SubSpace
 
-__all__ = ["MINI_BLOCKS", "MINI_BLOCKWISE", "MINI_DATA", "MINI_RUN", "MINI_SEEDS", "MINI_SPACE", "MINI_V1", "MINI_V2",
-           "MINI_VERSIONS", "MiniVersion", "build_mini", "get_mini_version", "package_store", "write_mini_latency"]
+__all__ = ["MINI_BLOCKS", "MINI_BLOCKWISE", "MINI_BUNDLED", "MINI_DATA", "MINI_RUN", "MINI_SEEDS", "MINI_SPACE",
+           "MINI_V1", "MINI_V2", "MINI_VERSIONS", "MiniVersion", "build_mini", "default_paths", "get_mini_version",
+           "package_store", "write_mini_latency"]
 
-MINI_BLOCKS = (1, 9, 10, 11, 23, 24)
-MINI_SPACE = SubSpace((MINI_BLOCKS, MINI_BLOCKS, MINI_BLOCKS))
 MINI_RUN = "digits"
 MINI_DATA = "digits"
-MINI_SEEDS = (0, 1)
-
-
-#: The blockwise tables of Blox-mini: teachers retrained with the run's recipe and split; libraries distilled
-#: as the original trainer does (the recipe's SGD, cosine schedule, batch size and crop augmentation; each
-#: block keeps its best-validation-loss epoch) for 10 epochs (the paper's length) and 2 (the short library);
-#: fine-tuning for 1 epoch (short, the analogue of the paper's FT10) and 8 (full, as long as normal training,
-#: the analogue of FT200).
-MINI_BLOCKWISE = BlockwiseSpec(recipe="digits_mini", data=MINI_DATA, data_kwargs=(("seed", 0),),
-                               normal_run=MINI_RUN, seed=0, distill_epochs=(2, 10), ft_epochs=(1, 8))
 
 
 @dataclass(frozen=True)
@@ -81,13 +68,25 @@ class MiniVersion:
         return SubSpace((self.blocks, self.blocks, self.blocks))
 
 
-MINI_V1 = MiniVersion("v1", MINI_BLOCKS, MINI_SEEDS, "digits_mini", MINI_BLOCKWISE)
+#: v1: 6 blocks, 2 seeds, ``digits_mini``; distilled as the original trainer does (the recipe's SGD, cosine
+#: schedule, batch size and crop augmentation; each block keeps its best-validation-loss epoch) for 10 epochs (the
+#: paper's length) and 2 (the short library); fine-tuning for 1 epoch (short, the analogue of the paper's FT10)
+#: and 8 (full, as long as normal training, the analogue of FT200).
+MINI_V1 = MiniVersion("v1", (1, 9, 10, 11, 23, 24), (0, 1), "digits_mini",
+                      BlockwiseSpec(recipe="digits_mini", data=MINI_DATA, data_kwargs=(("seed", 0),),
+                                    normal_run=MINI_RUN, seed=0, distill_epochs=(2, 10), ft_epochs=(1, 8)))
 #: v2: 9 blocks, 3 seeds; fine-tuning for 1 epoch (short: ~9 % of a normal training's compute, the analogue of
 #: the paper's FT10 of 200) and 12 (full, as long as normal training).
 MINI_V2 = MiniVersion("v2", (1, 8, 9, 10, 11, 23, 24, 27, 33), (0, 1, 2), "digits_mini_v2",
                       BlockwiseSpec(recipe="digits_mini_v2", data=MINI_DATA, data_kwargs=(("seed", 0),),
                                     normal_run=MINI_RUN, seed=0, distill_epochs=(2, 10), ft_epochs=(1, 12)))
 MINI_VERSIONS = {v.version: v for v in (MINI_V1, MINI_V2)}
+#: The version that ships as ``blox_env/data/blox-mini.zip``; the ``MINI_*`` constants below are its.
+MINI_BUNDLED = MINI_V2
+MINI_BLOCKS = MINI_BUNDLED.blocks
+MINI_SPACE = MINI_BUNDLED.space
+MINI_SEEDS = MINI_BUNDLED.seeds
+MINI_BLOCKWISE = MINI_BUNDLED.blockwise
 
 
 def get_mini_version(version: str | MiniVersion) -> MiniVersion:
@@ -99,9 +98,18 @@ def get_mini_version(version: str | MiniVersion) -> MiniVersion:
     return MINI_VERSIONS[version]
 
 
-def build_mini(out: str | Path = "build/blox-mini.zarr", *, package_zip: str | Path | None = None,
+def default_paths(version: str | MiniVersion) -> tuple[str, str]:
+    """Where ``blox build-mini`` builds and packages ``version`` by default: ``build/blox-mini-<version>.zarr``,
+    and the package's ``blox_env/data/blox-mini.zip`` for the bundled version (``build/...zip`` otherwise)."""
+    mini = get_mini_version(version)
+    zip_path = ("blox_env/data/blox-mini.zip" if mini.version == MINI_BUNDLED.version
+                else f"build/blox-mini-{mini.version}.zip")
+    return f"build/blox-mini-{mini.version}.zarr", zip_path
+
+
+def build_mini(out: str | Path = "build/blox-mini-v2.zarr", *, package_zip: str | Path | None = None,
                executor: str = "process", workers: int = 2, progress: bool = True,
-               version: str | MiniVersion = "v1") -> Any:
+               version: str | MiniVersion = MINI_BUNDLED.version) -> Any:
     """Train (or finish training) Blox-mini ``version`` into ``out``; then zip it to ``package_zip`` if given."""
     from blox_env.build.benchmark import build_benchmark
     from blox_env.datasets.store.core import BloxStore

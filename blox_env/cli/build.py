@@ -81,11 +81,10 @@ def build_blockwise(
 
 
 def build_mini(
-    out: Annotated[str | None, typer.Option(help="build folder (default build/blox-mini.zarr; v2: "
-                                                 "build/blox-mini-v2.zarr)")] = None,
-    package: Annotated[str | None, typer.Option(help="zip to ship (default blox_env/data/blox-mini.zip; v2: "
-                                                     "build/blox-mini-v2.zip until v2 is bundled)")] = None,
-    version: Annotated[str, typer.Option(help="v1 (216 models, 2 seeds) | v2 (729 models, 3 seeds)")] = "v1",
+    out: Annotated[str | None, typer.Option(help="build folder (default build/blox-mini-<version>.zarr)")] = None,
+    package: Annotated[str | None, typer.Option(help="zip to write (default: blox_env/data/blox-mini.zip for the "
+                                                     "bundled v2, build/blox-mini-v1.zip for v1)")] = None,
+    version: Annotated[str, typer.Option(help="v2 (729 models, 3 seeds; bundled) | v1 (216 models, 2 seeds)")] = "v2",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
     workers: Annotated[int, typer.Option("--jobs", "--workers",
                                             help="worker processes; --workers: the old name")] = 2,
@@ -96,13 +95,12 @@ def build_mini(
     require("train", feature="`blox build-mini`")
     from blox_env.build.executors import check_executor
     from blox_env.build.mini import build_mini as run_build
-    from blox_env.build.mini import get_mini_version, write_mini_latency
+    from blox_env.build.mini import default_paths, get_mini_version, write_mini_latency
     from blox_env.errors import InvalidArgumentError
 
     mini = get_mini_version(version)
-    suffix = "" if mini.version == "v1" else f"-{mini.version}"
-    out = out or f"build/blox-mini{suffix}.zarr"
-    package = package or ("blox_env/data/blox-mini.zip" if mini.version == "v1" else f"build/blox-mini{suffix}.zip")
+    default_out, default_zip = default_paths(mini)
+    out, package = out or default_out, package or default_zip
     check_executor(executor, workers=workers)
     if not package.endswith(".zip") or Path(package).is_dir():
         raise InvalidArgumentError(f"--package must name a .zip file to write, got {package!r}")

@@ -31,6 +31,7 @@ import numpy as np
 
 from blox_env.datasets.store.blockwise import BlockwiseTables, oracle_block_scores
 from blox_env.errors import InvalidArgumentError
+from blox_env.space import indices_to_blocks
 
 __all__ = ["METHODS", "Method", "StudyConfig", "StudyResults", "macs_limit_kwargs", "run_searches", "spearman",
            "study_numbers", "table2_rows"]
@@ -155,6 +156,8 @@ def study_numbers(tables: BlockwiseTables) -> dict[str, Any]:
                          "blocks": list(tables.teachers[n].blocks)} for n, r in zip(names, rows)},
         "matrix": tables.matrix("test_top1").tolist(),
         "ft_epochs": [short_e, full_e], "distill_epochs": list(tables.distill_epochs),
+        "models": len(store), "normal_epochs": store.run_info(tables.normal_run).epochs,
+        "blocks_per_stage": int(max(len(np.unique(b)) for b in indices_to_blocks(store.index).T)),
     }
     m = np.array(out["matrix"])
     out["q1_teacher_quality_vs_student_mean"] = spearman(normal[rows], np.nanmean(m, axis=0))

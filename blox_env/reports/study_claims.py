@@ -32,14 +32,20 @@ PAPER_TABLE2: dict[str, dict[str, float | None]] = {
     "FT10 + FT200 iterative (M5)": {"acc_at_40": 76.67, "cost_to_target": 30},
     "FT10 + FT200 retrained with M1 (M5)": {"acc_at_40": 76.88, "cost_to_target": 30},
 }
-#: Why Blox-mini can differ from the paper, cited by the verdicts.
-REASONS = {
-    "proxy": "Blox-mini is a proxy: 216 narrow models on 8x8 digits, 8-epoch trainings, not CIFAR-100 at 200 epochs",
-    "short": "our short fine-tune is 1 of 8 epochs at the recipe's peak learning rate; the paper's FT50 and FT10 are "
-             "25 % and 5 % of 200 epochs on a far larger data set",
-    "blocks": "each per-stage Spearman rests on the stage's K blocks only (6 on Blox-mini), so it is very noisy",
-    "sample": "the paper samples 1,000 random students; we use every model of the store",
-}
+def reasons(numbers: dict[str, Any]) -> dict[str, str]:
+    """Why Blox-mini can differ from the paper, cited by the verdicts; the figures are the store's own."""
+    models, epochs = numbers.get("models"), numbers.get("normal_epochs")
+    short_e, full_e = numbers["ft_epochs"]
+    k = numbers.get("blocks_per_stage")
+    size = f"{models:,} narrow models" if models else "narrow models"
+    length = f"{epochs}-epoch trainings" if epochs else "short trainings"
+    return {
+        "proxy": f"Blox-mini is a proxy: {size} on 8x8 digits, {length}, not CIFAR-100 at 200 epochs",
+        "short": f"our short fine-tune is {short_e} of {full_e} epochs on 1,200 digits; the paper's FT50 and FT10 are "
+                 "25 % and 5 % of 200 epochs on a far larger data set",
+        "blocks": f"each per-stage Spearman rests on the stage's K blocks only ({k or 'few'} here), so it is noisy",
+        "sample": "the paper samples 1,000 random students; we use every model of the store",
+    }
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -64,6 +70,7 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
                     ) -> dict[str, dict[str, Any]]:
     """Q1-Q6: the paper's claim, our figure and a verdict each (``study.json``'s ``questions``)."""
     out: dict[str, dict[str, Any]] = {}
+    why_not = reasons(numbers)
     full = list(numbers["q2"])
     first, last = full[0], full[-1]
     q1 = numbers["q1_best_student"][first]
@@ -74,15 +81,15 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
         f"best student fine-tuned fully with {first}: {fmt(q1['best_student_finetuned_test_top1'])} vs {first}'s "
         f"normal {fmt(q1['teacher_normal_test_top1'])} ({q1['students_above_teacher']} students above it)",
         q1["best_student_finetuned_test_top1"], "agrees" if beats else "disagrees",
-        "" if beats else f"likely: {REASONS['proxy']}; digits' best normal models are near the data's ceiling")
+        "" if beats else f"likely: {why_not['proxy']}; digits' best normal models are near the data's ceiling")
     for t, paper in (("M1", 0.25), ("M5", 0.31)):
         if t not in numbers["q2"]:
             continue
         ours = numbers["q2"][t]
         close = np.isfinite(ours) and abs(ours - paper) <= 0.15
         side = "higher" if np.isfinite(ours) and ours > paper else "lower"
-        why = (f"within 0.15; {REASONS['sample']}" if close else
-               f"ours is {side}; {REASONS['sample']}; {REASONS['proxy']}")
+        why = (f"within 0.15; {why_not['sample']}" if close else
+               f"ours is {side}; {why_not['sample']}; {why_not['proxy']}")
         out[f"Q2 {t}"] = _claim(f"Spearman(fine-tuned, normal) over 1,000 random students with {t}: {paper}",
                                 paper, f"{fmt(ours)} over all models (full fine-tuning)", ours,
                                 "agrees" if close else ("not comparable" if not np.isfinite(ours) else "disagrees"),
@@ -95,7 +102,7 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
                        "rankings from normal and from fine-tuned accuracy; no figure quoted in our sources", None,
                        f"mean Spearman over teachers, lengths, signatures and stages: {fmt(means['normal'])} against "
                        f"the normal oracle, {fmt(means['fine-tuned'])} against the fine-tuned one; each on {k} blocks",
-                       means, "not comparable", f"no paper figure to compare with; {REASONS['blocks']}")
+                       means, "not comparable", f"no paper figure to compare with; {why_not['blocks']}")
     if predictor_stats:
         sizes = sorted({s for _, s in predictor_stats})
         best = {s: max((p for p, n in predictor_stats if n == s), key=lambda p: predictor_stats[(p, s)][0])
@@ -105,12 +112,12 @@ def question_claims(numbers: dict[str, Any], predictor_stats: dict[tuple[str, in
                            f"{best[sizes[-1]]}", {str(s): p for s, p in best.items()}, "not comparable",
                            "no paper figure to compare with")
     q5 = numbers["q5"].get(first, float("nan"))
-    verdict, why = _high(q5, "correlate well", REASONS["short"])
+    verdict, why = _high(q5, "correlate well", why_not["short"])
     out["Q5"] = _claim("Fine-tuning for 50 and for 200 epochs correlate well (Figure 11, left)", None,
                        f"Spearman(FT short, FT full) with {first}: {fmt(q5)}"
                        + (f", with {last}: {fmt(numbers['q5'][last])}" if last != first else ""), q5, verdict, why)
     if "q6" in numbers:
-        verdict, why = _high(numbers["q6"], "highly correlated", REASONS["proxy"])
+        verdict, why = _high(numbers["q6"], "highly correlated", why_not["proxy"])
         out["Q6"] = _claim("Fine-tuned accuracies with M1 and with M5 are highly correlated (Figure 11, right)", None,
                            f"Spearman(fine-tuned with {first}, with {last}), full fine-tuning: {fmt(numbers['q6'])}",
                            numbers["q6"], verdict, why)
