@@ -71,3 +71,25 @@ def test_query_bad_seed_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys
     path = _store(tmp_path / "s.zarr")
     code, err = _run_main(monkeypatch, capsys, ["data", "query", "3", "--store", str(path), "--seed", "[bold]x"])
     assert code == 2 and "--seed" in err and "'[bold]x'" in err
+
+
+def test_option_help_has_no_text_that_rich_would_swallow_as_markup() -> None:
+    """``--help`` renders option texts as rich markup: a ``[train]`` in a help string vanished ("needs )")."""
+    import re
+
+    import click
+    import typer.main
+
+    group = typer.main.get_command(cli.app)
+    markup = re.compile(r"(?<!\\)\[/?[a-z][a-z0-9_ ,=#-]*\]")
+
+    def walk(cmd: click.Command, path: str) -> list[str]:
+        bad = [f"{path} {p.opts[0]}: {p.help!r}" for p in cmd.params if getattr(p, "help", None) and
+               markup.search(p.help)]
+        if cmd.help and markup.search(cmd.help):
+            bad.append(f"{path}: {cmd.help!r}")
+        for name, sub in getattr(cmd, "commands", {}).items():
+            bad += walk(sub, f"{path} {name}")
+        return bad
+
+    assert walk(group, "blox") == []
