@@ -37,9 +37,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="25,50,100,200,400")
     parser.add_argument("--test-size", type=int, default=200, help="held-out models per seed")
     parser.add_argument("--out", type=Path, default=Path("docs/predictors"))
+    parser.add_argument("--store", default=None, help="store with blockwise tables (default: the bundled Blox-mini)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    mini = open_store(bundled_mini_path())
+    mini = open_store(args.store or bundled_mini_path())
     sigs, teacher, sig_epochs = signatures_for(mini)
     seeds = mini.run_info().seeds
     spec = EvalSpec(predictors=("gcn", "brp", "gin", "mlp", "tree", "donna", "lana"),
