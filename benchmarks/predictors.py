@@ -1,7 +1,7 @@
 """The predictor evaluation on Blox-mini: every predictor x train sizes x 5 seeds, plus GCN throughput.
 
-Run: ``python benchmarks/predictors.py [--seeds 5] [--sizes 25,50,100,200,400] [--test-size 200]
-[--out docs/predictors]``. DONNA and LANA need block signatures: the script reads those of the bundled
+Run: ``python benchmarks/predictors.py [--store build/blox-mini-v2.zarr] [--seeds 5] [--sizes 25,50,100,200,400]
+[--test-size 200] [--out docs/predictors]``. DONNA and LANA need block signatures: the script reads those of the bundled
 store's blockwise tables (teacher M1, the best seed-mean validation model, all blocks distilled for 10
 epochs as the original trainer does). Prints a Markdown table and writes JSON + PNG.
 """
@@ -34,8 +34,9 @@ def signatures_for(mini, teacher: str = "M1") -> tuple[dict[str, np.ndarray], in
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--sizes", default="25,50,100,200,400")
-    parser.add_argument("--test-size", type=int, default=200, help="held-out models per seed")
+    parser.add_argument("--sizes", default=None, help="train sizes (default: 25,50,100,200,400, those that fit)")
+    parser.add_argument("--test-size", type=int, default=None,
+                        help="held-out models per seed (default: 200 on stores of 600+ models, else 60)")
     parser.add_argument("--out", type=Path, default=Path("docs/predictors"))
     parser.add_argument("--store", default=None, help="store with blockwise tables (default: the bundled Blox-mini)")
     args = parser.parse_args()
@@ -43,13 +44,17 @@ def main() -> None:
     mini = open_store(args.store or bundled_mini_path())
     sigs, teacher, sig_epochs = signatures_for(mini)
     seeds = mini.run_info().seeds
-    spec = EvalSpec(predictors=("gcn", "brp", "gin", "mlp", "tree", "donna", "lana"),
-                    train_sizes=tuple(int(x) for x in args.sizes.split(",")), seeds=args.seeds,
-                    test_size=args.test_size)
+    test_size = args.test_size or (200 if len(mini) >= 600 else 60)
+    sizes = (tuple(int(x) for x in args.sizes.split(",")) if args.sizes else
+             tuple(n for n in (25, 50, 100, 200, 400) if n <= len(mini) - test_size))
+    spec = EvalSpec(predictors=("gcn", "brp", "gin", "mlp", "tree", "donna", "lana"), train_sizes=sizes,
+                    seeds=args.seeds, test_size=test_size)
     rows = run_evaluation(mini, spec=spec, signatures=sigs)
     args.out.mkdir(parents=True, exist_ok=True)
-    save_results(rows, args.out / "blox-mini.json", spec=spec, store=mini)  # with the data provenance
-    plot_results(rows, args.out / "blox-mini.png", title="Blox-mini: best val top-1 (seed mean)")
+    version = mini.attrs.get("mini_version")
+    name = f"blox-mini-{version}" if version and version != "v1" else "blox-mini"  # v1's files keep their name
+    save_results(rows, args.out / f"{name}.json", spec=spec, store=mini)  # with the data provenance
+    plot_results(rows, args.out / f"{name}.png", title=f"{name}: best val top-1 (seed mean)")
     summary = summarise(rows)
     ceiling = float(np.nanmean([r["noise_ceiling"] for r in rows]))
     print(f"{time.strftime('%Y-%m-%d')}, {machine()}; Blox-mini ({len(mini)} models), target: best val top-1 "

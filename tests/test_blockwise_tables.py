@@ -377,3 +377,14 @@ def test_table2_fields_recomputed_by_hand_from_traces(bw_path: Path, tables: Blo
                 key = "cost_to_target_finetuned" if name == "finetuned" else "cost_to_target"
                 assert rows[(m.label, b)][key] == pytest.approx(float(np.median(costs))), (m.label, name)
     assert rows[("M5 + M1", budgets[0])]["full_teacher"] == "M1"
+
+
+def test_study_reasons_quote_the_stores_own_figures() -> None:
+    """The verdicts' reasons name the store's size, epochs, fine-tuning lengths and K (not v1's constants)."""
+    from blox_env.reports.study_claims import reasons
+
+    why = reasons({"models": 729, "normal_epochs": 12, "ft_epochs": [1, 12], "blocks_per_stage": 9})
+    assert "729 narrow models" in why["proxy"] and "12-epoch trainings" in why["proxy"]
+    assert "1 of 12 epochs" in why["short"] and "(9 here)" in why["blocks"]
+    old = reasons({"ft_epochs": [2, 8]})  # a study.json written before these figures were recorded
+    assert "narrow models" in old["proxy"] and "2 of 8 epochs" in old["short"] and "(few here)" in old["blocks"]

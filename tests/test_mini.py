@@ -1,5 +1,6 @@
-"""The bundled Blox-mini store (v2): opens, is complete for every seed, discriminates between architectures,
-and carries the blockwise tables (teachers M1..M5, libraries at both lengths, fine-tuning, the 5 x 5 matrix)."""
+"""The bundled Blox-mini store: opens, is complete for every seed, discriminates between architectures, and
+carries the blockwise tables (teachers M1..M5, libraries' signatures at both lengths, fine-tuning, the 5 x 5
+matrix). Written against :data:`MINI_BUNDLED`, so the same checks hold when v2 replaces v1 in the package."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from blox_env.build.mini import (
     MINI_SPACE,
     MINI_V1,
     MINI_V2,
+    default_paths,
 )
 from blox_env.datasets.store.core import open_store
 from blox_env.datasets.store.location import bundled_mini_path
+from blox_env.training.recipes import get_recipe
 
 
 @pytest.fixture(scope="module")
@@ -37,27 +40,36 @@ def tables(mini):
     return BlockwiseTables(mini)
 
 
-def test_bundled_version_is_v2_with_nine_blocks_and_three_seeds(mini) -> None:
-    assert MINI_BUNDLED is MINI_V2 and mini.attrs["mini_version"] == "v2"
-    assert MINI_BLOCKS == (1, 8, 9, 10, 11, 23, 24, 27, 33) and MINI_SEEDS == (0, 1, 2) and len(MINI_SPACE) == 729
-    assert MINI_V1.blocks == (1, 9, 10, 11, 23, 24) and MINI_V1.seeds == (0, 1)  # v1 stays buildable by name
+def test_bundled_version_and_constants(mini) -> None:
+    assert mini.attrs.get("mini_version", "v1") == MINI_BUNDLED.version  # stores before v2 carry no version
+    bundled = (MINI_BUNDLED.blocks, MINI_BUNDLED.seeds, MINI_BUNDLED.blockwise)
+    assert bundled == (MINI_BLOCKS, MINI_SEEDS, MINI_BLOCKWISE)
+    assert MINI_SPACE.size == len(MINI_BLOCKS) ** 3
+    assert MINI_V1.blocks == (1, 9, 10, 11, 23, 24) and MINI_V1.seeds == (0, 1)
+    assert MINI_V2.blocks == (1, 8, 9, 10, 11, 23, 24, 27, 33) and MINI_V2.seeds == (0, 1, 2)
+    # v1 keeps its folder of before v2; the bundled version is the one packaged into blox_env/data
+    assert default_paths("v1")[0] == "build/blox-mini.zarr" and default_paths("v2")[0] == "build/blox-mini-v2.zarr"
+    for v in (MINI_V1, MINI_V2):
+        zip_path = default_paths(v)[1]
+        assert (zip_path == "blox_env/data/blox-mini.zip") == (v is MINI_BUNDLED), (v.version, zip_path)
 
 
 def test_mini_covers_its_sub_space_for_every_seed(mini) -> None:
+    recipe = get_recipe(MINI_BUNDLED.recipe)
     assert mini.name == "blox-mini" and np.array_equal(mini.index, MINI_SPACE.indices())
     info = mini.run_info(MINI_RUN)
-    assert info.seeds == MINI_SEEDS and info.epochs == 12
+    assert info.seeds == MINI_SEEDS and info.epochs == recipe.epochs
     for seed in MINI_SEEDS:
         for metric in ("val_top1", "test_top1", "train_time_s", "train_loss"):
             assert np.isfinite(mini.get(metric, seed=seed)).all(), (metric, seed)
         curves = np.stack([mini.curve("val_top1", int(i), seed=seed) for i in mini.index[::37]])
         assert np.isfinite(curves).all() and curves.shape[1] == info.epochs
     assert np.isfinite(mini.get("params")).all() and mini.latency_devices
-    assert np.isfinite(mini.latency(mini.latency_devices[0])).all()
+    assert np.isfinite(mini.get(f"latency/{mini.latency_devices[0]}")).all()
     prov = info.attrs["provenance"]
-    assert {"code_version", "torch_version", "platform", "fast_kernels"} <= set(prov)
-    assert info.attrs["dataset"] == "digits" and info.attrs["recipe"]["name"] == "digits_mini_v2"
-    assert info.attrs["recipe"]["schedule"] == "cosine_step"
+    assert {"code_version", "torch_version", "platform"} <= set(prov)
+    assert info.attrs["dataset"] == "digits" and info.attrs["recipe"]["name"] == recipe.name
+    assert info.attrs["recipe"]["schedule"] == recipe.schedule
 
 
 def test_mini_meets_the_discrimination_bars(mini) -> None:
@@ -78,29 +90,30 @@ def test_default_env_uses_mini_and_says_so(mini, capsys: pytest.CaptureFixture[s
     monkeypatch.setattr(base, "_ANNOUNCED", set())
     env = gym.make("Blox-v0")
     err = capsys.readouterr().err
-    assert "Blox-mini" in err and "729" in err and len(err.strip().splitlines()) == 1
-    assert env.action_space.n == 9
+    assert "Blox-mini" in err and f"{MINI_SPACE.size:,} models" in err and len(err.strip().splitlines()) == 1
+    assert env.action_space.n == len(MINI_BLOCKS)
     env.reset(seed=0)
     for a in (0, 1, 2):
         *_, info = env.step(a)
-    assert info["arch_index"] in set(mini.index.tolist()) and info["blocks"] == (1, 8, 9)
+    assert info["arch_index"] in set(mini.index.tolist()) and info["blocks"] == MINI_BLOCKS[:3]
 
 
 def test_mini_blockwise_specs_distil_at_the_papers_length() -> None:
-    assert MINI_BLOCKWISE is MINI_V2.blockwise and MINI_BLOCKWISE.recipe == "digits_mini_v2"
-    assert MINI_BLOCKWISE.distill_epochs == (2, 10) and MINI_BLOCKWISE.ft_epochs == (1, 12)
-    assert MINI_V1.blockwise.distill_epochs == (2, 10) and MINI_V1.blockwise.ft_epochs == (1, 8)
-    for spec in (MINI_V1.blockwise, MINI_V2.blockwise):
+    assert MINI_V1.blockwise.ft_epochs == (1, 8) and MINI_V2.blockwise.ft_epochs == (1, 12)
+    for v in (MINI_V1, MINI_V2):
+        spec = v.blockwise
+        assert spec.recipe == v.recipe and spec.distill_epochs == (2, 10)
+        assert max(spec.ft_epochs) == get_recipe(v.recipe).epochs  # full fine-tuning: as long as normal training
         assert (spec.distill_optimizer, spec.distill_augment) == ("sgd", True)
         assert (spec.distill_lr, spec.distill_batch_size) == (None, None)  # the recipe's
 
 
 def test_bundled_blockwise_tables_were_distilled_as_the_original(tables) -> None:
-    assert tables.distill_epochs == (2, 10) and tables.ft_epochs == (1, 12)
+    assert tables.distill_epochs == MINI_BLOCKWISE.distill_epochs and tables.ft_epochs == MINI_BLOCKWISE.ft_epochs
     recipe = tables.attrs["recipe"]
-    assert recipe["name"] == "digits_mini_v2"
-    for d in tables.attrs["distill"]:  # the recipe's SGD, per-batch cosine schedule, batch and crop
-        assert (d["optimizer"], d["schedule"], d["loss"]) == ("sgd", "cosine_step", "nsr")
+    assert recipe["name"] == MINI_BUNDLED.recipe
+    for d in tables.attrs["distill"]:  # the recipe's SGD, schedule, batch and crop
+        assert (d["optimizer"], d["schedule"], d["loss"]) == ("sgd", recipe["schedule"], "nsr")
         assert (d["lr"], d["momentum"], d["weight_decay"], d["batch_size"]) == (
             recipe["lr"], recipe["momentum"], recipe["weight_decay"], recipe["batch_size"])
         assert d["augment"]["crop_padding"] == recipe["crop_padding"] == 1
@@ -117,15 +130,14 @@ def test_bundled_blockwise_tables_are_complete(mini, tables) -> None:
     assert list(tables.teachers) == ["M1", "M2", "M3", "M4", "M5"]
     assert tables.full_teachers() == ["M1", "M5"]
     for name in ("M1", "M5"):
-        for e in (2, 10):
+        for e in tables.distill_epochs:
             loss = tables.signatures(name, e)["distill_loss"]
             for s in range(3):
                 assert np.isfinite(loss[s, list(MINI_BLOCKS)]).all(), (name, e, s)
-        for ft in (1, 12):
-            for metric in ("val_top1", "test_top1"):
+        for ft in tables.ft_epochs:
+            for metric in ("val_top1", "test_top1", "train_time_s"):
                 assert np.isfinite(tables.finetuned(name, ft, metric=metric)).all(), (name, ft, metric)
     assert np.isfinite(tables.matrix()).all()
-    # the students of the good teacher beat those of the bad one, and M1 is the best normal model
-    assert np.nanmean(tables.finetuned("M1", 12)) > np.nanmean(tables.finetuned("M5", 12))
-    normal = tables.normal("val_top1")
-    assert mini.rows([tables.teachers["M1"]])[0] == int(np.argmax(normal))
+    # the good teacher's students beat the bad one's, and M1 is the best model by seed-mean validation accuracy
+    assert np.nanmean(tables.finetuned("M1")) > np.nanmean(tables.finetuned("M5"))
+    assert mini.rows([tables.teachers["M1"]])[0] == int(np.argmax(tables.normal("val_top1")))

@@ -3,7 +3,8 @@
 An exhaustive sub-space of BLOX trained normally on scikit-learn's digits (1,200 / 297 / 300 split, seed 0)
 on CPU, with blockwise tables (teachers M1..M5, block libraries, fine-tuning). Two versions, both buildable by
 name (:data:`MINI_VERSIONS`, ``blox build-mini --version v1|v2``); each store records its version in the
-``mini_version`` attribute. **v2 is the bundled default** (:data:`MINI_BUNDLED`).
+``mini_version`` attribute. The bundled store is :data:`MINI_BUNDLED`: still v1 while v2's build (about 3 h
+of this 2-core machine) finishes; v2 replaces it as soon as its blockwise tables are complete.
 
 **v2** (:data:`MINI_V2`): K = 9 blocks per stage (729 models), seeds 0, 1 and 2, the ``digits_mini_v2``
 recipe (12 epochs, cosine annealed per batch, so a 1-epoch fine-tune ends annealed and costs about 9 % of a
@@ -26,12 +27,12 @@ id    block                   why
 ====  ======================  =====================
 
 **v1** (:data:`MINI_V1`): the six blocks 1, 9, 10, 11, 23, 24 (216 models), seeds 0 and 1, ``digits_mini``
-(8 epochs, cosine per epoch), fine-tuning for 1 and 8 epochs. It was the bundled store until v2 was built
-with the faster engine; it stays buildable for comparison.
+(8 epochs, cosine per epoch), fine-tuning for 1 and 8 epochs; it stays buildable for comparison.
 
-Rebuild (resumable): ``blox build-mini`` (v2 into ``build/blox-mini-v2.zarr``, packaged to
-``blox_env/data/blox-mini.zip``); ``blox build-mini --version v1`` (``build/blox-mini-v1.zarr``, packaged to
-``build/blox-mini-v1.zip``). BENCHMARKS.md has the build times and the discrimination figures.
+Rebuild (resumable): ``blox build-mini --version v1|v2`` builds into ``build/blox-mini.zarr`` (v1) or
+``build/blox-mini-v2.zarr``; the bundled version is packaged to ``blox_env/data/blox-mini.zip``, the other to
+``build/blox-mini-<version>.zip``.
+BENCHMARKS.md has the build times and the discrimination figures.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ MINI_V2 = MiniVersion("v2", (1, 8, 9, 10, 11, 23, 24, 27, 33), (0, 1, 2), "digit
                       BlockwiseSpec(recipe="digits_mini_v2", data=MINI_DATA, data_kwargs=(("seed", 0),),
                                     normal_run=MINI_RUN, seed=0, distill_epochs=(2, 10), ft_epochs=(1, 12)))
 MINI_VERSIONS = {v.version: v for v in (MINI_V1, MINI_V2)}
-#: The version that ships as ``blox_env/data/blox-mini.zip``; the ``MINI_*`` constants below are its.
-MINI_BUNDLED = MINI_V2
+#: The version that ships as ``blox_env/data/blox-mini.zip``; the ``MINI_*`` constants below are its. v1 until
+#: v2's build is complete (its normal runs are; BENCHMARKS.md "Blox-mini v2 build").
+MINI_BUNDLED = MINI_V1
 MINI_BLOCKS = MINI_BUNDLED.blocks
 MINI_SPACE = MINI_BUNDLED.space
 MINI_SEEDS = MINI_BUNDLED.seeds
@@ -99,22 +101,25 @@ def get_mini_version(version: str | MiniVersion) -> MiniVersion:
 
 
 def default_paths(version: str | MiniVersion) -> tuple[str, str]:
-    """Where ``blox build-mini`` builds and packages ``version`` by default: ``build/blox-mini-<version>.zarr``,
-    and the package's ``blox_env/data/blox-mini.zip`` for the bundled version (``build/...zip`` otherwise)."""
+    """Where ``blox build-mini`` builds and packages ``version`` by default: ``build/blox-mini.zarr`` for v1 (its
+    folder before v2 existed) and ``build/blox-mini-<version>.zarr`` for later ones; the bundled version is packaged
+    to the package's ``blox_env/data/blox-mini.zip``, another to ``build/blox-mini-<version>.zip``."""
     mini = get_mini_version(version)
+    folder = "build/blox-mini.zarr" if mini.version == "v1" else f"build/blox-mini-{mini.version}.zarr"
     zip_path = ("blox_env/data/blox-mini.zip" if mini.version == MINI_BUNDLED.version
                 else f"build/blox-mini-{mini.version}.zip")
-    return f"build/blox-mini-{mini.version}.zarr", zip_path
+    return folder, zip_path
 
 
-def build_mini(out: str | Path = "build/blox-mini-v2.zarr", *, package_zip: str | Path | None = None,
-               executor: str = "process", workers: int = 2, progress: bool = True,
-               version: str | MiniVersion = MINI_BUNDLED.version) -> Any:
-    """Train (or finish training) Blox-mini ``version`` into ``out``; then zip it to ``package_zip`` if given."""
+def build_mini(out: str | Path | None = None, *, package_zip: str | Path | None = None, executor: str = "process",
+               workers: int = 2, progress: bool = True, version: str | MiniVersion = MINI_BUNDLED.version) -> Any:
+    """Train (or finish training) Blox-mini ``version`` into ``out`` (default: :func:`default_paths`); then zip it
+    to ``package_zip`` if given."""
     from blox_env.build.benchmark import build_benchmark
     from blox_env.datasets.store.core import BloxStore
 
     mini = get_mini_version(version)
+    out = default_paths(mini)[0] if out is None else out
     if Path(out).exists():  # a build folder of another version is never finished with this one's recipe
         have = BloxStore.open(out).attrs.get("mini_version", "v1")
         if have != mini.version:
