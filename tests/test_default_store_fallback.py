@@ -22,7 +22,7 @@ def test_empty_default_folder_falls_back_to_blox_mini(home: Path) -> None:
     default_store_path().mkdir(parents=True)  # what a failed command used to leave behind
     loc = resolve_location(None)
     assert Path(loc).name == "blox-mini.zip"
-    assert len(open_store()) == 216
+    assert len(open_store()) == 729  # the bundled Blox-mini v2
     with pytest.raises(StoreNotFoundError, match="not a blox store"):
         resolve_location("blox")
 

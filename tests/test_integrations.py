@@ -1,6 +1,6 @@
 """Issue 18: the space as a ConfigSpace ConfigurationSpace with an objective, and Optuna driving the env.
 
-Everything runs on the bundled Blox-mini (6 blocks per stage, 8 epochs, seeds 0 and 1); values are checked
+Everything runs on the bundled Blox-mini (9 blocks per stage, 12 epochs, seeds 0, 1 and 2); values are checked
 against the store's own reads. Tests that need ConfigSpace/Optuna skip when the ``integrations`` extra is missing.
 """
 
@@ -21,7 +21,8 @@ from blox_env.extras import missing_modules
 
 needs_extra = pytest.mark.skipif(bool(missing_modules("integrations")),
                                  reason='needs the integrations extra: pip install "blox-env[integrations]"')
-MINI_BLOCKS = (1, 9, 10, 11, 23, 24)
+MINI_BLOCKS = (1, 8, 9, 10, 11, 23, 24, 27, 33)  # the bundled v2, written out
+MINI_SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def store():
 
 def _mean(store, metric: str, index: int, epoch: int | None = None) -> float:
     """The seed mean of a run metric, averaged here from the per-seed reads."""
-    return float(np.mean([store.get(metric, [index], seed=s, epoch=epoch)[0] for s in (0, 1)]))
+    return float(np.mean([store.get(metric, [index], seed=s, epoch=epoch)[0] for s in MINI_SEEDS]))
 
 
 # ------------------------------------------------------------------------------------------ ConfigSpace
@@ -46,12 +47,12 @@ def test_configuration_space_has_the_three_stages_and_the_epoch_fidelity(store) 
     for name in ("stage0", "stage1", "stage2"):
         hp = cs[name]
         assert isinstance(hp, CategoricalHyperparameter)
-        assert len(hp.choices) == 6 and tuple(hp.choices) == MINI_BLOCKS
+        assert len(hp.choices) == 9 and tuple(hp.choices) == MINI_BLOCKS
     fid = configuration_space(benchmark=store, fidelity=True)
     assert sorted(fid.keys()) == ["epochs", "stage0", "stage1", "stage2"]
     epochs = fid["epochs"]
     assert isinstance(epochs, UniformIntegerHyperparameter)
-    assert (epochs.lower, epochs.upper, epochs.default_value) == (1, store.run_info().epochs, 8)
+    assert (epochs.lower, epochs.upper, epochs.default_value) == (1, store.run_info().epochs, 12)
     assert epochs.meta["fidelity"] is True
 
 
@@ -95,8 +96,8 @@ def test_the_fidelity_comes_from_the_argument_the_config_or_the_full_protocol(st
     from blox_env.integrations import BloxObjective
 
     problem = BloxObjective(benchmark=store, objectives="val_top1@2,test_top1,params")
-    config = {"stage0": 10, "stage1": 10, "stage2": 10}  # model 20710
-    assert problem(config)["info"]["fidelity"] == 8
+    config = {"stage0": 10, "stage1": 10, "stage2": 10}  # model 20710: (10, 10, 10)
+    assert problem(config)["info"]["fidelity"] == 12
     assert problem({**config, "epochs": 4})["info"]["fidelity"] == 4
     out = problem(config, 2.6)  # DEHB's fidelities are floats: the nearest epoch
     assert out["info"]["fidelity"] == 3
@@ -107,8 +108,8 @@ def test_the_fidelity_comes_from_the_argument_the_config_or_the_full_protocol(st
     assert problem({**config, "epochs": 5}, 5)["info"]["fidelity"] == 5
     with pytest.raises(InvalidArgumentError, match="epochs=5 but fidelity=3"):
         problem({**config, "epochs": 5}, 3)
-    for bad in (0, 9, 0.4, float("nan")):
-        with pytest.raises(InvalidArgumentError, match=r"1\.\.8"):
+    for bad in (0, 13, 0.4, float("nan")):
+        with pytest.raises(InvalidArgumentError, match=r"1\.\.12"):
             problem(config, bad)
     for bad in (True, "4"):
         with pytest.raises(InvalidArgumentTypeError):
@@ -124,7 +125,8 @@ def test_configs_from_another_space_are_refused(store) -> None:
     other = ConfigurationSpace(seed=0, space={"x": (0.0, 1.0)}).sample_configuration()
     with pytest.raises(InvalidArgumentError, match="not from the BLOX configuration space.*unknown x.*missing stage0"):
         objective(other, benchmark=store)
-    with pytest.raises(InvalidArgumentError, match=r"stage0=0 is not a block .*allowed \[1, 9, 10, 11, 23, 24\]"):
+    allowed = r"allowed \[1, 8, 9, 10, 11, 23, 24, 27, 33\]"
+    with pytest.raises(InvalidArgumentError, match=r"stage0=0 is not a block .*" + allowed):
         objective({"stage0": 0, "stage1": 9, "stage2": 9}, benchmark=store)  # a block Blox-mini does not have
     with pytest.raises(InvalidArgumentError, match="stage2='10' is not a block"):
         objective({"stage0": 1, "stage1": 9, "stage2": "10"}, benchmark=store)

@@ -73,7 +73,7 @@ def test_describe_benchmark_by_kind(stores: dict[str, Path], release: Path) -> N
     assert mini["kind"] == "blox-mini" and mini["version"].startswith("blox-env")
     assert mini["store_sha256"] == hashlib.sha256(MINI.read_bytes()).hexdigest()
     run = mini["runs"][0]
-    assert run["dataset"] == "digits" and run["epochs"] == 8 and run["seeds"] == [0, 1] and run["width"] == 4
+    assert run["dataset"] == "digits" and run["epochs"] == 12 and run["seeds"] == [0, 1, 2] and run["width"] == 4
     assert run["hardware"]["cpu_count"] >= 1 and "note" not in mini
     official = describe_benchmark(open_store(stores["official"]))
     assert official["kind"] == "official" and official["note"] == OFFICIAL_NOTE and official["complete"] is False

@@ -3,8 +3,7 @@
 An exhaustive sub-space of BLOX trained normally on scikit-learn's digits (1,200 / 297 / 300 split, seed 0)
 on CPU, with blockwise tables (teachers M1..M5, block libraries, fine-tuning). Two versions, both buildable by
 name (:data:`MINI_VERSIONS`, ``blox build-mini --version v1|v2``); each store records its version in the
-``mini_version`` attribute. The bundled store is :data:`MINI_BUNDLED`: still v1 while v2's build (about 3 h
-of this 2-core machine) finishes; v2 replaces it as soon as its blockwise tables are complete.
+``mini_version`` attribute. The bundled store is :data:`MINI_BUNDLED`, v2 (v1 until v2's build was complete).
 
 **v2** (:data:`MINI_V2`): K = 9 blocks per stage (729 models), seeds 0, 1 and 2, the ``digits_mini_v2``
 recipe (12 epochs, cosine annealed per batch, so a 1-epoch fine-tune ends annealed and costs about 9 % of a
@@ -82,9 +81,8 @@ MINI_V2 = MiniVersion("v2", (1, 8, 9, 10, 11, 23, 24, 27, 33), (0, 1, 2), "digit
                       BlockwiseSpec(recipe="digits_mini_v2", data=MINI_DATA, data_kwargs=(("seed", 0),),
                                     normal_run=MINI_RUN, seed=0, distill_epochs=(2, 10), ft_epochs=(1, 12)))
 MINI_VERSIONS = {v.version: v for v in (MINI_V1, MINI_V2)}
-#: The version that ships as ``blox_env/data/blox-mini.zip``; the ``MINI_*`` constants below are its. v1 until
-#: v2's build is complete (its normal runs are; BENCHMARKS.md "Blox-mini v2 build").
-MINI_BUNDLED = MINI_V1
+#: The version that ships as ``blox_env/data/blox-mini.zip``; the ``MINI_*`` constants below are its.
+MINI_BUNDLED = MINI_V2
 MINI_BLOCKS = MINI_BUNDLED.blocks
 MINI_SPACE = MINI_BUNDLED.space
 MINI_SEEDS = MINI_BUNDLED.seeds

@@ -85,7 +85,7 @@ def build_mini(
                                                  "build/blox-mini-v2.zarr for v2)")] = None,
     package: Annotated[str | None, typer.Option(help="zip to write (default: blox_env/data/blox-mini.zip for the "
                                                      "bundled version, else build/blox-mini-<version>.zip)")] = None,
-    version: Annotated[str, typer.Option(help="v1 (216 models, 2 seeds; bundled) | v2 (729 models, 3 seeds)")] = "v1",
+    version: Annotated[str, typer.Option(help="v2 (729 models, 3 seeds; bundled) | v1 (216 models, 2 seeds)")] = "v2",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
     workers: Annotated[int, typer.Option("--jobs", "--workers",
                                             help="worker processes; --workers: the old name")] = 2,
