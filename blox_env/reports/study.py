@@ -151,12 +151,13 @@ def study_numbers(tables: BlockwiseTables) -> dict[str, Any]:
     full = tables.full_teachers()
     short_e, full_e = min(tables.ft_epochs), max(tables.ft_epochs)
     ft = {(t, e): tables.finetuned(t, e) for t in full for e in tables.ft_epochs}
+    info = store.run_info(tables.normal_run)
     out: dict[str, Any] = {
         "teachers": {n: {"index": tables.teachers[n].index, "normal_test_top1": float(normal[r]),
                          "blocks": list(tables.teachers[n].blocks)} for n, r in zip(names, rows)},
         "matrix": tables.matrix("test_top1").tolist(),
         "ft_epochs": [short_e, full_e], "distill_epochs": list(tables.distill_epochs),
-        "models": len(store), "normal_epochs": store.run_info(tables.normal_run).epochs,
+        "models": len(store), "normal_epochs": info.epochs,
         "blocks_per_stage": int(max(len(np.unique(b)) for b in indices_to_blocks(store.index).T)),
     }
     m = np.array(out["matrix"])
@@ -164,7 +165,6 @@ def study_numbers(tables: BlockwiseTables) -> dict[str, Any]:
     out["q1_diagonal_minus_offdiagonal"] = float(np.nanmean(np.diag(m)) - np.nanmean(m[~np.eye(len(m), dtype=bool)]))
     out["q2"] = {t: spearman(ft[(t, full_e)], normal) for t in full}
     out["q2_short"] = {t: spearman(ft[(t, short_e)], normal) for t in full}
-    info = store.run_info(tables.normal_run)
     if len(info.seeds) >= 2:
         out["noise_ceiling"] = spearman(store.get("test_top1", None, seed=info.seeds[0], run=info.name),
                                         store.get("test_top1", None, seed=info.seeds[1], run=info.name))
