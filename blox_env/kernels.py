@@ -16,6 +16,9 @@ whose forward picks, per input shape, one of:
 - ``"pointwise"`` (1x1, stride 1): a batched matmul over channels, or a linear layer on maps up to 2x2;
 - ``"native"``: ``F.conv2d`` (everything else, any non-CPU device, other dtypes, the switch off).
 
+A grouped conv that is not depthwise (copies of a model stacked side by side, ``blox_env.model``'s ``stack=``)
+follows the same rules per group and runs ``unrolled`` or ``pointwise`` as one batched product over the groups.
+
 Every path computes the same sums of the same products as the convolution (plus exact zeros where the
 window meets the padding); only the summation order differs, so results agree within float rounding
 (``tests/test_fast_kernels.py`` states the tolerances). The choice is a fixed rule table (see
@@ -132,13 +135,13 @@ def conv_strategy(conv: nn.Conv2d, shape: tuple[int, ...] | torch.Size, *, devic
     ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
     if ho < 1 or wo < 1 or c != conv.in_channels:  # the plain conv raises the shape errors
         return "native"
-    if conv.groups == 1:
-        if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
-            return "pointwise"
-        return "unrolled" if c * h * w * o * ho * wo <= MAX_UNROLLED else "native"
-    if conv.groups == c == o and h * w <= MAX_DEPTHWISE_MAP and ho * wo <= MAX_DEPTHWISE_MAP:
-        return "unrolled_depthwise"
-    return "native"
+    g = conv.groups
+    if g == c == o and g > 1:
+        return "unrolled_depthwise" if h * w <= MAX_DEPTHWISE_MAP and ho * wo <= MAX_DEPTHWISE_MAP else "native"
+    # groups > 1 (not depthwise): the same rules per group, run as batched products (stacked models)
+    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        return "pointwise"
+    return "unrolled" if (c // g) * h * w * (o // g) * ho * wo <= MAX_UNROLLED else "native"
 
 
 class _Plan(NamedTuple):
@@ -162,6 +165,9 @@ def _conv_forward(plan: _Plan, x: torch.Tensor, weight: torch.Tensor, bias: torc
     b, c, h, w = x.shape
     o, (ho, wo), p = weight.shape[0], plan.out_hw, h * w
     q = ho * wo
+    g = plan.conv.groups
+    if g > 1 and plan.kind != "unrolled_depthwise":
+        return _grouped_forward(plan, x, weight, bias)
     if plan.kind == "unrolled":  # T[c, p, o, q] = weight[o, c, tap(p -> q)], exact copies of the weights
         t = (weight.reshape(o * c, -1) @ plan.taps).view(o, c, p, q).permute(1, 2, 0, 3).reshape(c * p, o * q)
         flat = x.reshape(b, c * p)
@@ -184,6 +190,24 @@ def _conv_forward(plan: _Plan, x: torch.Tensor, weight: torch.Tensor, bias: torc
         return y.view(b, o, h, w)
     conv = plan.conv
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _grouped_forward(plan: _Plan, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A grouped (not depthwise) conv as one batched product over groups: each group's dense conv, unrolled."""
+    b, c, h, w = x.shape
+    g, o, (ho, wo), p = plan.conv.groups, weight.shape[0], plan.out_hw, h * w
+    cg, og, q = c // g, o // g, ho * wo
+    if plan.kind == "unrolled":  # T_g[c, p, o, q] = weight[g, o, c, tap(p -> q)]
+        t = (weight.reshape(o * cg, -1) @ plan.taps).view(g, og, cg, p, q).permute(0, 2, 3, 1, 4)
+        t = t.reshape(g, cg * p, og * q)
+        xg = x.reshape(b, g, cg * p).transpose(0, 1)
+        y = torch.bmm(xg, t) if bias is None else torch.baddbmm(bias.view(g, 1, og).repeat_interleave(q, dim=2), xg, t)
+        return y.transpose(0, 1).reshape(b, o, ho, wo)
+    # pointwise: y[b, g] = W_g @ x[b, g] ([O_g, C_g] x [C_g, P]), the weight broadcast over the batch
+    w4 = weight.reshape(1, g, og, cg)
+    x4 = x.reshape(b, g, cg, p)
+    y = torch.matmul(w4, x4) if bias is None else torch.matmul(w4, x4) + bias.view(1, g, og, 1)
+    return y.view(b, o, h, w)
 
 
 class FastConv2d(nn.Conv2d):

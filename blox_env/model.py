@@ -6,6 +6,8 @@ block is a swappable module (blockwise distillation replaces them one by one),
 and ``forward(x, return_features=True)`` returns every stage's input and output.
 Convolutions are :class:`~blox_env.kernels.FastConv2d` (exact faster CPU paths at small maps, same parameters;
 ``BLOX_FAST_KERNELS=0`` runs the plain kernels). torch is imported here only, so ``import blox_env`` stays light.
+The op modules take ``stack=S``: S copies side by side in the channels (conv groups times S, BatchNorm per
+copy), which ``benchmarks/stacked_seeds.py`` uses to time several seeds as one set of ops.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ __all__ = [
 
 
 class ConvBNReLU(nn.Sequential):
-    """conv (with bias) -> BatchNorm -> ReLU."""
+    """conv (with bias) -> BatchNorm -> ReLU (``stack`` copies side by side: channels and groups times ``stack``)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1,
-                 padding: int | None = None) -> None:
+                 padding: int | None = None, stack: int = 1) -> None:
         pad = kernel // 2 if padding is None else padding
         super().__init__(
-            FastConv2d(cin, cout, kernel, stride=stride, padding=pad, groups=groups, bias=True),
-            nn.BatchNorm2d(cout),
+            FastConv2d(stack * cin, stack * cout, kernel, stride=stride, padding=pad, groups=stack * groups,
+                       bias=True),
+            nn.BatchNorm2d(stack * cout),
             nn.ReLU(inplace=True),
         )
 
@@ -48,17 +51,17 @@ class ConvBNReLU(nn.Sequential):
 class ConvBlock(nn.Sequential):
     """Four 3x3 convs at constant width."""
 
-    def __init__(self, channels: int) -> None:
-        super().__init__(*(ConvBNReLU(channels, channels, 3) for _ in range(4)))
+    def __init__(self, channels: int, *, stack: int = 1) -> None:
+        super().__init__(*(ConvBNReLU(channels, channels, 3, stack=stack) for _ in range(4)))
 
 
 class SqueezeExcite(nn.Module):
     """Global pool, 1x1 conv, ReLU, 1x1 conv, sigmoid gate (hidden width = input width)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, stack: int = 1) -> None:
         super().__init__()
-        self.reduce = FastConv2d(channels, channels, 1)
-        self.expand = FastConv2d(channels, channels, 1)
+        self.reduce = FastConv2d(stack * channels, stack * channels, 1, groups=stack)
+        self.expand = FastConv2d(stack * channels, stack * channels, 1, groups=stack)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean(dim=(2, 3), keepdim=True)
@@ -78,10 +81,11 @@ class _Residual(nn.Module):
 class MBConvBlock(nn.Sequential):
     """Two residual sub-blocks of [3x3 conv C->2C, squeeze-excite, 1x1 conv 2C->C]."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, stack: int = 1) -> None:
         c2 = 2 * channels
         super().__init__(*(
-            _Residual(nn.Sequential(ConvBNReLU(channels, c2, 3), SqueezeExcite(c2), ConvBNReLU(c2, channels, 1)))
+            _Residual(nn.Sequential(ConvBNReLU(channels, c2, 3, stack=stack), SqueezeExcite(c2, stack=stack),
+                                    ConvBNReLU(c2, channels, 1, stack=stack)))
             for _ in range(2)
         ))
 
@@ -89,11 +93,12 @@ class MBConvBlock(nn.Sequential):
 class BottleneckBlock(nn.Sequential):
     """Six residual sub-blocks [1x1 C->w, 5x5 depthwise, 1x1 w->C], w cycling C/2, C, 2C."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, stack: int = 1) -> None:
         widths = [channels // 2, channels, 2 * channels] * 2
         super().__init__(*(
             _Residual(nn.Sequential(
-                ConvBNReLU(channels, w, 1), ConvBNReLU(w, w, 5, groups=w), ConvBNReLU(w, channels, 1)
+                ConvBNReLU(channels, w, 1, stack=stack), ConvBNReLU(w, w, 5, groups=w, stack=stack),
+                ConvBNReLU(w, channels, 1, stack=stack)
             ))
             for w in widths
         ))
@@ -102,11 +107,13 @@ class BottleneckBlock(nn.Sequential):
 _OP_CLASSES: tuple[type[nn.Module], ...] = (ConvBlock, MBConvBlock, BottleneckBlock)
 
 
-def make_op(op: int, channels: int) -> nn.Module:
-    """The module of op ``op`` (0 conv, 1 mbconv, 2 bconv) at ``channels`` width."""
+def make_op(op: int, channels: int, *, stack: int = 1) -> nn.Module:
+    """The module of op ``op`` (0 conv, 1 mbconv, 2 bconv) at ``channels`` width (``stack`` copies side by side)."""
     if op not in range(len(_OP_CLASSES)):
         raise InvalidArgumentError(f"op must be 0 (conv), 1 (mbconv) or 2 (bconv), got {op!r}")
-    return _OP_CLASSES[op](channels)
+    if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
+        raise InvalidArgumentError(f"stack must be a positive integer (copies side by side), got {stack!r}")
+    return _OP_CLASSES[op](channels, stack=stack)
 
 
 class BloxBlock(nn.Module):
@@ -116,7 +123,7 @@ class BloxBlock(nn.Module):
     output is B, plus A if sc. Ops dropped by minimisation have no module.
     """
 
-    def __init__(self, block: int, channels: int) -> None:
+    def __init__(self, block: int, channels: int, *, stack: int = 1) -> None:
         super().__init__()
         if block not in range(len(BLOCKS)):
             raise InvalidArgumentError(f"block must be in 0..{len(BLOCKS) - 1}, got {block!r}")
@@ -129,8 +136,8 @@ class BloxBlock(nn.Module):
         if n_ops == 1:
             self.prev, self.inp, self.sc = False, True, False
             op_b = BLOCK_GRAPHS[block].ops[0]
-        self.op_a = make_op(op_a, channels) if self.has_a else None
-        self.op_b = make_op(op_b, channels)
+        self.op_a = make_op(op_a, channels, stack=stack) if self.has_a else None
+        self.op_b = make_op(op_b, channels, stack=stack)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.op_a(x) if self.op_a is not None else None
@@ -149,11 +156,12 @@ class BloxBlock(nn.Module):
 class Reduction(nn.Module):
     """Stride-2 downsampling C->2C: [3x3/2 conv, 3x3 conv] plus a 2x2/2 conv projection."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, stack: int = 1) -> None:
         super().__init__()
         c2 = 2 * channels
-        self.main = nn.Sequential(ConvBNReLU(channels, c2, 3, stride=2), ConvBNReLU(c2, c2, 3))
-        self.proj = ConvBNReLU(channels, c2, 2, stride=2, padding=0)
+        self.main = nn.Sequential(ConvBNReLU(channels, c2, 3, stride=2, stack=stack),
+                                  ConvBNReLU(c2, c2, 3, stack=stack))
+        self.proj = ConvBNReLU(channels, c2, 2, stride=2, padding=0, stack=stack)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2 or x.shape[-2] % 2:  # odd sizes: pad so both paths agree
@@ -164,10 +172,10 @@ class Reduction(nn.Module):
 class Stage(nn.Module):
     """A searchable block followed by its fixed reduction."""
 
-    def __init__(self, block: int, channels: int) -> None:
+    def __init__(self, block: int, channels: int, *, stack: int = 1) -> None:
         super().__init__()
-        self.block = BloxBlock(block, channels)
-        self.reduction = Reduction(channels)
+        self.block = BloxBlock(block, channels, stack=stack)
+        self.reduction = Reduction(channels, stack=stack)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reduction(self.block(x))

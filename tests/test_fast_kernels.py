@@ -50,6 +50,13 @@ CASES = [
     ((4, 8, 1, 1, 0, 1, 8, True), "pointwise"),
     ((16, 32, 1, 1, 0, 1, 2, True), "pointwise"),
     ((8, 8, 1, 1, 0, 1, 1, False), "pointwise"),
+    # grouped, not depthwise (models stacked side by side): the same rules per group
+    ((12, 12, 3, 1, 1, 3, 8, True), "unrolled"),
+    ((12, 24, 3, 2, 1, 3, 8, False), "unrolled"),
+    ((12, 24, 2, 2, 0, 3, 8, True), "unrolled"),
+    ((12, 24, 3, 1, 1, 3, 8, True), "native"),  # each group's matrix over the size limit
+    ((12, 6, 1, 1, 0, 3, 8, True), "pointwise"),
+    ((24, 48, 1, 1, 0, 3, 2, False), "pointwise"),
 ]
 
 
@@ -77,6 +84,34 @@ def test_each_conv_path_equals_conv2d(case: tuple, kind: str, dtype: torch.dtype
         plain = _grads(conv, x)
     for f, q in zip(fast, plain, strict=True):
         assert f.shape == q.shape and _close(f, q, rel)
+
+
+@pytest.mark.parametrize("op", [0, 1, 2])
+def test_stacked_op_computes_each_copy_as_the_single_op(op: int) -> None:
+    """``stack=S``: copy s owns channels s*C..(s+1)*C-1 and equals the single op with its own weights (float64)."""
+    torch.manual_seed(0)
+    singles = [model_mod.make_op(op, 4).double() for _ in range(3)]
+    stacked = model_mod.make_op(op, 4, stack=3).double()
+    states = [m.state_dict() for m in singles]
+    stacked.load_state_dict({k: v if k.endswith("num_batches_tracked") else torch.cat([st[k] for st in states])
+                             for k, v in states[0].items()})
+    xs = [torch.randn(5, 4, 8, 8, dtype=torch.float64, requires_grad=True) for _ in singles]
+    outs = [m(x) for m, x in zip(singles, xs, strict=True)]
+    xcat = torch.cat(xs, dim=1)
+    out = stacked(xcat)
+    assert _close(out, torch.cat(outs, dim=1), 1e-10)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)
+    grads = torch.autograd.grad((out * weights).sum(), [xcat, *stacked.parameters()])
+    single_grads = [torch.autograd.grad((o * w).sum(), [x, *m.parameters()])
+                    for o, w, x, m in zip(outs, weights.chunk(3, dim=1), xs, singles, strict=True)]
+    for i, g in enumerate(grads):  # the input's gradient side by side in channels, the parameters' stacked on axis 0
+        assert _close(g, torch.cat([sg[i] for sg in single_grads], dim=1 if i == 0 else 0), 1e-10)
+
+
+@pytest.mark.parametrize("stack", [0, -1, 1.5, True])
+def test_make_op_rejects_a_bad_stack(stack: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="stack must be a positive integer"):
+        model_mod.make_op(0, 4, stack=stack)
 
 
 def test_depthwise_gradient_reaches_only_the_depthwise_weight() -> None:
