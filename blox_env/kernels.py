@@ -138,7 +138,7 @@ def conv_strategy(conv: nn.Conv2d, shape: tuple[int, ...] | torch.Size, *, devic
     g = conv.groups
     if g == c == o and g > 1:
         return "unrolled_depthwise" if h * w <= MAX_DEPTHWISE_MAP and ho * wo <= MAX_DEPTHWISE_MAP else "native"
-    # groups > 1 (not depthwise): the same rules per group, run as batched products (stacked models)
+    # dense or grouped (stacked models): the same rules per group; groups > 1 run as batched products
     if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
         return "pointwise"
     return "unrolled" if (c // g) * h * w * (o // g) * ho * wo <= MAX_UNROLLED else "native"
@@ -162,12 +162,11 @@ def _plan(conv: nn.Conv2d, x: torch.Tensor, kind: str) -> _Plan:
 
 def _conv_forward(plan: _Plan, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """The conv's output, composed of differentiable torch ops (autograd derives the exact gradients)."""
+    if plan.conv.groups > 1 and plan.kind != "unrolled_depthwise":
+        return _grouped_forward(plan, x, weight, bias)
     b, c, h, w = x.shape
     o, (ho, wo), p = weight.shape[0], plan.out_hw, h * w
     q = ho * wo
-    g = plan.conv.groups
-    if g > 1 and plan.kind != "unrolled_depthwise":
-        return _grouped_forward(plan, x, weight, bias)
     if plan.kind == "unrolled":  # T[c, p, o, q] = weight[o, c, tap(p -> q)], exact copies of the weights
         t = (weight.reshape(o * c, -1) @ plan.taps).view(o, c, p, q).permute(1, 2, 0, 3).reshape(c * p, o * q)
         flat = x.reshape(b, c * p)

@@ -41,6 +41,7 @@ def tables(mini):
 
 
 def test_bundled_version_and_constants(mini) -> None:
+    assert MINI_BUNDLED is MINI_V2 and MINI_SPACE.size == 729  # v2 is the bundled default; v1 stays buildable
     assert mini.attrs.get("mini_version", "v1") == MINI_BUNDLED.version  # stores before v2 carry no version
     bundled = (MINI_BUNDLED.blocks, MINI_BUNDLED.seeds, MINI_BUNDLED.blockwise)
     assert bundled == (MINI_BLOCKS, MINI_SEEDS, MINI_BLOCKWISE)
@@ -67,7 +68,7 @@ def test_mini_covers_its_sub_space_for_every_seed(mini) -> None:
     assert np.isfinite(mini.get("params")).all() and mini.latency_devices
     assert np.isfinite(mini.get(f"latency/{mini.latency_devices[0]}")).all()
     prov = info.attrs["provenance"]
-    assert {"code_version", "torch_version", "platform"} <= set(prov)
+    assert {"code_version", "torch_version", "platform", "fast_kernels"} <= set(prov)  # which engine trained it
     assert info.attrs["dataset"] == "digits" and info.attrs["recipe"]["name"] == recipe.name
     assert info.attrs["recipe"]["schedule"] == recipe.schedule
 

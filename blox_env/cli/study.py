@@ -27,7 +27,7 @@ def study(
     target: Annotated[float | None, typer.Option(help="Table 2 target accuracy (default: the test accuracy of the "
                                                  "best normally trained model, as the paper's 76.6)")] = None,
     live_store: Annotated[str | None, typer.Option(help="a writable store with the tables' teacher weights (e.g. "
-                                                   "build/blox-mini.zarr): the iterative teacher then trains, "
+                                                   "build/blox-mini-v2.zarr): the iterative teacher then trains, "
                                                    "distils and fine-tunes promoted teachers live (needs the train "
                                                    "extra) instead of "
                                                    "standing in a tabulated teacher")] = None,
