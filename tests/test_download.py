@@ -297,7 +297,8 @@ def test_cli(server: tuple[str, ServerState], tmp_path: Path) -> None:
     path.write_text(_manifest(base).to_json())
     runner = CliRunner()
     res = runner.invoke(app, ["data", "download", "--manifest", str(path), "--write-manifest"])
-    assert res.exit_code == 0 and json.loads(res.output)["base_url"] == base
+    assert res.exit_code == 0 and json.loads(res.stdout)["base_url"] == base  # where it came from: stderr
+    assert f"release manifest file {path}" in res.stderr
     res = runner.invoke(app, ["data", "download", "--manifest", str(path), "--dest", str(tmp_path / "d"), "--quiet",
                               "--timeout", "5"])
     assert res.exit_code == 0, res.output

@@ -19,23 +19,37 @@ StoreOpt = Annotated[str | None, typer.Option("--store", "-s", help="store path/
 
 def download(
     dest: Annotated[Path | None, typer.Option(help="target folder (default: $BLOX_HOME/release)")] = None,
-    manifest: Annotated[str | None, typer.Option(help="JSON manifest: base_url and assets (size, sha256)")] = None,
+    tag: Annotated[str | None, typer.Option(help="release tag (default: the latest release), resolved through "
+                                                 "the GitHub releases API")] = None,
+    manifest: Annotated[str | None, typer.Option(help="JSON manifest: base_url and assets (size, sha256, url); "
+                                                      "skips the API")] = None,
     name: Annotated[list[str] | None, typer.Option(help="only this file (repeatable)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="blox, pickle or csv (default: one per file, "
+                                                             ".blox first)")] = None,
+    repo: Annotated[str, typer.Option(help="GitHub repository OWNER/NAME holding the release")] = "SamsungLabs/blox",
+    offline: Annotated[bool, typer.Option(help="do not ask the API: the cached manifest, else the built-in "
+                                               "one")] = False,
     timeout: Annotated[float, typer.Option(help="seconds per network operation")] = 60.0,
     retries: Annotated[int, typer.Option(help="extra attempts per file")] = 3,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
     write_manifest: Annotated[bool, typer.Option(help="print the manifest as JSON and exit")] = False,
 ) -> None:
-    """Fetch the official release files (resumable; verified by size/sha256, or by length and a .sha256 record)."""
-    from blox_env.datasets.release.download import download_release
-    from blox_env.datasets.release.manifest import DEFAULT_MANIFEST, ReleaseManifest
+    """Fetch the official release files (resumable; verified by size/sha256, or by length and a .sha256 record).
 
-    man = ReleaseManifest.from_json(manifest) if manifest else DEFAULT_MANIFEST
+    The release is resolved through the GitHub releases API ($BLOX_RELEASE_API overrides its URL),
+    else the cached manifest, else the built-in one; stderr says which, and each file's URL.
+    """
+    from blox_env.datasets.release.resolve import download_official, release_for
+
     if write_manifest:
-        sys.stdout.write(man.to_json())
+        resolved = release_for(tag, repo=repo, offline=offline, manifest=manifest, timeout=timeout)
+        for line in resolved.describe([]):
+            sys.stderr.write(line + "\n")
+        sys.stdout.write(resolved.manifest.to_json())
         return
-    for path in download_release(dest=dest, manifest=man, names=name, timeout=timeout, retries=retries,
-                                 progress=not quiet):  # notes (e.g. no checksum known) go to stderr
+    for path in download_official(tag, dest=dest, names=name, fmt=fmt, repo=repo, offline=offline,
+                                  manifest=manifest, timeout=timeout, retries=retries,
+                                  progress=not quiet):  # origins and notes (e.g. no checksum known) go to stderr
         console.print(str(path), markup=False, highlight=False)
 
 

@@ -23,11 +23,12 @@ importer must never read a half-written or corrupt file. So every download
   (and the manifest's size); otherwise it is fetched again. When the manifest knows neither, the
   output says so, and :func:`verify_download` (``blox data verify``) compares against the sidecar.
 
-The URL and checksums of the official release are not verified here (no network on the build
-machines), so everything is driven by a :class:`ReleaseManifest` (see
-:mod:`blox_env.datasets.release.manifest`) that the user can write as JSON and pass with ``--manifest``::
+Everything here is driven by a :class:`ReleaseManifest` (see :mod:`blox_env.datasets.release.manifest`).
+``blox data download`` gets it from :mod:`blox_env.datasets.release.resolve` (the GitHub releases
+API with its sizes and sha256 digests, else its cached answer, else the built-in manifest), or
+from a JSON file the user writes and passes with ``--manifest``::
 
-    blox data download --write-manifest > blox-release.json   # edit, add sizes and sha256
+    blox data download --write-manifest > blox-release.json   # the resolved manifest; edit if needed
     blox data download --manifest blox-release.json
 """
 

@@ -5,10 +5,16 @@ stays short. A manifest is plain JSON the user can edit and pass with ``--manife
 
     {"base_url": "https://.../", "assets": [{"name": "blox-info.blox", "size": 123, "sha256": "..."}, ...]}
 
+An asset may carry its own ``url`` (what the GitHub releases API calls ``browser_download_url``);
+otherwise it lives at ``base_url`` + its name. :mod:`blox_env.datasets.release.resolve` builds a
+manifest with URLs, sizes and sha256 digests from the releases API, which is what ``blox data
+download`` uses first.
+
 :data:`DEFAULT_MANIFEST` lists the ``.blox`` files of seeds 0-2 with no size or checksum (not
-verifiable offline); the downloader then checks completeness against the server's length and
-records the sha256 it saw in a ``NAME.sha256`` sidecar. ``blox-bench-{device}`` files are not
-listed by default because the device names of the official release are not known here; add them
+verifiable offline; the resolver's built-in fallback lists all three formats); the downloader
+then checks completeness against the server's length and records the sha256 it saw in a
+``NAME.sha256`` sidecar. ``blox-bench-{device}`` files are not listed by default because the
+device names of the official release are not known here; add them
 to a manifest (or use :func:`official_manifest` with ``devices=``).
 """
 
@@ -31,7 +37,7 @@ __all__ = [
 ]
 
 OFFICIAL_RELEASE_URL = "https://github.com/SamsungLabs/blox/releases/download/v1.0/"
-"""Base URL of the official release (tag assumed, not verified offline; override with a manifest)."""
+"""Base URL of the built-in manifest (tag v1.0 assumed: the offline fallback when the API and its cache fail)."""
 RELEASE_FORMATS = ("blox", "csv", "pickle")
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_BENCH_DEVICES: tuple[str, ...] = ()
@@ -59,11 +65,15 @@ def check_expectations(*, size: int | None, sha256: str | None, what: str) -> No
 
 @dataclass(frozen=True)
 class ReleaseAsset:
-    """One release file: its name and, when known, its size in bytes and sha256 (lower-case hex)."""
+    """One release file: its name, when known its size in bytes and sha256 (lower-case hex), and its own URL.
+
+    ``url`` None means ``base_url`` + name (see :meth:`ReleaseManifest.url`).
+    """
 
     name: str
     size: int | None = None
     sha256: str | None = None
+    url: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name) or self.name.endswith(
@@ -74,6 +84,8 @@ class ReleaseAsset:
                 f"(no path separators, not ending in {', '.join(map(repr, RESERVED_SUFFIXES))})"
             )
         check_expectations(size=self.size, sha256=self.sha256, what=self.name)
+        if self.url is not None:
+            check_url(self.url)
         if self.sha256 is not None:
             object.__setattr__(self, "sha256", self.sha256.lower())
 
@@ -108,15 +120,18 @@ class ReleaseManifest:
         raise InvalidArgumentError(f"unknown release file {name!r}; the manifest has: {', '.join(self.names)}")
 
     def url(self, name: str) -> str:
-        """Full download URL of one asset (``base_url`` joined with the quoted file name)."""
-        return self.base_url.rstrip("/") + "/" + urllib.parse.quote(self.asset(name).name)
+        """Full download URL of one asset: its own ``url``, else ``base_url`` joined with the quoted file name."""
+        asset = self.asset(name)
+        if asset.url is not None:
+            return asset.url
+        return self.base_url.rstrip("/") + "/" + urllib.parse.quote(asset.name)
 
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> ReleaseManifest:
         """Read a manifest from a JSON file or JSON text (a string starting with ``{``).
 
-        Format: ``{"base_url": "...", "assets": [{"name": "...", "size": 123, "sha256": "..."}, ...]}``;
-        an asset may also be a bare name string.
+        Format: ``{"base_url": "...", "assets": [{"name": "...", "size": 123, "sha256": "...", "url": "..."}]}``;
+        size, sha256 and url are optional; an asset may also be a bare name string.
         """
         if isinstance(path_or_text, str) and path_or_text.lstrip().startswith("{"):
             text, source = path_or_text, "manifest text"
@@ -132,10 +147,11 @@ class ReleaseManifest:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidArgumentError(f"{source} is not valid JSON: {exc}") from None
-        return cls._from_obj(raw, source=source)
+        return cls.from_obj(raw, source=source)
 
     @classmethod
-    def _from_obj(cls, raw: Any, *, source: str) -> ReleaseManifest:
+    def from_obj(cls, raw: Any, *, source: str) -> ReleaseManifest:
+        """A manifest from parsed JSON (``source`` names where it came from in errors)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("base_url"), str) or not isinstance(
             raw.get("assets"), list
         ):
@@ -147,16 +163,22 @@ class ReleaseManifest:
         for item in raw["assets"]:
             if isinstance(item, str):
                 item = {"name": item}
-            if not isinstance(item, dict) or not set(item) <= {"name", "size", "sha256"} or "name" not in item:
+            if not isinstance(item, dict) or not set(item) <= {"name", "size", "sha256", "url"} or "name" not in item:
                 raise InvalidArgumentError(f"{source}: asset {item!r} must be a name or an object with keys "
-                                           "name, size (optional), sha256 (optional)")
-            assets.append(ReleaseAsset(name=item["name"], size=item.get("size"), sha256=item.get("sha256")))
+                                           "name, size (optional), sha256 (optional), url (optional)")
+            assets.append(ReleaseAsset(name=item["name"], size=item.get("size"), sha256=item.get("sha256"),
+                                       url=item.get("url")))
         return cls(base_url=raw["base_url"], assets=tuple(assets))
 
     def to_json(self) -> str:
         """The manifest as indented JSON (what :meth:`from_json` reads back)."""
-        assets = [{"name": a.name, "size": a.size, "sha256": a.sha256} for a in self.assets]
-        return json.dumps({"base_url": self.base_url, "assets": assets}, indent=2) + "\n"
+        return json.dumps(self.to_obj(), indent=2) + "\n"
+
+    def to_obj(self) -> dict[str, Any]:
+        """The manifest as plain data (an asset's ``url`` only when it has its own)."""
+        assets = [{"name": a.name, "size": a.size, "sha256": a.sha256, **({"url": a.url} if a.url else {})}
+                  for a in self.assets]
+        return {"base_url": self.base_url, "assets": assets}
 
 
 def release_asset_names(
