@@ -42,10 +42,15 @@ _REJECTION_TRIES = 256
 
 @runtime_checkable
 class Agent(Protocol):
-    """What a harness needs from a search agent."""
+    """What a harness, the simulated workers and the strategies need from a search agent.
+
+    :class:`BaseAgent` gives every member but ``ask`` a default; an agent written from scratch declares them all.
+    """
 
     name: str
     fidelity: int | None  # epochs for the NEXT ask()ed arch; None = the full protocol
+    parallel_asks: bool  # whether several evaluations may be outstanding at once (False: one worker only)
+    reaskable: bool  # whether asking again (before a tell) gives a fresh proposal (simulated workers re-ask)
 
     def ask(self) -> Arch:
         """The next architecture to evaluate."""
@@ -53,6 +58,18 @@ class Agent(Protocol):
 
     def tell(self, arch: Arch, evaluation: Evaluation) -> None:
         """The result of evaluating ``arch`` (normally the arch just asked)."""
+        ...
+
+    def pending(self, archs: Iterable[Arch]) -> None:
+        """The models now in flight (asked, not yet told), given by parallel drivers before each ask."""
+        ...
+
+    def feasible_indices(self) -> np.ndarray:
+        """Sorted model indices the agent may propose (the free-repeat stop rule counts them)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the agent holds (e.g. a learner thread); called once when its search ends."""
         ...
 
 
@@ -144,6 +161,8 @@ class BaseAgent:
     name = "base"
     #: Whether several evaluations may be outstanding at once (False: a driver must use one worker).
     parallel_asks: bool = True
+    #: Whether asking again before a tell gives a fresh proposal (simulated workers re-ask to avoid models in flight).
+    reaskable: bool = False
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, metric: str = "val_top1",
                  constraint: Callable[[Arch], bool] | None = None) -> None:
@@ -192,7 +211,7 @@ class BaseAgent:
         if arch.index in self._pending:
             self._pending = self._pending - {arch.index}
         self.history.append((arch, value))
-        self.fidelities.append(getattr(evaluation, "fidelity", None))
+        self.fidelities.append(evaluation.fidelity)
         self._observe(arch, value, evaluation)
 
     def _observe(self, arch: Arch, value: float, evaluation: Evaluation) -> None:
@@ -255,6 +274,9 @@ class BaseAgent:
         idle = fresh[~np.isin(fresh, np.fromiter(busy, np.int64, len(busy)))] if busy else fresh
         pool = idle if len(idle) else fresh if len(fresh) else feasible
         return Arch.from_index(int(pool[int(self.rng.integers(len(pool)))]))
+
+    def close(self) -> None:
+        """Nothing to release (agents holding threads or processes override this)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(space={self.space.sizes}, metric={self.metric!r}, told={len(self.history)})"

@@ -157,7 +157,6 @@ def make_search_agent(name: str, backend: RewardBackend, *, seed: int, spec: Ben
     blockwise backend's signatures (distillation loss; minus the accuracy change).
     """
     from blox_env.agents import AGENTS, MultiObjectiveAgent, make_agent, make_constraint
-    from blox_env.rewards.blockwise import BlockwiseTabularReward
 
     constraint = make_constraint(backend, spec.constraint) if spec.constraint else None
     kwargs = dict(spec.agent_kwargs.get(name, {}))
@@ -169,10 +168,10 @@ def make_search_agent(name: str, backend: RewardBackend, *, seed: int, spec: Ben
         kwargs.setdefault("max_fidelity", backend.max_fidelity)
         kwargs.setdefault("min_fidelity", max(1, backend.max_fidelity // 9))
     if name in ("donna", "lana") and "signatures" not in kwargs:
-        if not isinstance(backend, BlockwiseTabularReward):
+        sig = backend.block_signatures()
+        if sig is None:
             raise InvalidArgumentError(f"agent {name!r} needs block signatures: run it with mode='blockwise' on a "
                                        "store with blockwise tables (or pass signatures= in agent_kwargs)")
-        sig = backend.signatures
         kwargs["signatures"] = sig["distill_loss"] if name == "donna" else -sig["lana_delta"]
     return make_agent(name, backend.space, seed=seed, metric=spec.metric, constraint=constraint, **kwargs)
 

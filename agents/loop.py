@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.agents.parallel import run_parallel_search
+from blox_env.agents.base import Agent
+from blox_env.checks import check_budget
+from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.rewards.base import RewardBackend
-from blox_env.runs import SearchRun
+from blox_env.runs import FreeRepeatStop, SearchRun
+from blox_env.space import Arch
 
-__all__ = ["run_search"]
+__all__ = ["check_agent", "check_asked", "check_search_budget", "run_search"]
 
 
 def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: str, seed: int, metric: str,
@@ -28,8 +31,8 @@ def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: 
     """Drive ``agent`` against ``backend`` until ``budget`` is spent; returns the trace.
 
     With free repeats a search can run out of new models before it runs out of
-    budget; it then stops once every model it may evaluate has been evaluated at
-    full fidelity (or after ``10 x`` that many evaluations in a row cost nothing).
+    budget; it then stops by the free-repeat stop rule
+    (:class:`~blox_env.runs.budget.FreeRepeatStop`).
     Strategies that chain searches pass a shared ``run`` (its budget and
     ``charge_repeats`` apply), stop a phase at cumulative cost ``stop_at``, tag
     rows with ``fields`` (e.g. ``{"select": False}``) and key the ledger with
@@ -39,7 +42,11 @@ def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: 
     (:func:`~blox_env.agents.parallel.run_parallel_search`) with ``budget`` as the total compute
     (``budget_kind="compute"``); for a simulated wall-clock budget call that function directly.
     """
+    check_agent(agent)
+    budget = check_search_budget(budget, cost_unit)
     if type(workers) is not int or workers != 1 or mode != "async":
+        from blox_env.agents.parallel import run_parallel_search
+
         return run_parallel_search(agent, backend, workers=workers, mode=mode, budget=budget, budget_kind="compute",
                                    cost_unit=cost_unit, seed=seed, metric=metric, charge_repeats=charge_repeats,
                                    max_evaluations=max_evaluations, run=run, stop_at=stop_at, fields=fields, key=key)
@@ -47,27 +54,48 @@ def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: 
         run = SearchRun(budget=budget, cost_unit=cost_unit, charge_repeats=charge_repeats, metric=metric, seed=seed)
     limit = budget if stop_at is None else min(stop_at, budget)
     rng = np.random.default_rng(seed)
-    free_repeats = not run.ledger.charge_repeats
-    feasible = agent.feasible_indices() if hasattr(agent, "feasible_indices") else backend.space.indices()
-    n_feasible = len(feasible)
-    seen_full: set[int] = set()
-    free_streak = 0
+    stop = FreeRepeatStop(len(agent.feasible_indices()), free_repeats=not run.ledger.charge_repeats,
+                          max_fidelity=backend.max_fidelity)
     n = 0
     try:
-        while run.spent < limit and n < max_evaluations:
-            if free_repeats and (len(seen_full) >= n_feasible or free_streak >= 10 * n_feasible):
-                break
+        while run.spent < limit and n < max_evaluations and not stop.done:
             arch = agent.ask()
-            outcome = run.evaluate(backend, arch, getattr(agent, "fidelity", None), rng=rng, key=key)
+            outcome = run.evaluate(backend, check_asked(agent, arch), agent.fidelity, rng=rng, key=key)
             if outcome is None:  # the run's budget is spent
                 break
             agent.tell(arch, outcome.evaluation)
-            if outcome.evaluation.fidelity == backend.max_fidelity:
-                seen_full.add(arch.index)
-            free_streak = free_streak + 1 if outcome.charged == 0 else 0
+            stop.observe(arch.index, outcome.evaluation.fidelity, outcome.charged)
             n += 1
             run.record(outcome, fields=fields)
     finally:
-        if hasattr(agent, "close"):
-            agent.close()  # e.g. SB3Agent's learner thread
+        agent.close()  # e.g. SB3Agent's learner thread
     return run.trace
+
+
+def check_search_budget(budget: Any, cost_unit: Any) -> float:
+    """A search's budget: a positive, finite number of ``cost_unit`` (a search needs one; None is refused)."""
+    value = check_budget(budget, cost_unit if isinstance(cost_unit, str) else "cost units")
+    if value is None:
+        raise InvalidArgumentError(f"budget must be a positive, finite number of {cost_unit} (a search stops when "
+                                   "it is spent), got None")
+    return value
+
+
+def check_asked(agent: Agent, arch: Any) -> Arch:
+    """What ``agent.ask()`` returned, if it is an :class:`~blox_env.space.Arch` (else a clear error)."""
+    if not isinstance(arch, Arch):
+        raise InvalidArgumentTypeError(f"agent {agent.name!r} ({type(agent).__name__}) returned {arch!r} "
+                                       f"({type(arch).__name__}) from ask(): ask() must return a blox_env.Arch "
+                                       "(e.g. Arch.from_index(i) or Arch.from_blocks(b0, b1, b2))")
+    return arch
+
+
+def check_agent(agent: Any) -> Agent:
+    """``agent`` if it implements the :class:`~blox_env.agents.base.Agent` Protocol (else a clear error)."""
+    if not isinstance(agent, Agent):
+        missing = [m for m in ("name", "fidelity", "parallel_asks", "reaskable", "ask", "tell", "pending",
+                               "feasible_indices", "close") if not hasattr(agent, m)]
+        raise InvalidArgumentTypeError(f"{type(agent).__name__} is not a search agent: it lacks {', '.join(missing)} "
+                                       "(subclass blox_env.agents.BaseAgent, which gives every member but ask() a "
+                                       "default)")
+    return agent

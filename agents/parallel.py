@@ -12,9 +12,9 @@ would have been known with N workers. Every evaluation is charged through one
   gets a model, lowest worker id first).
 - ``mode="sync"``: the agent is asked for a batch of ``workers`` models, all start together,
   and the next batch starts when the last of them has finished (results told in completion order).
-- Pending evaluations: before every ask, an agent with a ``pending(archs)`` method is given the
-  models in flight. Random search and regularized evolution (whose asks do not wait for tells)
-  are asked again, up to 32 times, when they propose a model in flight. A model asked while it
+- Pending evaluations: before every ask, the agent's ``pending(archs)`` is given the models in
+  flight. An agent whose asks do not wait for tells (``reaskable``: random search, regularized
+  evolution) is asked again, up to 32 times, when it proposes a model in flight. A model asked while it
   is in flight (free repeats) waits for the running evaluation: a repeat reuses its result, a
   longer fidelity continues from its checkpoint.
   An agent with ``parallel_asks = False`` (:class:`~blox_env.agents.sb3_agent.SB3Agent`) can have
@@ -26,8 +26,8 @@ would have been known with N workers. Every evaluation is charged through one
   evaluations running when the budget is hit are not cut: they complete, are charged in full and
   count (their ``sim_wall_clock`` may lie beyond a wall budget, the total compute beyond a compute
   budget by up to the ``workers - 1`` evaluations then in flight).
-- Blockwise once-per-run work (a teacher's training and each distilled block, for backends with
-  per-block times: :class:`~blox_env.rewards.blockwise.BlockwiseTabularReward`, costs in seconds) is
+- Blockwise once-per-run work (a teacher's training and each distilled block: a tabular backend's
+  ``shared_work()``, costs in seconds) is
   charged once, to the evaluation that starts first, and runs on its worker before its fine-tuning:
   the teacher, then its new blocks. A worker whose model needs a teacher or block still in work on
   another worker waits until it is done (``sim_wait``). In epochs or evaluations, which count
@@ -52,21 +52,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blox_env.agents.evolution import RegularizedEvolution
-from blox_env.agents.random_search import RandomSearch
+from blox_env.agents.loop import check_agent, check_asked
 from blox_env.agents.summary import answers
 from blox_env.checks import check_budget, check_choice, check_real
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards.base import RewardBackend, SharedCharges
-from blox_env.runs import Outcome, SearchRun
+from blox_env.rewards.base import RewardBackend
+from blox_env.runs import FreeRepeatStop, Outcome, SearchRun
 from blox_env.space import Arch
 
 __all__ = ["BUDGET_KINDS", "MODES", "AnytimeCurves", "Curve", "anytime_curves", "run_parallel_search"]
 
 MODES = ("async", "sync")
 BUDGET_KINDS = ("wall", "compute")
-#: Agents whose ask does not wait for a tell, so a proposal already in flight can be replaced by asking again.
-_REASKABLE = (RandomSearch, RegularizedEvolution)
+#: Asks of a ``reaskable`` agent (one whose ask does not wait for a tell) to replace a proposal already in flight.
 _REASK_TRIES = 32
 
 
@@ -84,14 +82,6 @@ class _Job:
         return (self.end, self.order) < (other.end, other.order)
 
 
-def _shared_tables(backend: Any) -> tuple[np.ndarray, float, int] | None:
-    """``(distill_time_s [3, 45], teacher seconds, teacher index)`` of a backend with per-block times, else None."""
-    sig, teacher, seconds = (getattr(backend, a, None) for a in ("signatures", "teacher", "teacher_time_s"))
-    if not isinstance(sig, Mapping) or "distill_time_s" not in sig or teacher is None or seconds is None:
-        return None
-    return np.asarray(sig["distill_time_s"], dtype=np.float64), float(seconds), int(teacher.index)
-
-
 class _Simulator:
     """The event loop of :func:`run_parallel_search` (one instance per search)."""
 
@@ -103,10 +93,8 @@ class _Simulator:
         self.max_evaluations, self.fields, self.key = max_evaluations, dict(fields or {}), key
         self.rng = np.random.default_rng(seed)
         self.free_repeats = not run.ledger.charge_repeats
-        feasible = agent.feasible_indices() if hasattr(agent, "feasible_indices") else backend.space.indices()
-        self.n_feasible = len(feasible)
-        self.seen_full: set[int] = set()
-        self.free_streak = 0
+        self.stop = FreeRepeatStop(len(agent.feasible_indices()), free_repeats=self.free_repeats,
+                                   max_fidelity=backend.max_fidelity)
         self.n = 0
         self.now = 0.0
         self.free = list(range(workers))  # heap of free worker ids
@@ -115,7 +103,8 @@ class _Simulator:
         self.model_ready: dict[Hashable, float] = {}  # ledger key -> when its latest evaluation finishes
         self.completed = 0.0
         self.stopped = False
-        self.tables = _shared_tables(backend) if run.cost_unit == "seconds" else None
+        # shared work takes simulated time in seconds, for tabular backends (whose times are known up front)
+        self.work = backend.shared_work() if run.cost_unit == "seconds" and backend.tabular else None
 
     # ------------------------------------------------------------------ starting
     def can_start(self) -> bool:
@@ -123,41 +112,36 @@ class _Simulator:
             return False
         if self.wall_limit is not None and self.now >= self.wall_limit:
             return False
-        return not (self.free_repeats and (len(self.seen_full) >= self.n_feasible
-                                           or self.free_streak >= 10 * self.n_feasible))
+        return not self.stop.done
 
     def ask(self) -> Arch:
         pending = tuple(job.arch for job in sorted(self.running, key=lambda j: j.order))
-        hook = getattr(self.agent, "pending", None)
-        if callable(hook):
-            hook(pending)
-        arch = self.agent.ask()
-        if pending and isinstance(self.agent, _REASKABLE):
+        self.agent.pending(pending)
+        arch = check_asked(self.agent, self.agent.ask())
+        if pending and self.agent.reaskable:
             busy = {a.index for a in pending}
             for _ in range(_REASK_TRIES):
                 if arch.index not in busy:
                     break
-                arch = self.agent.ask()
+                arch = check_asked(self.agent, self.agent.ask())
         return arch
 
     def start(self, worker: int) -> bool:
         """Ask, evaluate and schedule one model on ``worker``; False once the run refuses (budget spent)."""
         arch = self.ask()
         shared = self._shared_plan(arch)
-        outcome = self.run.evaluate(self.backend, arch, getattr(self.agent, "fidelity", None), rng=self.rng,
-                                    key=self.key)
+        outcome = self.run.evaluate(self.backend, arch, self.agent.fidelity, rng=self.rng, key=self.key)
         if outcome is None:
             self.stopped = True
             return False
         t = self.now
         own_total = 0.0
         if shared is not None:
-            needed, own = shared
-            fill = self._missing_fill(own, outcome)
+            needed, own = shared  # own: the seconds this evaluation was charged for each item, by the budget rule
             for k in sorted(own, key=lambda k: k[0] != "teacher"):  # the teacher first, then the blocks
                 if k[0] != "teacher":
                     t = max(t, self.done_at.get(("teacher", k[0]), -math.inf))
-                seconds = own[k] if math.isfinite(own[k]) else fill
+                seconds = own[k]
                 t += seconds
                 own_total += seconds
                 self.done_at[k] = t
@@ -172,30 +156,20 @@ class _Simulator:
         busy = own_total + work
         job = _Job(self.n, worker, arch, outcome, self.now, end, max(0.0, (end - self.now) - busy))
         heapq.heappush(self.running, job)
-        if outcome.evaluation.fidelity == self.backend.max_fidelity:
-            self.seen_full.add(arch.index)
-        self.free_streak = self.free_streak + 1 if outcome.charged == 0 else 0
+        self.stop.observe(arch.index, outcome.evaluation.fidelity, outcome.charged)
         self.n += 1
         return True
 
     def _shared_plan(self, arch: Arch) -> tuple[dict[Hashable, float], dict[Hashable, float]] | None:
-        """Shared work ``arch`` needs (all of it) and the part its evaluation will pay for (not yet charged)."""
-        if self.tables is None:
+        """Shared work ``arch`` needs (all of it) and the part its evaluation will pay for (not yet charged), in
+        seconds resolved by the budget rule (:meth:`~blox_env.runs.budget.SharedWork.seconds`, as the backend
+        charges them); None without shared work."""
+        if self.work is None:
             return None
-        distill, teacher_s, teacher = self.tables
-        needed = SharedCharges().pending(arch, distill, teacher_s, teacher=teacher)
-        own = self.run.shared.pending(arch, distill, teacher_s, teacher=teacher)
+        model = f"{arch.index} (hash {arch.hash}, blocks {arch.blocks})"
+        needed = self.work.pending(arch)
+        own, _ = self.work.seconds(self.work.pending(arch, self.run.shared), model=model)
         return needed, own
-
-    @staticmethod
-    def _missing_fill(own: Mapping[Hashable, float], outcome: Outcome) -> float:
-        """Seconds of each own block without a recorded time: the backend's imputed value (its distill_cost_s)."""
-        missing = [k for k, v in own.items() if not math.isfinite(v)]
-        if not missing:
-            return 0.0
-        paid = float(outcome.evaluation.metrics.get("distill_cost_s", 0.0))
-        known = sum(v for v in own.values() if math.isfinite(v))
-        return max(0.0, paid - known) / len(missing)
 
     # ------------------------------------------------------------------ finishing
     def finish(self, job: _Job) -> None:
@@ -264,9 +238,10 @@ def run_parallel_search(agent: Any, backend: RewardBackend, *, workers: int, bud
     limit = check_budget(budget, cost_unit if isinstance(cost_unit, str) else "cost units")
     if limit is None:
         raise InvalidArgumentError(f"budget must be a positive number of {cost_unit} ({budget_kind}), got None")
-    if workers > 1 and getattr(agent, "parallel_asks", True) is False:
-        raise InvalidArgumentError(f"agent {getattr(agent, 'name', type(agent).__name__)!r} can have only one "
-                                   f"evaluation outstanding (it waits for each result): use workers=1")
+    check_agent(agent)
+    if workers > 1 and not agent.parallel_asks:
+        raise InvalidArgumentError(f"agent {agent.name!r} can have only one evaluation outstanding (it waits for "
+                                   "each result): use workers=1")
     if stop_at is not None:
         stop_at = check_real("stop_at", stop_at)
     if run is None:
@@ -281,8 +256,7 @@ def run_parallel_search(agent: Any, backend: RewardBackend, *, workers: int, bud
     try:
         sim.run_async() if mode == "async" else sim.run_sync()
     finally:
-        if hasattr(agent, "close"):
-            agent.close()
+        agent.close()
     return run.trace
 
 

@@ -22,6 +22,7 @@ class RandomSearch(BaseAgent):
     """Uniform random sampling of feasible models (without repeats while possible)."""
 
     name = "random"
+    reaskable = True  # its asks do not wait for tells
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, metric: str = "val_top1",
                  constraint: Callable[[Arch], bool] | None = None, dedupe: bool = True) -> None:

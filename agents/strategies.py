@@ -81,8 +81,7 @@ def _evaluate(run: SearchRun, backend: RewardBackend, index: int, *, key: Hashab
 
 def _teacher_index(backend: RewardBackend, default: int) -> int:
     """Model index of the backend's teacher (``default`` for backends without one)."""
-    teacher = getattr(backend, "teacher", None)
-    return teacher.index if teacher is not None else default
+    return backend.teacher.index if backend.teacher is not None else default
 
 
 def _fine_tune_down(run: SearchRun, backend: RewardBackend, ranking: list[int], *, limit: int | None,

@@ -44,9 +44,13 @@ class KnownCosts(BaseReward):
 
 
 class Scripted:
-    """Asks the given models in order; records what it was told and which models were pending at each ask."""
+    """Asks the given models in order; records what it was told and which models were pending at each ask.
+
+    Written from scratch against the Agent Protocol (no BaseAgent): it declares every member the drivers use."""
 
     name = "scripted"
+    parallel_asks = True
+    reaskable = False
 
     def __init__(self, archs: list[Arch], fidelities: list[int | None] | None = None) -> None:
         self.queue = list(archs)
@@ -64,6 +68,12 @@ class Scripted:
 
     def tell(self, arch: Arch, evaluation: Evaluation) -> None:
         self.told.append(arch)
+
+    def feasible_indices(self) -> np.ndarray:
+        return SMALL.indices()
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def _run(archs: list[Arch], **kw: Any) -> tuple[list[dict[str, Any]], Scripted]:

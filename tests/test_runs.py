@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from blox_env import Evaluation
 from blox_env.errors import InvalidArgumentError, MissingCostError
-from blox_env.rewards import BaseReward, Evaluation, RewardBackend, SharedCharges, TabularReward
-from blox_env.rewards.base import unit_cost
-from blox_env.runs import BatchedRuns, SearchRun
+from blox_env.rewards import BaseReward, RewardBackend, TabularReward
+from blox_env.runs import BatchedRuns, SearchRun, SharedCharges, SharedWork, unit_cost
 from blox_env.space import Arch, SubSpace
 
 SPACE = SubSpace(((0, 1, 2), (1, 12, 36), (2, 21, 44)))
@@ -44,7 +44,7 @@ class _Fake(BaseReward):
         e = self.fidelity(fidelity)
         seconds = math.nan if arch.index in self.costless else 10.0 * (1 + arch.blocks[0]) * e / self.max_fidelity
         if self.teacher is not None:
-            seconds += self.charges.charge(arch, DISTILL, TEACHER_S, teacher=self.teacher.index)
+            seconds += SharedWork(DISTILL, TEACHER_S, self.teacher.index).charge(arch, self.charges)
         cost = float(unit_cost(cost_unit, seconds=seconds, epochs=e))
         return Evaluation(arch, {"val_top1": float(arch.blocks[1])}, cost, cost_unit, self.source, e, None)
 

@@ -11,6 +11,7 @@ without evaluating anything; an imputed cost sets ``info["cost_imputed"]``.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,15 +20,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from blox_env.checks import check_bool, check_optional_str, check_real
 from blox_env.datasets.store.schema import is_accuracy
-from blox_env.envs.checks import check_constraint, check_epochs, check_reset, check_reward_output, check_seed_mode
-from blox_env.envs.multi_objective import ObjectiveReward, check_objectives, make_objective_reward
-from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError
+from blox_env.envs.checks import check_reward_output
+from blox_env.envs.config import EnvConfig
+from blox_env.envs.multi_objective import ObjectiveReward, make_objective_reward
+from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError, MissingMetricError
 from blox_env.objectives import Objective
-from blox_env.rewards.base import Evaluation, RewardBackend, check_missing_cost, local_to_indices
-from blox_env.rewards.factory import BackendSpec, make_backend
-from blox_env.rewards.tabular import TabularReward
+from blox_env.rewards.base import Evaluation, RewardBackend, local_to_indices
+from blox_env.rewards.factory import make_backend
 from blox_env.runs import CostLedger, SearchRun
 from blox_env.space import Arch
 
@@ -123,65 +123,53 @@ class BloxSearchEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    def __init__(self, *, benchmark: Any = None, reward: str = "tabular", metric: str = "val_top1",
-                 epochs: int | None = None, seed_mode: int | str = "random", budget: float | None = None,
-                 cost_unit: str = "seconds", charge_repeats: bool = False,
-                 reward_fn: Callable[[dict[str, float]], float] | None = None, normalize: bool = True,
-                 constraint: Mapping[str, float] | None = None, violation_reward: float = 0.0,
-                 backend: RewardBackend | None = None, run: str | None = None, render_mode: str | None = None,
-                 verbose: bool = False, missing_cost: str = "error", objectives: Any = None,
-                 **backend_kwargs: Any) -> None:
+    def __init__(self, config: EnvConfig | None = None, *, backend: RewardBackend | None = None,
+                 **kwargs: Any) -> None:
+        """Options as ``gym.make`` keyword arguments (see :class:`~blox_env.envs.config.EnvConfig`), or a ``config``;
+        ``backend``: a reward backend object used as it is (not closed by the env)."""
         super().__init__()
+        if config is not None and kwargs:
+            raise InvalidArgumentError(f"pass either config= or keyword options, not both (got {sorted(kwargs)})")
         # every argument is checked before the (possibly slow) backend is built
-        if not isinstance(metric, str):
-            raise InvalidArgumentTypeError(f"metric must be a metric name (a str) such as 'val_top1', got {metric!r}")
-        check_optional_str("run", run, "the name of one of the store's runs")
-        check_epochs(epochs)
-        check_seed_mode(seed_mode)
-        self.run = SearchRun(budget=budget, cost_unit=cost_unit, charge_repeats=charge_repeats,
-                             missing_cost=missing_cost, metric=metric)
-        if reward_fn is not None and not callable(reward_fn):
-            raise InvalidArgumentTypeError(f"reward_fn must be None or a callable metrics dict -> finite real "
-                                           f"number, got {reward_fn!r}")
-        check_objectives(objectives, reward_fn)
-        self.normalize = check_bool("normalize", normalize)
-        self.violation_reward = check_real("violation_reward", violation_reward)
-        if render_mode is not None and (not isinstance(render_mode, str)
-                                        or render_mode not in self.metadata["render_modes"]):
-            err = InvalidArgumentError if isinstance(render_mode, str) else InvalidArgumentTypeError
-            raise err(f"render_mode must be None, 'ansi' or 'rgb_array', got {render_mode!r}")
-        verbose = check_bool("verbose", verbose)
-        constraint = check_constraint(constraint)
-        self.missing_cost = check_missing_cost(missing_cost)
+        cfg = self.config = config if config is not None else EnvConfig.from_kwargs(**kwargs)
+        if not isinstance(cfg, EnvConfig):
+            raise InvalidArgumentTypeError(f"config must be an EnvConfig, got {cfg!r}")
+        self.run = SearchRun(budget=cfg.budget, cost_unit=cfg.cost_unit, charge_repeats=cfg.charge_repeats,
+                             missing_cost=cfg.missing_cost, metric=cfg.metric)
+        self.normalize = cfg.normalize
+        self.missing_cost = cfg.missing_cost
         self._owns_backend = backend is None
         if backend is None:
-            backend = make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs,
-                                               self.missing_cost))
-            if benchmark is None and isinstance(backend, TabularReward):
+            backend = make_backend(cfg.backend_spec())
+            if cfg.benchmark is None and backend.tabular:
                 announce_default_store(backend.store)
         elif not isinstance(backend, RewardBackend):
             raise InvalidArgumentTypeError(f"backend must implement blox_env.rewards.RewardBackend (e.g. subclass "
                                            f"BaseReward), got {backend!r}")
         self.backend = backend
-        if verbose:
-            where = backend.store.name if isinstance(backend, TabularReward) else f"{backend.space.size:,} models"
+        if cfg.verbose:
+            where = backend.store.name if backend.store is not None else f"{backend.space.size:,} models"
             print(f"blox-env: {type(backend).__name__} on {where}")
-        self.metric = metric
-        self.fidelity = backend.fidelity(epochs)
-        self.reward_fn = reward_fn
-        self.render_mode = render_mode
+        self.metric = cfg.metric
+        self.fidelity = backend.fidelity(cfg.epochs)
+        self.reward_fn = cfg.reward_fn
+        self.render_mode = cfg.render_mode
         self.space_sizes: tuple[int, ...] = backend.space.sizes
         self.n_blocks = max(self.space_sizes)
         #: the vector reward of ``objectives=`` (None: the scalar reward); see :mod:`blox_env.envs.multi_objective`
         self.objective_reward: ObjectiveReward | None = None
         self.objectives: tuple[Objective, ...] = ()
-        if objectives is not None:
-            self.objective_reward = make_objective_reward(objectives, backend, fidelity=self.fidelity,
+        if cfg.objectives is not None:
+            self.objective_reward = make_objective_reward(cfg.objectives, backend, fidelity=self.fidelity,
                                                           normalize=self.normalize,
-                                                          violation_reward=self.violation_reward)
+                                                          violation_reward=cfg.violation_reward)
             self.objectives = self.objective_reward.objectives
             self.reward_space = self.objective_reward.reward_space  # the MO-Gymnasium attributes
             self.reward_dim = self.objective_reward.dim
+            self.violation_reward: float | np.ndarray = self.objective_reward.violation
+        else:
+            self.violation_reward = float(cfg.violation_reward)
+        constraint = cfg.constraint
         self._allowed: np.ndarray | None = constraint_grid(backend, constraint)  # [K2, K1, K0]
         if not constraint and self._allowed.all():
             self._allowed = None  # every model present, nothing excluded: no masking work at all
@@ -193,6 +181,7 @@ class BloxSearchEnv(gym.Env):
         self._hash_table: np.ndarray | None = None
         self.last_info: dict[str, Any] = {}
         self._last_value: float | None = None  # reward of the last evaluated model (the rgb_array picture)
+        self._raw: dict[str, float] | None = None  # objectives' raw values of the evaluation being scored
 
     @property
     def ledger(self) -> CostLedger:
@@ -200,18 +189,16 @@ class BloxSearchEnv(gym.Env):
         return self.run.ledger
 
     # ------------------------------------------------------------------ run and seeding
-    def _reset_run(self, seed: int | None, options: dict[str, Any] | None) -> None:
-        """``reset(seed=...)`` starts a new search run (a new experiment); plain ``reset()`` continues it.
-
-        Arguments are checked by :func:`~blox_env.envs.checks.check_reset` before ``gym.Env.reset``.
-        """
-        if seed is not None or check_reset(None, options)[1]:
+    def _reset_run(self, seed: int | None, new_run: bool) -> None:
+        """``reset(seed=...)`` starts a new search run (a new experiment); plain ``reset()`` continues it
+        (``new_run``: the checked ``options["new_run"]``, see :func:`~blox_env.envs.checks.check_reset`)."""
+        if seed is not None or new_run:
             self.run.new_run()
             self._last_value = None
 
     def _hash(self, index: int) -> str:
         """Model hash: from the cached table for large benchmarks, computed once per model for small ones."""
-        if self._hash_table is None and isinstance(self.backend, TabularReward) and self.backend.n_rows > 5000:
+        if self._hash_table is None and self.backend.space.size > 5000:
             from blox_env.hashes import all_hashes
 
             self._hash_table = all_hashes()
@@ -262,12 +249,35 @@ class BloxSearchEnv(gym.Env):
                 f"{self.space_sizes[stage]} blocks at stage {stage})"
             )
 
-    def _reward(self, ev: Evaluation) -> float:
-        return reward_value(ev.metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn)
+    def _score(self, ev: Evaluation) -> float:
+        """The reward (scalar) or, with ``objectives=``, the first component, computed before the run charges
+        anything: a missing (NaN) metric raises :class:`MissingMetricError` here under ``missing_metric="error"``,
+        so a refused evaluation costs nothing. The objectives' raw values are kept for the step's info."""
+        vec = self.objective_reward
+        if vec is None:
+            value = reward_value(ev.metrics, self.metric, normalize=self.normalize, reward_fn=self.reward_fn)
+            missing = [self.metric] if self.reward_fn is None and math.isnan(value) else []
+        else:
+            self._raw = vec.raw(ev)
+            missing = [name for name, v in self._raw.items() if math.isnan(v)]
+            value = float(vec.reward(self._raw)[0])
+        if missing and self.config.missing_metric == "error":
+            raise MissingMetricError(
+                f"model {ev.arch.index} (hash {ev.arch.hash}) has no recorded {', '.join(missing)} (NaN in the "
+                f"benchmark, seed {ev.seed}, {ev.fidelity} epochs): a NaN reward would fall outside the reward space. "
+                "Pass missing_metric='violation_reward' to give such models the violation reward (flagged in "
+                "info['metric_missing']), or complete the store; nothing was charged")
+        self._metric_missing = bool(missing)
+        return value
 
     def _zero_reward(self) -> float | np.ndarray:
         """The reward of a step that evaluates nothing: 0.0, or the zero vector with ``objectives=``."""
         return 0.0 if self.objective_reward is None else self.objective_reward.zero()
+
+    def _violation(self) -> float | np.ndarray:
+        """The reward of a model outside the constraint (a fresh array with ``objectives=``)."""
+        v = self.violation_reward
+        return v.copy() if isinstance(v, np.ndarray) else v
 
     def _evaluate(self, local: tuple[int, int, int]) -> tuple[float | np.ndarray, bool, dict[str, Any]]:
         """Evaluate the model at (validated) local coordinates through the search run: (reward, truncated, info).
@@ -286,18 +296,22 @@ class BloxSearchEnv(gym.Env):
             missing = bool(self.backend.rows(np.array([index]))[0] < 0)
             info = {**self.run_info(), "evaluated": False, "arch_index": index, "local_blocks": local,
                     "constraint_violated": True, "missing": missing}
-            return (self.violation_reward if vec is None else vec.filled(self.violation_reward)), False, info
-        outcome = self.run.evaluate(self.backend, arch, self.fidelity, rng=self.np_random, score=self._reward)
+            return self._violation(), False, info
+        outcome = self.run.evaluate(self.backend, arch, self.fidelity, rng=self.np_random, score=self._score)
         if outcome is None:  # not reached: the budget was checked above
             return self._zero_reward(), True, {**self.run_info(), "evaluated": False, "local_blocks": local}
         info = evaluation_info(outcome.evaluation, charged=outcome.charged, run=self.run, local=local,
                                model_hash=self._hash(index))
         info["evaluated"] = True
-        self._last_value = float(outcome.value)
+        info["metric_missing"] = self._metric_missing
         if vec is None:
-            return float(outcome.value), self.run.exhausted, info
-        raw = info["objectives"] = vec.raw(outcome.evaluation)
-        return vec.reward(raw), self.run.exhausted, info
+            value = float(self.violation_reward) if self._metric_missing else float(outcome.value)
+            self._last_value = value
+            return value, self.run.exhausted, info
+        raw = info["objectives"] = self._raw
+        reward = self._violation() if self._metric_missing else vec.reward(raw)
+        self._last_value = float(reward[0])
+        return reward, self.run.exhausted, info
 
     def _render_state(self) -> tuple[tuple[int, ...], int | None]:
         """What the picture shows: the local blocks chosen so far and the stage picked next (None: none)."""

@@ -8,7 +8,10 @@ FLOPs, latency, times, losses) are negated; accuracies are fractions when ``norm
 reward). ``info["objectives"]`` holds the raw store values (unnegated, percent), keyed by objective name.
 ``env.unwrapped.reward_space`` is a ``Box(low, high, (k,), float32)`` whose finite bounds come from the
 store's columns (every value the env can return, in the reward's orientation, widened to hold the zero
-vector and ``violation_reward``); ``reward_dim`` is ``k``.
+vector and ``violation_reward``); ``reward_dim`` is ``k``. A model outside the ``constraint`` gets, by default,
+the low end of ``reward_space`` in every component: 1 % of each component's range below its worst allowed
+value, so a violation is dominated by every allowed model and never reaches a Pareto front; a
+``violation_reward`` given as one number per objective (or one number for all) replaces it.
 
 Values are read from the tabular backend's columns for the evaluated model and seed: run metrics at the
 env's fidelity (``epochs``) or at the objective's own ``@epoch`` (at most the env's fidelity: the run is
@@ -30,7 +33,6 @@ from blox_env.datasets.store.schema import is_accuracy
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.objectives import Objective, parse_objectives
 from blox_env.rewards.base import Evaluation, RewardBackend
-from blox_env.rewards.tabular import TabularReward
 
 __all__ = ["ObjectiveReward", "check_objectives", "make_objective_reward"]
 
@@ -59,8 +61,8 @@ def check_objectives(objectives: Any, reward_fn: Any) -> None:
 class ObjectiveReward:
     """The vector reward of a tuple of objectives over one tabular backend (see the module docstring)."""
 
-    def __init__(self, objectives: tuple[Objective, ...], backend: TabularReward, *, fidelity: int,
-                 normalize: bool, violation_reward: float) -> None:
+    def __init__(self, objectives: tuple[Objective, ...], backend: Any, *, fidelity: int,
+                 normalize: bool, violation_reward: float | tuple[float, ...] | None) -> None:
         self.objectives = objectives
         self.backend = backend
         self.names = tuple(o.name for o in objectives)
@@ -68,8 +70,17 @@ class ObjectiveReward:
         scale = [0.01 if normalize and is_accuracy(o.column) else 1.0 for o in objectives]
         #: raw value * sign = reward component (negated when minimised, a fraction for a normalised accuracy)
         self.sign = np.array([s if o.maximise else -s for s, o in zip(scale, objectives)])
-        self.violation_reward = float(violation_reward)
-        low, high = self._bounds()
+        given = None
+        if violation_reward is not None:
+            given = np.asarray(violation_reward, dtype=np.float64)
+            if given.ndim == 0:
+                given = np.full(len(objectives), float(given))
+        if given is not None and given.shape != (len(objectives),):
+            raise InvalidArgumentError(f"violation_reward must be one number or one per objective ({len(objectives)}: "
+                                       f"{', '.join(o.name for o in objectives)}), got {list(violation_reward)}")
+        low, high = self._bounds(given)
+        #: the reward of a constraint violation: the given vector, or the low end of ``reward_space``
+        self.violation = (low if given is None else given).astype(np.float32)
         self.reward_space = spaces.Box(low=low.astype(np.float32), high=high.astype(np.float32),
                                        shape=(len(objectives),), dtype=np.float32)
 
@@ -89,7 +100,9 @@ class ObjectiveReward:
             return col.ravel()
         return col[b.seeds.index(b.seed_mode)]
 
-    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+    def _bounds(self, violation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of every reachable reward, the zero vector and the violation reward (by default 1 % of each
+        component's range, or 1 % of its magnitude if larger, below its lowest reachable value)."""
         low, high = np.empty(self.dim), np.empty(self.dim)
         for j, (o, epoch) in enumerate(zip(self.objectives, self.epochs)):
             values = self._reachable(o, epoch) * self.sign[j]
@@ -97,17 +110,20 @@ class ObjectiveReward:
             if values.size == 0:
                 raise InvalidArgumentError(f"objective {o.name!r} has no recorded value in store "
                                            f"{self.backend.store.name!r}: choose another column")
-            low[j] = min(values.min(), 0.0, self.violation_reward)
-            high[j] = max(values.max(), 0.0, self.violation_reward)
+            lo, hi = float(values.min()), float(values.max())
+            if violation is None:
+                below = lo - 0.01 * max(hi - lo, abs(lo), 1e-6)
+                # float32 must keep it strictly below the lowest reachable value
+                below = min(below, float(np.nextafter(np.float32(lo), np.float32(-np.inf))))
+                low[j], high[j] = min(below, 0.0), max(hi, 0.0)
+            else:
+                low[j] = min(lo, 0.0, float(violation[j]))
+                high[j] = max(hi, 0.0, float(violation[j]))
         return low, high
 
     def zero(self) -> np.ndarray:
         """The reward of a step that evaluates nothing (a fresh zero vector)."""
         return np.zeros(self.dim, dtype=np.float32)
-
-    def filled(self, value: float) -> np.ndarray:
-        """A vector with every component ``value`` (a step that violates the constraint)."""
-        return np.full(self.dim, value, dtype=np.float32)
 
     def raw(self, ev: Evaluation) -> dict[str, float]:
         """The store values of every objective for the evaluated model and seed, keyed by objective name."""
@@ -128,9 +144,9 @@ class ObjectiveReward:
 
 
 def make_objective_reward(objectives: str | Sequence[Any], backend: RewardBackend, *, fidelity: int,
-                          normalize: bool, violation_reward: float) -> ObjectiveReward:
+                          normalize: bool, violation_reward: float | tuple[float, ...] | None) -> ObjectiveReward:
     """Parse ``objectives`` against a tabular backend's store and run; the vector reward of the envs."""
-    if not isinstance(backend, TabularReward):
+    if not backend.tabular:
         raise InvalidArgumentError(f"objectives= reads each objective from a benchmark store's columns, which the "
                                    f"{type(backend).__name__} backend does not have: use reward='tabular' (normal or "
                                    "mode='blockwise'), or reward_fn= for a scalar reward from the evaluation's metrics")

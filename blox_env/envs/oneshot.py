@@ -59,9 +59,9 @@ class BloxOneShotEnv(BloxSearchEnv):
         return self._shown, None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        seed, _ = check_reset(seed, options)
+        seed, new_run = check_reset(seed, options)
         super().reset(seed=seed)
-        self._reset_run(seed, options)
+        self._reset_run(seed, new_run)
         self._done = False
         self._shown = ()
         self.last_info = {"action_mask": self._masks.copy(), **self.run_info()}

@@ -118,9 +118,9 @@ class BloxEnv(BloxSearchEnv):
         return tuple(self._chosen), None if self._done else len(self._chosen)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        seed, _ = check_reset(seed, options)
+        seed, new_run = check_reset(seed, options)
         super().reset(seed=seed)
-        self._reset_run(seed, options)
+        self._reset_run(seed, new_run)
         self._chosen = []
         self._done = False
         self.last_info = {"action_mask": self.stage_mask(0, ()), **self.run_info()}

@@ -24,7 +24,6 @@ the full 91,125-model store, 0.7 MB on Blox-mini.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,14 +31,12 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from blox_env.checks import check_bool, check_budget, check_choice, check_optional_str, check_real
 from blox_env.envs.base import constraint_grid, observation_space, reward_value
-from blox_env.envs.checks import check_constraint, check_epochs, check_reset, check_seed_mode
+from blox_env.envs.checks import check_reset
+from blox_env.envs.config import EnvConfig
 from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError
-from blox_env.rewards.base import COST_UNITS, check_missing_cost
-from blox_env.rewards.blockwise import BlockwiseTabularReward
-from blox_env.rewards.factory import BackendSpec, make_backend
-from blox_env.rewards.tabular import TabularReward
+from blox_env.rewards.base import RewardBackend
+from blox_env.rewards.factory import make_backend
 from blox_env.runs import BatchedRuns
 
 __all__ = ["BloxOneShotVectorEnv", "BloxVectorEnv"]
@@ -48,54 +45,47 @@ __all__ = ["BloxOneShotVectorEnv", "BloxVectorEnv"]
 class _BatchedSearch(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int = 1, *, benchmark: Any = None, reward: str = "tabular", metric: str = "val_top1",
-                 epochs: int | None = None, seed_mode: int | str = "random", budget: float | None = None,
-                 cost_unit: str = "seconds", charge_repeats: bool = False,
-                 reward_fn: Callable[[dict[str, Any]], Any] | None = None, normalize: bool = True,
-                 constraint: Mapping[str, float] | None = None, violation_reward: float = 0.0,
-                 backend: TabularReward | None = None, run: str | None = None, missing_cost: str = "error",
-                 objectives: Any = None, **backend_kwargs: Any) -> None:
-        if objectives is not None:
-            raise InvalidArgumentError("objectives= (vector rewards) is not supported by the numpy-batched vector env: "
-                                       "use gym.make('Blox-v0' or 'BloxOneShot-v0', objectives=...) and, for many "
-                                       "sub-envs, mo_gymnasium.wrappers.vector.MOSyncVectorEnv over them")
+    def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, *, backend: Any = None,
+                 **kwargs: Any) -> None:
         if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)):
             raise InvalidArgumentTypeError(f"num_envs must be a positive integer, got {num_envs!r}")
         if num_envs < 1:
             raise InvalidArgumentError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if not isinstance(metric, str):
-            raise InvalidArgumentTypeError(f"metric must be a metric name (a str) such as 'val_top1', got {metric!r}")
-        check_optional_str("run", run, "the name of one of the store's runs")
-        check_epochs(epochs)
-        check_seed_mode(seed_mode)
-        cost_unit = check_choice("cost_unit", cost_unit, COST_UNITS)
-        budget = check_budget(budget, cost_unit)
-        charge_repeats = check_bool("charge_repeats", charge_repeats)
-        if reward_fn is not None and not callable(reward_fn):
-            raise InvalidArgumentTypeError(f"reward_fn must be None or a callable dict of arrays -> finite reals, "
-                                           f"got {reward_fn!r}")
-        self.normalize = check_bool("normalize", normalize)
-        self.violation_reward = check_real("violation_reward", violation_reward)
-        constraint = check_constraint(constraint)
-        self.missing_cost = check_missing_cost(missing_cost)
+        if config is not None and kwargs:
+            raise InvalidArgumentError(f"pass either config= or keyword options, not both (got {sorted(kwargs)})")
+        cfg = self.config = config if config is not None else EnvConfig.from_kwargs(**kwargs)
+        if not isinstance(cfg, EnvConfig):
+            raise InvalidArgumentTypeError(f"config must be an EnvConfig, got {cfg!r}")
+        if cfg.objectives is not None:
+            raise InvalidArgumentError("objectives= (vector rewards) is not supported by the numpy-batched vector env: "
+                                       "use gym.make('Blox-v0' or 'BloxOneShot-v0', objectives=...) and, for many "
+                                       "sub-envs, mo_gymnasium.wrappers.vector.MOSyncVectorEnv over them")
+        if cfg.render_mode is not None:
+            raise InvalidArgumentError(f"the numpy-batched vector envs do not render (render_mode must be None, got "
+                                       f"{cfg.render_mode!r}): render a scalar env")
+        self.normalize = cfg.normalize
+        self.violation_reward = float(cfg.violation_reward)
+        self.missing_cost = cfg.missing_cost
         if backend is None:
-            backend = make_backend(BackendSpec(benchmark, reward, metric, run, seed_mode, backend_kwargs,
-                                               self.missing_cost))
-        if not isinstance(backend, TabularReward) or isinstance(backend, BlockwiseTabularReward):
-            err = InvalidArgumentError if isinstance(backend, TabularReward) else InvalidArgumentTypeError
-            raise err("the vector envs need the normal tabular reward backend (not live, surrogate "
-                      "or blockwise: those charge shared work once per run)")
+            backend = make_backend(cfg.backend_spec())
+        elif not isinstance(backend, RewardBackend):
+            raise InvalidArgumentTypeError(f"backend must implement blox_env.rewards.RewardBackend (the vector envs "
+                                           f"need the normal tabular one), got {backend!r}")
+        if not backend.batched:
+            raise InvalidArgumentError(f"the vector envs need the normal tabular reward backend, got "
+                                       f"{type(backend).__name__} (live, surrogate and blockwise backends charge "
+                                       "shared work once per run or evaluate one model at a time)")
         self.num_envs = int(num_envs)
         self.backend = backend
-        self.metric = metric
-        self.fidelity = backend.fidelity(epochs)
-        self.reward_fn = reward_fn
+        self.metric = cfg.metric
+        self.fidelity = backend.fidelity(cfg.epochs)
+        self.reward_fn = cfg.reward_fn
         self.sizes = np.array(backend.space.sizes)
-        self._allowed: np.ndarray | None = constraint_grid(backend, constraint)
+        self._allowed: np.ndarray | None = constraint_grid(backend, cfg.constraint)
         self.single_observation_space = observation_space(backend.space.sizes)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.run = BatchedRuns(self.num_envs, n_rows=backend.n_rows, budget=budget, cost_unit=cost_unit,
-                               charge_repeats=charge_repeats, missing_cost=self.missing_cost)
+        self.run = BatchedRuns(self.num_envs, n_rows=backend.n_rows, budget=cfg.budget, cost_unit=cfg.cost_unit,
+                               charge_repeats=cfg.charge_repeats, missing_cost=cfg.missing_cost)
 
     # ------------------------------------------------------------------ runs
     @property

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from blox_env.datasets.store.blockwise import BlockwiseTables
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["BestModel", "anytime_curves", "best_model", "group_curves", "markdown_table", "notes_markdown",
+__all__ = ["BestModel", "agent_curves_on_grid", "best_model", "group_curves", "markdown_table", "notes_markdown",
            "plot_anytime", "plot_anytime_other_clock", "plot_curves", "table_notes", "write_report"]
 
 
@@ -44,7 +44,7 @@ def best_model(store: BloxStore, *, metric: str = "val_top1", report_metric: str
     return BestModel(index, float(store.get(report_metric, [index], seed="mean")[0]))
 
 
-def anytime_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec, points: int = 60,
+def agent_curves_on_grid(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec, points: int = 60,
                    report: Mapping[int, float] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Cost grid and, per agent, ``[seeds, points]`` best-so-far report metric (select on validation)."""
     groups = {agent: [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces] for agent in spec.agents}
@@ -65,7 +65,7 @@ def group_curves(groups: Mapping[str, Sequence[Sequence[dict[str, Any]]]], *, bu
 def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *, spec: BenchSpec,
                  best: float | None = None, title: str = "", report: Mapping[int, float] | None = None) -> Path:
     """Best-so-far vs the budget clock: mean over seeds with a ±1 standard-error band, one line per agent (PNG)."""
-    grid, curves = anytime_curves(traces, spec=spec, report=report)
+    grid, curves = agent_curves_on_grid(traces, spec=spec, report=report)
     return plot_curves(grid, curves, path, budgets=spec.budgets, best=best, title=title or "anytime performance",
                        xlabel=spec.budget_name(), ylabel=f"{spec.report_metric} of the best-{spec.metric} model found")
 

@@ -1,7 +1,7 @@
 """Reward backends: the Protocol (:mod:`.base`), every backend and the reward functions.
 
-- :mod:`.base`: :class:`Evaluation`, the :class:`RewardBackend` Protocol, :class:`BaseReward` (its defaults),
-  cost units and the missing-cost primitives, :class:`SharedCharges` (work charged once per search run);
+- :mod:`.base`: :class:`Evaluation`, the :class:`RewardBackend` Protocol, :class:`BaseReward` (its defaults)
+  (cost units, missing costs and shared work are the budget rule's: :mod:`blox_env.runs.budget`);
 - :mod:`.tabular` (store lookups), :mod:`.blockwise` (blockwise tables), :mod:`.live` (real training,
   needs the ``train`` extra), :mod:`.surrogate` (a fitted predictor);
 - :mod:`.factory`: :func:`make_backend` (what ``gym.make(..., reward=...)`` builds), :func:`make_tabular_backend`;
@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from blox_env.rewards.base import COST_UNITS, BaseReward, Evaluation, RewardBackend, SharedCharges
+from blox_env.rewards.base import BaseReward, RewardBackend
 from blox_env.rewards.factory import BackendSpec, make_backend, make_tabular_backend
 from blox_env.rewards.tabular import TabularReward
 
-__all__ = ["COST_UNITS", "BackendSpec", "BaseReward", "Evaluation", "RewardBackend", "SharedCharges",
+__all__ = ["BackendSpec", "BaseReward", "RewardBackend",
            "TabularReward", "make_backend", "make_tabular_backend"]

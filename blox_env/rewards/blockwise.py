@@ -25,21 +25,16 @@ impute from: pass ``charge_teacher=False`` to leave it out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from blox_env.datasets.store.blockwise import BlockwiseTables
-from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError, MissingCostError
-from blox_env.rewards.base import (
-    Evaluation,
-    SharedCharges,
-    check_missing_cost,
-    cost_is_missing,
-    resolve_missing,
-)
+from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
+from blox_env.rewards.base import Evaluation
 from blox_env.rewards.tabular import TabularReward
+from blox_env.runs.budget import SharedCharges, SharedWork, check_missing_cost, resolve_missing
 from blox_env.space import Arch
 
 if TYPE_CHECKING:
@@ -50,6 +45,8 @@ __all__ = ["BlockwiseTabularReward", "TeacherBackends", "TeacherPair"]
 
 class BlockwiseTabularReward(TabularReward):
     """Fine-tuning results of one teacher and length (see the module docstring)."""
+
+    batched = False  # shared work is charged once per search run, which the numpy vector envs do not model
 
     def __init__(self, store: BloxStore, *, teacher: Any = "M1", ft_epochs: int | None = None,
                  distill_epochs: int | None = None, metric: str = "val_top1", charge_teacher: bool = True,
@@ -84,34 +81,32 @@ class BlockwiseTabularReward(TabularReward):
         row = int(self._row_of[arch.index])
         ev.metrics["normal_test_top1"] = float(self._normal["test_top1"][row])
         ev.metrics["normal_val_top1"] = float(self._normal["val_top1"][row])
-        distill = self.signatures["distill_time_s"]
-        items = self.charges.pending(arch, distill, self.teacher_time_s, teacher=self.teacher.index)
-        if cost_unit != "seconds":
+        work = self.shared_work()
+        items = work.pending(arch, self.charges)
+        if cost_unit != "seconds":  # epochs and evaluations count fine-tuning only
             self.charges.commit(items)
             ev.metrics["distill_cost_s"] = float(sum(items.values()))
             return ev
         model = f"{arch.index} (hash {arch.hash}, blocks {arch.blocks})"
-        rule = self.missing_cost
         # everything is resolved before anything is marked paid
-        cost, ft_imputed = resolve_missing(np.array([ev.cost]), rule=rule, unit=cost_unit,
+        cost, ft_imputed = resolve_missing(np.array([ev.cost]), rule=self.missing_cost, unit=cost_unit,
                                            known=lambda: self.known_costs(ev.fidelity, cost_unit),
                                            describe=lambda k, n: (model, self.describe_cost(ev.fidelity, ev.seed)))
-        imputed = rule if ft_imputed.any() else None
-        extra = 0.0
-        for key, seconds in items.items():
-            if key[0] == "teacher" and cost_is_missing(seconds):
-                raise MissingCostError(f"teacher {self.teacher_name} of model {model} has no recorded training "
-                                       "time (train_time_s attribute of its block library), so the budget "
-                                       "cannot be charged for it: pass charge_teacher=False to leave it out")
-            value, block_imputed = resolve_missing(
-                np.array([seconds]), rule=rule, unit="seconds", known=lambda: distill[~cost_is_missing(distill)],
-                describe=lambda k, n, key=key: (model, f"distill_time_s of block {key[2]} at stage {key[1]} "
-                                                       f"(teacher {self.teacher_name})"))
-            imputed = rule if block_imputed.any() else imputed
-            extra += float(value[0])
+        seconds, blocks_imputed = work.seconds(items, model=model)
+        extra = float(sum(seconds.values()))
         self.charges.commit(items)
         ev.metrics["distill_cost_s"] = extra
+        imputed = self.missing_cost if ft_imputed.any() or blocks_imputed else None
         return ev._replace(cost=float(cost[0]) + extra, cost_imputed=imputed)
+
+    def shared_work(self) -> SharedWork:
+        """The teacher's training and its distilled blocks' recorded seconds (charged once per search run)."""
+        return SharedWork(np.asarray(self.signatures["distill_time_s"], dtype=np.float64), self.teacher_time_s,
+                          self.teacher.index, self.missing_cost, self.teacher_name)
+
+    def block_signatures(self) -> Mapping[str, np.ndarray]:
+        """The teacher's block signatures (``distill_loss``, ``lana_delta``, ``distill_time_s``, ...)."""
+        return self.signatures
 
     def batch(self, rows: np.ndarray, fidelity: int, seed_pos: np.ndarray | None) -> dict[str, np.ndarray]:
         raise InvalidArgumentError("blockwise rewards charge distillation once per search run, which the "

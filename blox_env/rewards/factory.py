@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from blox_env.checks import check_choice, type_name
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
-from blox_env.rewards.base import RewardBackend, check_missing_cost
+from blox_env.rewards.base import RewardBackend
 from blox_env.rewards.tabular import TabularReward
+from blox_env.runs.budget import check_missing_cost
 
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore

@@ -31,7 +31,8 @@ from blox_env.costs import static_costs
 from blox_env.datasets.store.core import BloxStore
 from blox_env.errors import InvalidArgumentError
 from blox_env.paths import blox_home
-from blox_env.rewards.base import BaseReward, Evaluation, SharedCharges, unit_cost
+from blox_env.rewards.base import BaseReward, Evaluation
+from blox_env.runs.budget import SharedCharges, SharedWork, unit_cost
 from blox_env.space import FULL_SPACE, Arch, SubSpace, parse_arch
 from blox_env.training.distill import DistillConfig, distill_blocks
 from blox_env.training.recipes import Recipe, get_recipe, live_run_name
@@ -153,11 +154,21 @@ class LiveReward(BaseReward):
         return time.perf_counter() - t
 
     def _block_charge(self, arch: Arch) -> float:
-        """Distillation (and teacher) seconds this search run has not been charged yet."""
-        assert self.library is not None  # noqa: S101
-        return self.charges.charge(arch, self.library.signatures(self.distill)["distill_time_s"],
-                                   float(self.library.attrs.get("train_time_s", 0.0)),
-                                   teacher=self.library.teacher.index)
+        """Distillation (and teacher) seconds this search run has not been charged yet (marked paid)."""
+        work = self.shared_work()
+        assert work is not None  # noqa: S101 - blockwise mode only
+        items = work.pending(arch, self.charges)
+        seconds, _ = work.seconds(items, model=f"{arch.index} (hash {arch.hash}, blocks {arch.blocks})")
+        self.charges.commit(items)
+        return float(sum(seconds.values()))
+
+    def shared_work(self) -> SharedWork | None:
+        """Blockwise mode: the teacher's training and its distilled blocks' recorded seconds (as recorded so far)."""
+        if self.library is None:
+            return None
+        return SharedWork(np.asarray(self.library.signatures(self.distill)["distill_time_s"], dtype=np.float64),
+                          float(self.library.attrs.get("train_time_s", 0.0)), self.library.teacher.index,
+                          teacher_name=f"model {self.library.teacher.index}")
 
     # ---------------------------------------------------------------- Protocol
     def new_run(self, shared: SharedCharges | None = None) -> None:

@@ -24,7 +24,8 @@ import numpy as np
 
 from blox_env.costs import static_costs
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards.base import BaseReward, Evaluation, unit_cost
+from blox_env.rewards.base import BaseReward, Evaluation
+from blox_env.runs.budget import unit_cost
 from blox_env.shapes import ModelConfig
 from blox_env.space import FULL_SPACE, Arch, SubSpace
 

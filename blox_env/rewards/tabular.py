@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError
-from blox_env.rewards.base import BaseReward, Evaluation, cost_is_missing, unit_cost
+from blox_env.rewards.base import BaseReward, Evaluation
+from blox_env.runs.budget import cost_is_missing, unit_cost
 from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, Arch, SubSpace, indices_to_blocks
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class TabularReward(BaseReward):
 
     source = "tabular"
     teacher: Arch | None = None
+    tabular = True
+    batched = True
 
     def __init__(self, store: BloxStore, *, metric: str = "val_top1", run: str | None = None,
                  seed_mode: int | str = "random") -> None:

@@ -1,26 +1,14 @@
 """A search run: evaluate -> charge -> record -> best-so-far -> trace row, under one budget.
 
 Everything that evaluates models for a search goes through a :class:`SearchRun`
-(Blox-v0, BloxOneShot-v0, the harness, the blockwise strategies) or its batched
-sibling :class:`BatchedRuns` (the vector envs: one run per sub-env), so the
-budget rule exists once, here:
-
-- an evaluation starts only while budget is left; the one that crosses the
-  budget completes, is charged in full and returned; later ones are refused
-  without evaluating anything (:meth:`SearchRun.evaluate` returns None);
-- a repeat is free unless ``charge_repeats``: a model is charged only for the
-  epochs beyond the highest fidelity already paid for it (a longer run
-  continues from the checkpoint; with ``cost_unit="evaluations"`` a longer run
-  costs one evaluation);
-- shared work (a blockwise teacher and its distilled blocks) is charged once
-  per run: the run hands every backend it uses one
-  :class:`~blox_env.rewards.base.SharedCharges` record (``backend.new_run``);
-- a missing cost (NaN, infinite or negative, e.g. a partially built store's
-  ``train_time_s``) never reaches the ledger: with ``missing_cost="error"``
-  (default) the evaluation is refused with :class:`~blox_env.errors.MissingCostError`
-  naming the model; ``"median"`` / ``"max"`` charge the median / maximum
-  recorded cost of the backend at that fidelity (backends without a cost
-  column: of the costs recorded so far in the run), flagged in ``cost_imputed``.
+(Blox-v0, BloxOneShot-v0, the harness, the blockwise strategies, the simulated workers)
+or its batched sibling :class:`BatchedRuns` (the vector envs: one run per sub-env).
+The rule they apply is :mod:`blox_env.runs.budget`'s: an evaluation starts only while
+budget is left; the one that crosses the budget completes, is charged in full and
+returned; later ones are refused without evaluating anything (:meth:`SearchRun.evaluate`
+returns None). Shared work is charged once per run: the run hands every backend it uses
+one :class:`~blox_env.runs.budget.SharedCharges` record (``backend.new_run``). A missing
+cost is resolved by the run's ``missing_cost`` rule before it reaches the ledger.
 """
 
 from __future__ import annotations
@@ -28,18 +16,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from blox_env.checks import check_bool, check_budget, check_choice
-from blox_env.errors import MissingCostError
-from blox_env.rewards.base import (
+from blox_env.runs.budget import (
     COST_UNITS,
-    Evaluation,
-    RewardBackend,
+    CostLedger,
     SharedCharges,
+    charge_amount,
     check_missing_cost,
     cost_is_missing,
     resolve_missing,
@@ -47,79 +33,10 @@ from blox_env.rewards.base import (
 from blox_env.space import Arch
 
 if TYPE_CHECKING:
+    from blox_env.rewards.base import Evaluation, RewardBackend
     from blox_env.rewards.tabular import TabularReward
 
-__all__ = ["BatchOutcome", "BatchedRuns", "CostLedger", "Outcome", "SearchRun", "charge_amount"]
-
-
-def charge_amount(full: Any, fidelity: int, paid: Any, *, cost_unit: str, charge_repeats: bool) -> tuple[Any, Any]:
-    """What an evaluation at ``fidelity`` costs a run that paid ``paid`` epochs of the model: (cost, paid after).
-
-    The budget rule's arithmetic, for scalars and numpy arrays alike (``full``: the evaluation's cost from scratch).
-    """
-    new = fidelity - paid
-    new = new * (new > 0)  # epochs beyond what was paid
-    if charge_repeats:
-        return full, paid + new
-    if cost_unit == "evaluations":
-        return full * (new > 0), paid + new
-    return full * new / fidelity, paid + new
-
-
-@dataclass
-class CostLedger:
-    """Cumulative cost of one search run, with free repeats unless ``charge_repeats`` (see the module docstring)."""
-
-    budget: float | None
-    cost_unit: str
-    charge_repeats: bool = False
-    spent: float = 0.0
-    evaluations: int = 0
-    best: float = -math.inf
-    best_index: int = -1
-    paid: dict[Any, int] = field(default_factory=dict)
-    recorded: list[float] = field(default_factory=list)  # full costs charged as recorded (not imputed) this run
-
-    def __post_init__(self) -> None:
-        self.cost_unit = check_choice("cost_unit", self.cost_unit, COST_UNITS)
-        self.budget = check_budget(self.budget, self.cost_unit)
-        self.charge_repeats = check_bool("charge_repeats", self.charge_repeats)
-
-    @property
-    def exhausted(self) -> bool:
-        return self.budget is not None and self.spent >= self.budget
-
-    @property
-    def left(self) -> float:
-        return math.inf if self.budget is None else max(0.0, self.budget - self.spent)
-
-    def charge(self, index: Hashable, fidelity: int, full_cost: float, *, imputed: bool = False) -> float:
-        """Record one evaluation of model ``index`` (any hashable key); returns what it costs this run.
-
-        A missing ``full_cost`` (NaN, infinite, negative) raises :class:`MissingCostError` and changes nothing:
-        the run's spent budget can never become NaN (resolve a missing cost first, see :class:`SearchRun`).
-        """
-        if cost_is_missing(full_cost):
-            raise MissingCostError(f"model {index} has no recorded cost ({full_cost!r} {self.cost_unit}): a budget "
-                                   "cannot be charged for it; refuse the evaluation or charge a stated replacement "
-                                   "(the envs' missing_cost='median' | 'max')")
-        cost, self.paid[index] = charge_amount(full_cost, fidelity, self.paid.get(index, 0),
-                                               cost_unit=self.cost_unit, charge_repeats=self.charge_repeats)
-        self.spent += cost
-        self.evaluations += 1
-        if not imputed:
-            self.recorded.append(float(full_cost))
-        return cost
-
-    def observe(self, index: int, value: float) -> None:
-        """Best-so-far: keep ``value`` of model ``index`` if it beats the best."""
-        if value > self.best:
-            self.best, self.best_index = value, index
-
-    def new_run(self) -> None:
-        self.spent, self.evaluations, self.best, self.best_index = 0.0, 0, -math.inf, -1
-        self.paid.clear()
-        self.recorded.clear()
+__all__ = ["BatchOutcome", "BatchedRuns", "Outcome", "SearchRun"]
 
 
 class Outcome(NamedTuple):
