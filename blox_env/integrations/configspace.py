@@ -32,10 +32,9 @@ from blox_env.datasets.store.schema import CURVE_METRICS
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.extras import require
 from blox_env.objectives import Objective, objective_matrix, parse_objectives
-from blox_env.rewards.base import COST_UNITS
 from blox_env.rewards.factory import check_benchmark
 from blox_env.rewards.tabular import TabularReward
-from blox_env.runs import SearchRun
+from blox_env.runs import COST_UNITS, SearchRun
 from blox_env.space import N_STAGES, Arch, SubSpace
 
 if TYPE_CHECKING:
@@ -43,8 +42,10 @@ if TYPE_CHECKING:
 
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["FIDELITY", "STAGES", "BloxObjective", "configuration_space", "objective", "open_benchmark"]
+__all__ = ["FIDELITY", "SEED_MAX", "STAGES", "BloxObjective", "configuration_space", "objective", "open_benchmark"]
 
+#: Seeds numpy's legacy ``RandomState`` (ConfigSpace's sampler, Optuna's samplers) accepts: 0..2**32-1.
+SEED_MAX = 2**32 - 1
 #: Hyperparameter names: one categorical per stage, and the epoch fidelity.
 STAGES = tuple(f"stage{s}" for s in range(N_STAGES))
 FIDELITY = "epochs"
@@ -116,7 +117,11 @@ class BloxObjective:
         if not isinstance(fidelity, (bool, np.bool_)):
             raise InvalidArgumentTypeError(f"fidelity must be a bool, got {fidelity!r} ({type_name(fidelity)})")
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
-            raise InvalidArgumentTypeError(f"seed must be an int or None, got {seed!r} ({type_name(seed)})")
+            raise InvalidArgumentTypeError(f"seed must be an integer in 0..{SEED_MAX} or None, got {seed!r} "
+                                           f"({type_name(seed)})")
+        if seed is not None and not 0 <= int(seed) <= SEED_MAX:
+            raise InvalidArgumentError(f"seed must be an integer in 0..{SEED_MAX} (numpy's RandomState seeds, "
+                                       f"which ConfigSpace uses) or None, got {seed!r}")
         from ConfigSpace import Categorical, ConfigurationSpace, Integer
 
         space: dict[str, Any] = {
@@ -186,6 +191,15 @@ class BloxObjective:
         return max(1, min(top, int(round(x))))
 
     # ------------------------------------------------------------------ the objective
+    def check_epochs(self, epochs: int) -> None:
+        """Refuse objectives whose own ``@epoch`` lies beyond the fidelity (as the envs do): an evaluation at
+        ``epochs`` is charged for ``epochs`` of training, so it cannot read a later epoch's value."""
+        late = [o.name for o in self.objectives if o.epoch is not None and o.epoch > epochs]
+        if late:
+            raise InvalidArgumentError(f"objective(s) {', '.join(late)} read epochs beyond the fidelity of {epochs} "
+                                       f"epochs (what this evaluation is charged for): use an epoch in 1..{epochs} "
+                                       f"in the objective, or evaluate at a fidelity >= its epoch")
+
     def at_fidelity(self, epochs: int) -> tuple[Objective, ...]:
         """The objectives read at ``epochs``: per-epoch columns without their own ``@epoch`` take the fidelity."""
         return tuple(Objective(o.column, o.direction, epochs)
@@ -196,6 +210,7 @@ class BloxObjective:
         """Evaluate a configuration at a fidelity: ``{"fitness", "cost", "info"}`` (see the module docstring)."""
         arch = self.arch(config)
         epochs = self.epochs(config, fidelity)
+        self.check_epochs(epochs)
         objs = self.at_fidelity(epochs)
         loss = objective_matrix(self.store, objs, seed=self.seed, archs=[arch.index], run=self.run)[0]
         ev = self._charges.resolve(self.backend.evaluate(arch, epochs, cost_unit=self.cost_unit), self.backend)

@@ -7,6 +7,11 @@ of :func:`~blox_env.integrations.configspace.configuration_space`), steps the en
 and tells the study the env's values (``info["objectives"]``, the store's raw values: percent, counts,
 seconds). The env's search run charges every evaluation (a repeat is free, as in every search here) and
 stops the loop when a ``budget`` is spent. Samplers are seeded, so a search is reproducible.
+
+The loop is Optuna's own ``study.optimize`` (one env step per trial), so every built-in sampler works,
+including those that end the study themselves (``GridSampler`` and ``BruteForceSampler`` call
+``study.stop()`` once their grid is exhausted; the trials run so far are kept). A trial asked after the
+budget is spent is not evaluated: it is marked pruned and the study stops.
 Needs the ``integrations`` extra (``pip install "blox-env[integrations]"``).
 """
 
@@ -23,7 +28,7 @@ import numpy as np
 from blox_env.checks import check_bool, check_budget, type_name
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.extras import require
-from blox_env.integrations.configspace import STAGES, open_benchmark
+from blox_env.integrations.configspace import SEED_MAX, STAGES, open_benchmark
 from blox_env.objectives import Objective, parse_objectives
 from blox_env.space import Arch
 
@@ -96,11 +101,12 @@ def make_sampler(sampler: Any, *, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _check_int(name: str, value: Any, *, low: int) -> int:
+def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
+    allowed = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentTypeError(f"{name} must be an integer >= {low}, got {value!r} ({type_name(value)})")
-    if int(value) < low:
-        raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise InvalidArgumentTypeError(f"{name} must be {allowed}, got {value!r} ({type_name(value)})")
+    if int(value) < low or (high is not None and int(value) > high):
+        raise InvalidArgumentError(f"{name} must be {allowed}, got {value!r}")
     return int(value)
 
 
@@ -116,7 +122,7 @@ def optuna_search(*, sampler: Any = "tpe", objectives: str | Sequence[str | Obje
     :func:`blox_env.pareto.true_front`). ``seed`` seeds the sampler and the env.
     """
     n_trials = _check_int("n_trials", n_trials, low=1)
-    seed = _check_int("seed", seed, low=0)
+    seed = _check_int("seed", seed, low=0, high=SEED_MAX)
     verbose = check_bool("verbose", verbose)
     check_budget(budget, cost_unit)
     require("integrations", feature="optuna_search (Optuna driving the env)")
@@ -149,25 +155,46 @@ def optuna_search(*, sampler: Any = "tpe", objectives: str | Sequence[str | Obje
 
 def _ask_tell(env: gym.Env, study: optuna.Study, objs: tuple[Objective, ...],
               choices: tuple[tuple[int, ...], ...], *, n_trials: int, seed: int) -> tuple[list[dict[str, Any]], bool]:
-    """The search loop: ask a model, step the env with it, tell the study its values; (records, budget spent)."""
-    from optuna.trial import TrialState
+    """The search loop (``study.optimize``): a trial's model is stepped in the env and its values returned;
+    (records, budget spent). Records are kept whatever ends the study (n_trials, the budget, the sampler)."""
+    import optuna
 
     records: list[dict[str, Any]] = []
+    state = {"episodes": 0, "exhausted": False}
     env.reset(seed=seed)  # a new search run
-    for _ in range(n_trials):
-        trial = study.ask()
-        blocks = tuple(int(trial.suggest_categorical(name, list(stage))) for name, stage in zip(STAGES, choices))
+
+    def evaluate(trial: optuna.Trial) -> list[float]:
+        blocks = tuple(_suggest(trial, name, stage) for name, stage in zip(STAGES, choices))
         local = np.array([stage.index(b) for stage, b in zip(choices, blocks)], dtype=np.int64)
+        if state["episodes"]:
+            env.reset()  # the next episode of the same search run
+        state["episodes"] += 1
         _, _, _, truncated, info = env.step(local)
         if not info.get("evaluated", False):  # nothing left of the budget: nothing was evaluated
-            study.tell(trial, state=TrialState.FAIL)
-            return records, True
+            state["exhausted"] = True
+            trial.study.stop()
+            raise optuna.TrialPruned("the search run's budget is spent: the model was not evaluated")
         values = {o.name: float(info["objectives"][o.name]) for o in objs}
-        study.tell(trial, [values[o.name] for o in objs])
         records.append({"number": trial.number, "arch_index": int(info["arch_index"]), "blocks": blocks,
                         "values": values, "cost": float(info["cost"]),
                         "cumulative_cost": float(info["cumulative_cost"])})
         if truncated:
-            return records, True
-        env.reset()  # the next episode of the same search run
-    return records, False
+            state["exhausted"] = True
+            trial.study.stop()
+        return [values[o.name] for o in objs]
+
+    study.optimize(evaluate, n_trials=n_trials, gc_after_trial=False, show_progress_bar=False)
+    return records, bool(state["exhausted"])
+
+
+def _suggest(trial: optuna.Trial, name: str, stage: tuple[int, ...]) -> int:
+    """The sampler's block for one stage, refused (naming the stage's blocks) when it is not one of them."""
+    try:
+        block = trial.suggest_categorical(name, list(stage))
+    except ValueError as exc:  # e.g. a GridSampler or PartialFixedSampler value that is not a choice
+        raise InvalidArgumentError(f"the sampler proposed a {name} that is not one of this store's blocks "
+                                   f"{list(stage)} ({exc}): a grid or fixed value must use those block ids") from exc
+    if isinstance(block, (bool, np.bool_)) or not isinstance(block, (int, np.integer)) or int(block) not in stage:
+        raise InvalidArgumentError(f"the sampler proposed {name}={block!r}, not one of this store's blocks "
+                                   f"{list(stage)}")
+    return int(block)
