@@ -350,7 +350,19 @@ def test_cli_download_tag_and_latest(api: Api, tmp_path: Path, monkeypatch: pyte
     assert res.exit_code == 0, res.output
     assert (tmp_path / "b" / "blox-base-0.pickle").read_bytes() == PICKLE0 and "releases/latest" in res.stderr
     res = runner.invoke(app, ["data", "download", "--repo", REPO, "--write-manifest"])
-    assert res.exit_code == 0 and json.loads(res.stdout)["assets"][0]["url"] == api.base + "dl/v2.0/blox-info.blox"
+    assert res.exit_code == 0, res.output
+    written = json.loads(res.stdout)["assets"]  # the files a download fetches: no .pickle twin, no README
+    assert [(a["name"], a["url"], a["size"]) for a in written] == [
+        (n, f"{api.base}dl/v2.0/{n}", len(d)) for n, d in (("blox-info.blox", INFO), ("blox-base-0.blox", BASE0))]
+    assert written[1]["sha256"] == _sha(BASE0) and "releases API" in res.stderr
+    (tmp_path / "m.json").write_text(res.stdout)  # replayed with the API gone: the same files, verified
+    monkeypatch.setenv(rs.API_ENV, "ftp://nowhere")
+    res = runner.invoke(app, ["data", "download", "--manifest", str(tmp_path / "m.json"), "--dest",
+                              str(tmp_path / "c"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert _leftovers(tmp_path / "c") == sorted(["blox-info.blox", "blox-base-0.blox", "blox-info.blox.sha256",
+                                                 "blox-base-0.blox.sha256"])
+    monkeypatch.setenv(rs.API_ENV, api.base)
     res = runner.invoke(app, ["data", "download", "--repo", REPO, "--tag", "v9", "--quiet"])
     assert isinstance(res.exception, DownloadError) and "v1.0" in str(res.exception)
     res = runner.invoke(app, ["data", "download", "--tag", "v1.0", "--manifest", "{}"])
@@ -364,6 +376,7 @@ def test_cli_download_tag_and_latest(api: Api, tmp_path: Path, monkeypatch: pyte
     (lambda: rs.resolve_release(api_url="ftp://h/"), "http or https"),
     (lambda: rs.resolve_release(timeout=0), "timeout"),
     (lambda: rs.default_selection(dl.DEFAULT_MANIFEST, "zip"), "blox, csv, pickle"),
+    (lambda: ReleaseAsset(name="a.blox", url="ftp://h/a.blox"), "http, https, file"),
 ])
 def test_bad_inputs(call: object, match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match) as info:

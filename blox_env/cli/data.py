@@ -32,20 +32,21 @@ def download(
     timeout: Annotated[float, typer.Option(help="seconds per network operation")] = 60.0,
     retries: Annotated[int, typer.Option(help="extra attempts per file")] = 3,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
-    write_manifest: Annotated[bool, typer.Option(help="print the manifest as JSON and exit")] = False,
+    write_manifest: Annotated[bool, typer.Option(help="print the manifest of the files it would fetch as JSON "
+                                                     "and exit")] = False,
 ) -> None:
     """Fetch the official release files (resumable; verified by size/sha256, or by length and a .sha256 record).
 
     The release is resolved through the GitHub releases API ($BLOX_RELEASE_API overrides its URL),
     else the cached manifest, else the built-in one; stderr says which, and each file's URL.
     """
-    from blox_env.datasets.release.resolve import download_official, release_for
+    from blox_env.datasets.release.resolve import download_official, release_for, selected_manifest
 
-    if write_manifest:
+    if write_manifest:  # the files a download would fetch, with their URLs, sizes and sha256
         resolved = release_for(tag, repo=repo, offline=offline, manifest=manifest, timeout=timeout)
         for line in resolved.describe([]):
             sys.stderr.write(line + "\n")
-        sys.stdout.write(resolved.manifest.to_json())
+        sys.stdout.write(selected_manifest(resolved, names=name, fmt=fmt).to_json())
         return
     for path in download_official(tag, dest=dest, names=name, fmt=fmt, repo=repo, offline=offline,
                                   manifest=manifest, timeout=timeout, retries=retries,

@@ -49,7 +49,8 @@ from blox_env.paths import blox_home
 
 __all__ = [
     "API_ENV", "ASSUMED_TAG", "DEFAULT_API_URL", "DEFAULT_REPO", "ResolvedRelease", "api_base",
-    "default_selection", "download_official", "manifest_from_release", "release_cache_path", "resolve_release",
+    "default_selection", "download_official", "manifest_from_release", "release_cache_path", "release_for",
+    "resolve_release", "select", "selected_manifest",
 ]
 
 DEFAULT_REPO = "SamsungLabs/blox"
@@ -458,6 +459,15 @@ def select(resolved: ResolvedRelease, *, names: Sequence[str] | None = None, fmt
     if resolved.source == "file" and fmt is None:
         return list(resolved.manifest.names)  # the user's own list
     return list(default_selection(resolved.manifest, fmt))
+
+
+def selected_manifest(resolved: ResolvedRelease, *, names: Sequence[str] | None = None,
+                      fmt: str | None = None) -> ReleaseManifest:
+    """The manifest cut to :func:`select`'s files: what ``--write-manifest`` prints, so ``--manifest`` fetches
+    the same files (not a release's other formats or READMEs)."""
+    man = resolved.manifest
+    return ReleaseManifest(base_url=man.base_url, assets=tuple(man.asset(n) for n in select(resolved, names=names,
+                                                                                           fmt=fmt)))
 
 
 def _to_stderr(message: str) -> None:
