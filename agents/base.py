@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from blox_env.checks import check_budget
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.rewards.base import RewardBackend
 from blox_env.space import Arch, SubSpace
@@ -34,7 +35,8 @@ from blox_env.space import Arch, SubSpace
 if TYPE_CHECKING:
     from blox_env.rewards.base import Evaluation
 
-__all__ = ["Agent", "BaseAgent", "Constraint", "make_constraint", "make_rng"]
+__all__ = ["Agent", "BaseAgent", "Constraint", "check_agent", "check_asked", "check_search_budget", "make_constraint",
+           "make_rng"]
 
 #: Uniform draws tried before the feasible set is enumerated explicitly.
 _REJECTION_TRIES = 256
@@ -280,3 +282,32 @@ class BaseAgent:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(space={self.space.sizes}, metric={self.metric!r}, told={len(self.history)})"
+
+
+def check_search_budget(budget: Any, cost_unit: Any) -> float:
+    """A search's budget: a positive, finite number of ``cost_unit`` (a search needs one; None is refused)."""
+    value = check_budget(budget, cost_unit if isinstance(cost_unit, str) else "cost units")
+    if value is None:
+        raise InvalidArgumentError(f"budget must be a positive, finite number of {cost_unit} (a search stops when "
+                                   "it is spent), got None")
+    return value
+
+
+def check_asked(agent: Agent, arch: Any) -> Arch:
+    """What ``agent.ask()`` returned, if it is an :class:`~blox_env.space.Arch` (else a clear error)."""
+    if not isinstance(arch, Arch):
+        raise InvalidArgumentTypeError(f"agent {agent.name!r} ({type(agent).__name__}) returned {arch!r} "
+                                       f"({type(arch).__name__}) from ask(): ask() must return a blox_env.Arch "
+                                       "(e.g. Arch.from_index(i) or Arch.from_blocks(b0, b1, b2))")
+    return arch
+
+
+def check_agent(agent: Any) -> Agent:
+    """``agent`` if it implements the :class:`~blox_env.agents.base.Agent` Protocol (else a clear error)."""
+    if not isinstance(agent, Agent):
+        missing = [m for m in ("name", "fidelity", "parallel_asks", "reaskable", "ask", "tell", "pending",
+                               "feasible_indices", "close") if not hasattr(agent, m)]
+        raise InvalidArgumentTypeError(f"{type(agent).__name__} is not a search agent: it lacks {', '.join(missing)} "
+                                       "(subclass blox_env.agents.BaseAgent, which gives every member but ask() a "
+                                       "default)")
+    return agent

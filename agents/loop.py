@@ -14,14 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.agents.base import Agent
-from blox_env.checks import check_budget
-from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
+from blox_env.agents.base import check_agent, check_asked, check_search_budget
+from blox_env.agents.parallel import run_parallel_search
 from blox_env.rewards.base import RewardBackend
 from blox_env.runs import FreeRepeatStop, SearchRun
-from blox_env.space import Arch
 
-__all__ = ["check_agent", "check_asked", "check_search_budget", "run_search"]
+__all__ = ["run_search"]
 
 
 def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: str, seed: int, metric: str,
@@ -45,8 +43,6 @@ def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: 
     check_agent(agent)
     budget = check_search_budget(budget, cost_unit)
     if type(workers) is not int or workers != 1 or mode != "async":
-        from blox_env.agents.parallel import run_parallel_search
-
         return run_parallel_search(agent, backend, workers=workers, mode=mode, budget=budget, budget_kind="compute",
                                    cost_unit=cost_unit, seed=seed, metric=metric, charge_repeats=charge_repeats,
                                    max_evaluations=max_evaluations, run=run, stop_at=stop_at, fields=fields, key=key)
@@ -70,32 +66,3 @@ def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: 
     finally:
         agent.close()  # e.g. SB3Agent's learner thread
     return run.trace
-
-
-def check_search_budget(budget: Any, cost_unit: Any) -> float:
-    """A search's budget: a positive, finite number of ``cost_unit`` (a search needs one; None is refused)."""
-    value = check_budget(budget, cost_unit if isinstance(cost_unit, str) else "cost units")
-    if value is None:
-        raise InvalidArgumentError(f"budget must be a positive, finite number of {cost_unit} (a search stops when "
-                                   "it is spent), got None")
-    return value
-
-
-def check_asked(agent: Agent, arch: Any) -> Arch:
-    """What ``agent.ask()`` returned, if it is an :class:`~blox_env.space.Arch` (else a clear error)."""
-    if not isinstance(arch, Arch):
-        raise InvalidArgumentTypeError(f"agent {agent.name!r} ({type(agent).__name__}) returned {arch!r} "
-                                       f"({type(arch).__name__}) from ask(): ask() must return a blox_env.Arch "
-                                       "(e.g. Arch.from_index(i) or Arch.from_blocks(b0, b1, b2))")
-    return arch
-
-
-def check_agent(agent: Any) -> Agent:
-    """``agent`` if it implements the :class:`~blox_env.agents.base.Agent` Protocol (else a clear error)."""
-    if not isinstance(agent, Agent):
-        missing = [m for m in ("name", "fidelity", "parallel_asks", "reaskable", "ask", "tell", "pending",
-                               "feasible_indices", "close") if not hasattr(agent, m)]
-        raise InvalidArgumentTypeError(f"{type(agent).__name__} is not a search agent: it lacks {', '.join(missing)} "
-                                       "(subclass blox_env.agents.BaseAgent, which gives every member but ask() a "
-                                       "default)")
-    return agent

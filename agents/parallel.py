@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blox_env.agents.loop import check_agent, check_asked
+from blox_env.agents.base import check_agent, check_asked
 from blox_env.agents.summary import answers
 from blox_env.checks import check_budget, check_choice, check_real
 from blox_env.errors import InvalidArgumentError

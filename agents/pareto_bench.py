@@ -155,17 +155,18 @@ def summarise_pareto(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spe
     cost to each fraction of the front's hypervolume (and how many seeds reached it), evaluations, and the
     found front of the seed with the median final hypervolume (``front``, for the plot)."""
     rows = []
-    for agent in spec.agents:
-        seeds = [s for s in range(spec.seeds) if (agent, s) in traces]
+    for agent in spec.search.agents:
+        seeds = [s for s in range(spec.search.seeds) if (agent, s) in traces]
         runs = [traces[(agent, s)] for s in seeds]
         hvs = [hypervolume_trace(t, ref) for t in runs]
         row: dict[str, Any] = {"agent": agent, "seeds": len(runs)}
-        at = np.array([hv_at_each(t, spec.budgets, ref, clock=spec.clock, hv=h) for t, h in zip(runs, hvs)])
-        at = at.reshape(len(runs), len(spec.budgets))
-        for j, b in enumerate(spec.budgets):
+        budgets, clock = spec.budget.budgets, spec.budget.clock
+        at = np.array([hv_at_each(t, budgets, ref, clock=clock, hv=h) for t, h in zip(runs, hvs)])
+        at = at.reshape(len(runs), len(spec.budget.budgets))
+        for j, b in enumerate(spec.budget.budgets):
             row[f"hv@{b:g}"], _ = mean_se(at[:, j])
         for f in fractions:
-            reach = [cost_to_fraction(t, f, ref, clock=spec.clock, hv=h) for t, h in zip(runs, hvs)]
+            reach = [cost_to_fraction(t, f, ref, clock=spec.budget.clock, hv=h) for t, h in zip(runs, hvs)]
             row[f"cost_to_hv{f:g}_median"] = float(np.median(reach)) if reach else float("inf")
             row[f"reached_hv{f:g}"] = int(np.isfinite(reach).sum())
         row["evaluations_mean"] = float(np.mean([len(t) for t in runs])) if runs else 0.0

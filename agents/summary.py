@@ -135,36 +135,42 @@ def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spe
     ``label`` names the rows (default: the agent, plus the strategy when it is not plain).
     """
     rows = []
-    for agent in spec.agents:
-        runs = full_runs = [traces[(agent, s)] for s in range(spec.seeds) if (agent, s) in traces]
-        name = label or (agent if spec.strategy == "plain" else f"{agent}+{spec.strategy}")
+    for agent in spec.search.agents:
+        runs = full_runs = [traces[(agent, s)] for s in range(spec.search.seeds) if (agent, s) in traces]
+        name = label or (agent if spec.blockwise.strategy == "plain" else f"{agent}+{spec.blockwise.strategy}")
         row: dict[str, Any] = {"agent": name, "seeds": len(runs)}
-        by_budget = np.array([best_at_each(t, spec.budgets, spec.report_metric, report, clock=spec.clock)
-                              for t in runs]).reshape(len(runs), len(spec.budgets))
-        for j, b in enumerate(spec.budgets):
+        by_budget = np.array(
+            [
+                best_at_each(t, spec.budget.budgets, spec.search.report_metric, report, clock=spec.budget.clock)
+                for t in runs
+            ]
+        ).reshape(len(runs), len(spec.budget.budgets))
+        for j, b in enumerate(spec.budget.budgets):
             row[f"best@{b:g}"], row[f"answered@{b:g}"] = mean_se(by_budget[:, j])
             row[f"regret@{b:g}"] = float(best_report - row[f"best@{b:g}"][0])
         runs = [planned(t, np.inf) for t in runs]  # costs to reach: the run planned for the largest budget
-        reach_best = [_to_best(t, best_index, spec.clock) for t in runs]
+        reach_best = [_to_best(t, best_index, spec.budget.clock) for t in runs]
         row["cost_to_best_median"] = float(np.median(reach_best))
         row["found_best"] = int(np.isfinite(reach_best).sum())
         if spec.simulated:  # both clocks: simulated wall-clock and total compute to the best model, compute spent
-            row["sim_wall_to_best_median"] = float(np.median([_to_best(t, best_index, "sim_wall_clock")
-                                                              for t in runs]))
-            row["compute_to_best_median"] = float(np.median([_to_best(t, best_index, "cumulative_cost")
-                                                             for t in runs]))
+            row["sim_wall_to_best_median"] = float(np.median([_to_best(t, best_index, "sim_wall_clock") for t in runs]))
+            row["compute_to_best_median"] = float(np.median([_to_best(t, best_index, "cumulative_cost") for t in runs]))
             row["compute_total_mean"] = float(np.mean([t[-1]["cumulative_cost"] if t else 0.0 for t in runs]))
-            row["sim_wall_total_mean"] = float(np.mean([clock_values(t[-1:], "sim_wall_clock")[0] if t else 0.0
-                                                        for t in runs]))
-        if spec.target is not None:
-            reach = [cost_to_reach(t, spec.target, spec.report_metric, report, clock=spec.clock) for t in runs]
+            row["sim_wall_total_mean"] = float(
+                np.mean([clock_values(t[-1:], "sim_wall_clock")[0] if t else 0.0 for t in runs])
+            )
+        if spec.search.target is not None:
+            reach = [
+                cost_to_reach(t, spec.search.target, spec.search.report_metric, report, clock=spec.budget.clock)
+                for t in runs
+            ]
             row["cost_to_target_median"] = float(np.median(reach))
             row["reached_target"] = int(np.isfinite(reach).sum())
         if spec.mode == "blockwise":  # the answer's own (fine-tuned) score, as the paper's Table 2 reports it
-            for b in spec.budgets:
-                row[f"finetuned@{b:g}"], _ = mean_se([best_at(t, b, spec.report_metric) for t in full_runs])
-            if spec.target is not None:
-                reach = [cost_to_reach(t, spec.target, spec.report_metric) for t in runs]
+            for b in spec.budget.budgets:
+                row[f"finetuned@{b:g}"], _ = mean_se([best_at(t, b, spec.search.report_metric) for t in full_runs])
+            if spec.search.target is not None:
+                reach = [cost_to_reach(t, spec.search.target, spec.search.report_metric) for t in runs]
                 row["cost_to_target_finetuned_median"] = float(np.median(reach))
                 row["reached_target_finetuned"] = int(np.isfinite(reach).sum())
         row["evaluations_mean"] = float(np.mean([len(t) for t in runs]))

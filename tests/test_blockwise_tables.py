@@ -228,7 +228,7 @@ def test_harness_blockwise_modes_and_plan_budgets(bw_path: Path, tables: Blockwi
     t = float(np.median(tables.finetuned("M1", 6, metric="train_time_s")))
     budgets = (15 * t, 40 * t)
     for strategy, agents in (("plain", ("donna", "lana")), ("two-stage", ("random",)), ("iterative", ("random",))):
-        spec = BenchSpec(agents=agents, seeds=2, budgets=budgets, mode="blockwise", strategy=strategy,
+        spec = BenchSpec.from_options(agents=agents, seeds=2, budgets=budgets, mode="blockwise", strategy=strategy,
                          teacher="M5" if strategy == "iterative" else "M1")
         traces = run_benchmark(str(bw_path), spec=spec, executor="serial", progress=False)
         rows = summarise_traces(traces, spec=spec, best_index=0, best_report=100.0, report=report)
@@ -245,9 +245,9 @@ def test_harness_blockwise_modes_and_plan_budgets(bw_path: Path, tables: Blockwi
                 if vals:
                     assert row[f"best@{b:g}"][0] == pytest.approx(np.mean(vals)), (strategy, agent, b)
     with pytest.raises(InvalidArgumentError, match="blockwise strategy"):
-        BenchSpec(strategy="two-stage")
+        BenchSpec.from_options(strategy="two-stage")
     with pytest.raises(InvalidArgumentError, match="needs block signatures"):
-        run_benchmark(str(bw_path), spec=BenchSpec(agents=("donna",), seeds=1, budgets=(10.0,)),
+        run_benchmark(str(bw_path), spec=BenchSpec.from_options(agents=("donna",), seeds=1, budgets=(10.0,)),
                       executor="serial", progress=False)
 
 

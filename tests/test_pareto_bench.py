@@ -109,41 +109,45 @@ def test_pareto_reference_of_the_bundled_store() -> None:
 
 def test_spec_options_are_checked() -> None:
     with pytest.raises(InvalidArgumentError, match="workers"):
-        BenchSpec(agents=("random",), workers=0)
-    with pytest.raises(InvalidArgumentError, match="worker_mode must be one of async, sync"):
-        BenchSpec(agents=("random",), worker_mode="batch")
-    with pytest.raises(InvalidArgumentError, match="budget_kind one of wall, compute"):
-        BenchSpec(agents=("random",), budget_kind="time")
+        BenchSpec.from_options(agents=("random",), sim_workers=0)
+    with pytest.raises(InvalidArgumentError, match="worker mode must be one of 'async', 'sync'"):
+        BenchSpec.from_options(agents=("random",), worker_mode="batch")
+    with pytest.raises(InvalidArgumentError, match="budget kind must be one of 'compute', 'wall'"):
+        BenchSpec.from_options(agents=("random",), budget_kind="time")
     with pytest.raises(InvalidArgumentError, match="simulated workers run plain searches"):
-        BenchSpec(agents=("random",), workers=4, mode="blockwise", strategy="two-stage")
+        BenchSpec.from_options(agents=("random",), sim_workers=4, mode="blockwise", strategy="two-stage")
     with pytest.raises(InvalidArgumentError, match="objectives must be a non-empty tuple"):
-        BenchSpec(agents=("nsga2",), objectives="val_top1,params")  # type: ignore[arg-type]
+        BenchSpec.from_options(agents=("nsga2",), objectives="val_top1,params")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="mode='normal'"):
-        BenchSpec(agents=("nsga2",), objectives=("val_top1", "params"), mode="blockwise")
-    spec = BenchSpec(agents=("random",), workers=4, budget_kind="wall")
-    assert spec.simulated and spec.clock == "sim_wall_clock"
+        BenchSpec.from_options(agents=("nsga2",), objectives=("val_top1", "params"), mode="blockwise")
+    spec = BenchSpec.from_options(agents=("random",), sim_workers=4, budget_kind="wall")
+    assert spec.simulated and spec.budget.clock == "sim_wall_clock"
     assert spec.budget_name().startswith("simulated wall-clock") and "4 async workers" in spec.budget_name()
-    assert BenchSpec(agents=("random",)).budget_name().startswith("total compute (seconds of recorded training")
+    plain = BenchSpec.from_options(agents=("random",))
+    assert plain.budget_name().startswith("total compute (seconds of recorded training")
 
 
 def test_mo_agents_get_the_spec_objectives() -> None:
     store = open_store(None)
     device = next(m for m in store.metrics() if m.startswith("latency/"))
-    spec = BenchSpec(agents=("nsga2", "random"), objectives=("val_top1", f"latency:{device.split('/')[1]}"))
+    spec = BenchSpec.from_options(
+        agents=("nsga2", "random"), objectives=("val_top1", f"latency:{device.split('/')[1]}")
+    )
     backend = make_tabular_backend(store, metric="val_top1")
     agent = make_search_agent("nsga2", backend, seed=0, spec=spec)
-    assert agent.objectives == parse_objectives(spec.objectives, store=store)
+    assert agent.objectives == parse_objectives(spec.search.objectives, store=store)
     assert make_search_agent("random", backend, seed=0, spec=spec) is not None  # single-objective agents run too
 
 
 def test_summarise_pareto_on_the_bundled_store() -> None:
     store = open_store(None)
-    spec = BenchSpec(agents=("mo-random", "nsga2"), seeds=3, budgets=(60.0, 200.0),
-                     objectives=("val_top1", "params"))
+    spec = BenchSpec.from_options(
+        agents=("mo-random", "nsga2"), seeds=3, budgets=(60.0, 200.0), objectives=("val_top1", "params")
+    )
     traces = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
     again = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
     assert [r["arch_index"] for r in traces[("nsga2", 1)]] == [r["arch_index"] for r in again[("nsga2", 1)]]
-    ref = pareto_reference(store, spec.objectives)
+    ref = pareto_reference(store, spec.search.objectives)
     rows = summarise_pareto(traces, spec=spec, ref=ref)
     assert [r["agent"] for r in rows] == ["mo-random", "nsga2"]
     for row in rows:
@@ -155,8 +159,8 @@ def test_summarise_pareto_on_the_bundled_store() -> None:
 
 def test_simulated_workers_through_the_harness() -> None:
     store = open_store(None)
-    one = BenchSpec(agents=("random",), seeds=2, budgets=(100.0, 300.0))
-    par = BenchSpec(agents=("random",), seeds=2, budgets=(100.0, 300.0), workers=4)
+    one = BenchSpec.from_options(agents=("random",), seeds=2, budgets=(100.0, 300.0))
+    par = BenchSpec.from_options(agents=("random",), seeds=2, budgets=(100.0, 300.0), sim_workers=4)
     seq_traces = run_benchmark(store.location, spec=one, executor="serial", progress=False)
     par_traces = run_benchmark(store.location, spec=par, executor="serial", progress=False)
     assert "sim_wall_clock" not in seq_traces[("random", 0)][0]
@@ -165,18 +169,30 @@ def test_simulated_workers_through_the_harness() -> None:
     assert trace[-1]["sim_wall_clock"] < trace[-1]["cumulative_cost"] / 2
     row = summarise_traces(par_traces, spec=par, best_index=trace[0]["arch_index"], best_report=90.0)[0]
     assert row["sim_wall_to_best_median"] <= row["compute_to_best_median"]
-    assert row["compute_total_mean"] == pytest.approx(np.mean([t[-1]["cumulative_cost"] for t in
-                                                               par_traces.values()]))
+    assert row["compute_total_mean"] == pytest.approx(np.mean([t[-1]["cumulative_cost"] for t in par_traces.values()]))
     # a wall-clock budget of 100 with 4 workers buys about 4x the compute of a compute budget of 100
-    wall = BenchSpec(agents=("random",), seeds=1, budgets=(100.0,), workers=4, budget_kind="wall")
+    wall = BenchSpec.from_options(agents=("random",), seeds=1, budgets=(100.0,), sim_workers=4, budget_kind="wall")
     wtrace = run_benchmark(store.location, spec=wall, executor="serial", progress=False)[("random", 0)]
     assert wtrace[-1]["cumulative_cost"] > 250.0
 
 
 def test_cli_bench_objectives_writes_table_plots_and_report(tmp_path: Path) -> None:
     report = tmp_path / "mo.md"
-    args = ["bench", "--objectives", "val_top1,params", "--seeds", "2", "--budgets", "50,150", "--executor",
-            "serial", "--plot", str(tmp_path / "p.png"), "--report", str(report)]
+    args = [
+        "bench",
+        "--objectives",
+        "val_top1,params",
+        "--seeds",
+        "2",
+        "--budgets",
+        "50,150",
+        "--executor",
+        "serial",
+        "--plot",
+        str(tmp_path / "p.png"),
+        "--report",
+        str(report),
+    ]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for name in ("mo-random", "nsga2", "parego"):
@@ -188,8 +204,23 @@ def test_cli_bench_objectives_writes_table_plots_and_report(tmp_path: Path) -> N
 
 
 def test_cli_bench_sim_workers_and_the_renamed_option(tmp_path: Path) -> None:
-    args = ["bench", "--agents", "random", "--seeds", "1", "--budgets", "50", "--executor", "serial",
-            "--plot", str(tmp_path / "p.png"), "--sim-workers", "4", "--worker-mode", "sync"]
+    args = [
+        "bench",
+        "--agents",
+        "random",
+        "--seeds",
+        "1",
+        "--budgets",
+        "50",
+        "--executor",
+        "serial",
+        "--plot",
+        str(tmp_path / "p.png"),
+        "--sim-workers",
+        "4",
+        "--worker-mode",
+        "sync",
+    ]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "median simulated wall-clock / compute to best" in result.output

@@ -115,7 +115,7 @@ def test_bench_report_of_an_official_import(stores: dict[str, Path], tmp_path: P
     # `blox bench` prints `data: ` + benchmark_summary(info) first (tested above).
     info = describe_benchmark(open_store(stores["official"]))
     assert OFFICIAL_NOTE in benchmark_summary(info) and benchmark_summary(info).startswith("blox-")
-    spec = BenchSpec(agents=("random",), seeds=1, budgets=(3.0,), cost_unit="evaluations")
+    spec = BenchSpec.from_options(agents=("random",), seeds=1, budgets=(3.0,), cost_unit="evaluations")
     row = {"agent": "random", "best@3": (60.0, 0.0), "regret@3": 1.0, "cost_to_best_median": float("inf"),
            "found_best": 0, "seeds": 1, "evaluations_mean": 3.0}
     path = write_report(tmp_path / "r.md", rows=[row], spec=spec, plot=tmp_path / "p.png", store_name=info["name"],

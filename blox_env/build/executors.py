@@ -132,6 +132,10 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
+    def cancel(self) -> None:
+        """Stop at once (Ctrl-C): drop queued tasks and kill running ones."""
+        ...
+
 
 def _bounded(tasks: Iterable[T], *, submit: Callable[[T], Any], finished: Callable[[list[Any]], Iterable[Any]],
              result: Callable[[Any], R], cancel: Callable[[Any], Any], limit: int) -> Iterator[tuple[T, R]]:
@@ -166,6 +170,9 @@ class SerialExecutor:
     def close(self) -> None:
         return None
 
+    def cancel(self) -> None:
+        """Nothing runs in the background."""
+
 
 class ProcessExecutor:
     """A local pool of worker processes (``spawn`` start method: safe with torch and threads).
@@ -198,6 +205,15 @@ class ProcessExecutor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        """Stop now: queued tasks are dropped and running ones killed (Ctrl-C; finished results were handed out)."""
+        processes = list((self._pool._processes or {}).values())  # noqa: SLF001 - the pool offers no kill
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            p.join(timeout=5)
 
 
 class RayExecutor:
@@ -249,6 +265,10 @@ class RayExecutor:
         """Cancel every task still in flight."""
         for ref in list(self._in_flight):
             self._cancel(ref)
+
+    def cancel(self) -> None:
+        """Cancel every task still in flight (as :meth:`close`)."""
+        self.close()
 
 
 def check_executor(kind: str, *, workers: int = 2) -> None:

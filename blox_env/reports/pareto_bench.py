@@ -22,11 +22,11 @@ def _fmt_cost(x: float) -> str:
 def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec,
                    fractions: Sequence[float] = FRACTIONS) -> str:
     """Hypervolume fraction at each budget (mean ± SE) and median cost to fractions of the front's hypervolume."""
-    head = (["agent"] + [f"HV @ {b:g}" for b in spec.budgets]
+    head = (["agent"] + [f"HV @ {b:g}" for b in spec.budget.budgets]
             + [f"median cost to {f:.0%} HV (reached)" for f in fractions] + ["evaluations"])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        cells = [r["agent"]] + [f"{r[f'hv@{b:g}'][0]:.3f} ± {r[f'hv@{b:g}'][1]:.3f}" for b in spec.budgets]
+        cells = [r["agent"]] + [f"{r[f'hv@{b:g}'][0]:.3f} ± {r[f'hv@{b:g}'][1]:.3f}" for b in spec.budget.budgets]
         cells += [f"{_fmt_cost(r[f'cost_to_hv{f:g}_median'])} ({r[f'reached_hv{f:g}']}/{r['seeds']})"
                   for f in fractions]
         cells.append(f"{r['evaluations_mean']:.0f}")
@@ -54,11 +54,11 @@ def table_notes(spec: BenchSpec, *, ref: ParetoReference) -> list[str]:
 def plot_hv_curves(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *, spec: BenchSpec,
                    ref: ParetoReference, title: str = "", points: int = 60) -> Path:
     """Anytime hypervolume fraction against the budget clock: mean ± standard error over seeds per agent (PNG)."""
-    grid = np.linspace(0, max(spec.budgets), points + 1)[1:]
-    curves = {agent: np.array([hv_at_each(traces[(agent, s)], grid, ref, clock=spec.clock)
-                               for s in range(spec.seeds) if (agent, s) in traces]).reshape(-1, len(grid))
-              for agent in spec.agents}
-    return plot_curves(grid, curves, path, budgets=spec.budgets, best=1.0, best_label="true front",
+    grid = np.linspace(0, max(spec.budget.budgets), points + 1)[1:]
+    curves = {agent: np.array([hv_at_each(traces[(agent, s)], grid, ref, clock=spec.budget.clock)
+                               for s in range(spec.search.seeds) if (agent, s) in traces]).reshape(-1, len(grid))
+              for agent in spec.search.agents}
+    return plot_curves(grid, curves, path, budgets=spec.budget.budgets, best=1.0, best_label="true front",
                        title=title or "anytime hypervolume", xlabel=spec.budget_name(),
                        ylabel="hypervolume / true front's")
 
@@ -100,11 +100,16 @@ def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: Benc
         from blox_env.datasets.store.provenance import benchmark_summary
 
         data = f"Data: {benchmark_summary(benchmark)}\n\n"
-    text = (f"# Multi-objective search benchmark on {store_name}\n\n{data}"
-            f"{len(spec.agents)} agents x {spec.seeds} seeds; budgets {', '.join(f'{b:g}' for b in spec.budgets)} "
-            f"{spec.cost_unit}: {spec.budget_name()}. Searches select on their own single-seed evaluations "
-            f"(seed mode {spec.seed_mode!r}). Run time {seconds:.0f} s (real).\n\n"
-            + markdown_table(rows, spec=spec) + "\n\n" + notes_markdown(table_notes(spec, ref=ref))
-            + f"\n\n{links}\n")
+    text = (
+        f"# Multi-objective search benchmark on {store_name}\n\n{data}"
+        f"{len(spec.search.agents)} agents x {spec.search.seeds} seeds; budgets "
+        f"{', '.join(f'{b:g}' for b in spec.budget.budgets)} "
+        f"{spec.budget.cost_unit}: {spec.budget_name()}. Searches select on their own single-seed evaluations "
+        f"(seed mode {spec.search.seed_mode!r}). Run time {seconds:.0f} s (real).\n\n"
+        + markdown_table(rows, spec=spec)
+        + "\n\n"
+        + notes_markdown(table_notes(spec, ref=ref))
+        + f"\n\n{links}\n"
+    )
     out.write_text(text)
     return out

@@ -242,7 +242,7 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
         strategy_kwargs = {"search_fraction": config.search_fraction} if method.strategy != "plain" else {}
         live = config.live_store if method.strategy == "iterative" else None
         seeds = min(config.seeds, config.live_seeds) if live else config.seeds
-        spec = BenchSpec(agents=(method.agent,), seeds=seeds, budgets=budgets, target=target,
+        spec = BenchSpec.from_options(agents=(method.agent,), seeds=seeds, budgets=budgets, target=target,
                          mode=method.mode, teacher=method.teacher, strategy=method.strategy,
                          ft_epochs=short_e if method.ft == "short" else None, agent_kwargs=kwargs,
                          constraint=constraint, full_teacher=method.full_teacher,
@@ -251,7 +251,7 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
             print(f"study: searching with {method.label} ({seeds} seeds{', live' if live else ''})", flush=True)
         # live teachers write to one store: one process
         executor, workers = ("serial", 1) if live else (config.executor, config.workers)
-        result = run_benchmark(store_location, spec=spec, executor=executor, workers=workers, progress=progress)
+        result = run_benchmark(store_location, spec=spec, executor=executor, jobs=workers, progress=progress)
         row = summarise_traces(result, spec=spec, best_index=best_index, best_report=best_report, report=report,
                                label=method.label)[0]
         row.update(kind=method.kind, teacher=method.teacher if method.mode == "blockwise" else None,
