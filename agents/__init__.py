@@ -13,6 +13,7 @@ fits its predictor, LANA imports SciPy's MILP solver when it first solves.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ __all__ = [
     "RegularizedEvolution",
     "Reinforce",
     "SuccessiveHalving",
+    "agent_options",
     "anytime_curves",
     "lana_optimum",
     "make_agent",
@@ -84,14 +86,44 @@ AGENTS: dict[str, type[BaseAgent]] = {
 }
 
 
-def make_agent(name: str, space: SubSpace, *, seed: int | np.random.Generator, **kw: Any) -> BaseAgent:
-    """The agent registered as ``name`` in :data:`AGENTS`, built with ``space``, ``seed`` and options ``kw``.
+def agent_options(name: str) -> tuple[list[str], list[str]]:
+    """``(needs, accepts)`` of the agent registered as ``name``: its keyword options beyond ``space`` and ``seed``.
 
-    ``sh``, ``hyperband`` and ``asha`` need ``min_fidelity`` and ``max_fidelity`` (epochs). The
-    multi-objective agents (``mo-random``, ``nsga2``, ``parego``, ``mo-brpnas``) take ``objectives=``
-    (default: ``metric`` maximised and ``params`` minimised).
+    ``needs`` are the options without a default (``make_agent`` refuses the agent without them), ``accepts`` every
+    option it takes, ``needs`` included, in signature order.
     """
     cls = AGENTS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise InvalidArgumentError(f"unknown agent {name!r}: allowed {', '.join(AGENTS)}")
+    params = [p for p in inspect.signature(cls).parameters.values()
+              if p.name not in ("space", "seed") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in params if p.default is p.empty], [p.name for p in params]
+
+
+def _takes_any_keyword(cls: type) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
+
+
+def make_agent(name: str, space: SubSpace, *, seed: int | np.random.Generator, **kw: Any) -> BaseAgent:
+    """The agent registered as ``name`` in :data:`AGENTS`, built with ``space``, ``seed`` and options ``kw``.
+
+    ``sh``, ``hyperband`` and ``asha`` need ``min_fidelity`` and ``max_fidelity`` (epochs); ``donna`` and
+    ``lana`` need ``signatures``. The multi-objective agents (``mo-random``, ``nsga2``, ``parego``,
+    ``mo-brpnas``) take ``objectives=`` (default: ``metric`` maximised and ``params`` minimised). A missing or
+    unknown option is an :class:`~blox_env.errors.InvalidArgumentError` naming what the agent needs and
+    accepts (:func:`agent_options`).
+    """
+    needs, accepts = agent_options(name)
+    cls = AGENTS[name]
+    missing = [k for k in needs if k not in kw]
+    unknown = [] if _takes_any_keyword(cls) else sorted(k for k in kw if k not in accepts)
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"missing option{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        raise InvalidArgumentError(
+            f"agent {name!r}: {'; '.join(problems)}. It needs {', '.join(needs) or 'no option'} "
+            f"(besides space and seed) and accepts {', '.join(accepts) or 'no option'}")
     return cls(space, seed=seed, **kw)

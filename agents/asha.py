@@ -40,7 +40,7 @@ from blox_env.agents.halving import RungAgent
 from blox_env.space import Arch, SubSpace, neighbours
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.base import Evaluation
 
 __all__ = ["ASHA", "AsyncEvolution"]
 

@@ -31,7 +31,7 @@ from blox_env.extras import require
 from blox_env.space import Arch, SubSpace, mutate
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.base import Evaluation
 
 __all__ = ["DonnaSearch"]
 

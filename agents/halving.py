@@ -34,7 +34,7 @@ from blox_env.errors import InvalidArgumentError
 from blox_env.space import Arch, SubSpace
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.base import Evaluation
 
 __all__ = ["Hyperband", "RungAgent", "SuccessiveHalving", "rung_fidelities"]
 

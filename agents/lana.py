@@ -30,7 +30,7 @@ from blox_env.errors import InvalidArgumentError
 from blox_env.space import N_BLOCKS, N_STAGES, Arch, SubSpace
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.base import Evaluation
 
 __all__ = ["LanaSearch", "lana_optimum"]
 

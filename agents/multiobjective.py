@@ -42,7 +42,7 @@ from blox_env.pareto import ParetoFront, nondominated, pareto_ranks
 from blox_env.space import Arch, SubSpace
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.base import Evaluation
 
 __all__ = ["MORandomSearch", "MultiObjectiveAgent", "NSGA2Evolution", "check_objectives", "crowding_distance",
            "nsga2_order"]

@@ -38,7 +38,7 @@ from blox_env.objectives import Objective
 from blox_env.space import Arch, SubSpace, neighbours
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.base import Evaluation
 
 __all__ = ["MOBRPNAS", "ParEGOLocalSearch", "chebyshev", "random_weights"]
 

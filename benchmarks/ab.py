@@ -30,7 +30,7 @@ from blox_env.space import FULL_SPACE
 path = Path(sys.argv[1])
 if not path.exists():
     synthetic_store(path, space=FULL_SPACE, seeds=(0, 1, 2), epochs=200).close()
-from blox_env.datasets.store import open_store
+from blox_env import open_store
 
 sys.path.insert(0, sys.argv[2])  # benchmarks/: the one timing helper (stdlib only, any checkout can run it)
 from common import per_call

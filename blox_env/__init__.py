@@ -15,27 +15,35 @@ from typing import TYPE_CHECKING
 from blox_env.errors import (
     ArchitectureNotFoundError,
     BloxError,
+    BuildSpecError,
     DownloadError,
+    ImageDataFormatError,
     InvalidActionError,
     InvalidArchitectureError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
     MissingCostError,
     MissingDependencyError,
+    MissingMetricError,
+    OutputExistsError,
+    PartialReleaseError,
+    PredictorFolderError,
     PredictorNotFittedError,
     ReleaseFormatError,
+    StoreBusyError,
     StoreCorruptError,
     StoreError,
     StoreNotFoundError,
     StoreReadOnlyError,
     TrainingDivergedError,
+    UnsafePickleError,
 )
 from blox_env.lazy import lazy_exports
 from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, OPS, Arch, SubSpace, parse_arch
 
 if TYPE_CHECKING:
-    from blox_env.datasets.store import BloxStore, open_store
-    from blox_env.rewards import Evaluation
+    from blox_env.datasets.store.core import BloxStore, open_store
+    from blox_env.rewards.base import Evaluation
 
 __version__ = "0.1.0"
 
@@ -43,11 +51,13 @@ from blox_env.envs import register_envs  # noqa: E402 - registration after the v
 
 register_envs()
 
-#: Public names imported on first use -> the package that exports them (keeps ``import blox_env`` light).
+#: Public names imported on first use -> their defining module (keeps ``import blox_env`` light). This package is
+#: their one documented import path: ``blox_env.datasets``, ``blox_env.datasets.store`` and ``blox_env.rewards``
+#: do not re-export them.
 _LAZY = {
-    "BloxStore": "blox_env.datasets.store",
-    "open_store": "blox_env.datasets.store",
-    "Evaluation": "blox_env.rewards",
+    "BloxStore": "blox_env.datasets.store.core",
+    "open_store": "blox_env.datasets.store.core",
+    "Evaluation": "blox_env.rewards.base",
 }
 
 __all__ = [
@@ -55,26 +65,34 @@ __all__ = [
     "N_MODELS",
     "N_STAGES",
     "OPS",
-    "ArchitectureNotFoundError",
     "Arch",
+    "ArchitectureNotFoundError",
     "BloxError",
     "BloxStore",
+    "BuildSpecError",
     "DownloadError",
     "Evaluation",
+    "ImageDataFormatError",
     "InvalidActionError",
     "InvalidArchitectureError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
     "MissingCostError",
+    "MissingMetricError",
     "MissingDependencyError",
+    "OutputExistsError",
+    "PartialReleaseError",
+    "PredictorFolderError",
     "PredictorNotFittedError",
     "ReleaseFormatError",
+    "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
     "StoreNotFoundError",
     "StoreReadOnlyError",
     "SubSpace",
     "TrainingDivergedError",
+    "UnsafePickleError",
     "__version__",
     "open_store",
     "parse_arch",

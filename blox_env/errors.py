@@ -10,20 +10,28 @@ from __future__ import annotations
 __all__ = [
     "ArchitectureNotFoundError",
     "BloxError",
+    "BuildSpecError",
     "DownloadError",
+    "ImageDataFormatError",
     "InvalidActionError",
     "InvalidArchitectureError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
+    "MissingCostError",
+    "MissingMetricError",
+    "MissingDependencyError",
+    "OutputExistsError",
+    "PartialReleaseError",
+    "PredictorFolderError",
     "PredictorNotFittedError",
     "ReleaseFormatError",
-    "MissingCostError",
-    "MissingDependencyError",
+    "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
     "StoreNotFoundError",
     "StoreReadOnlyError",
     "TrainingDivergedError",
+    "UnsafePickleError",
 ]
 
 
@@ -70,8 +78,19 @@ class StoreCorruptError(StoreError):
     """
 
 
+class StoreBusyError(StoreError):
+    """Another process is writing the store: its writer lock is held, or the array read is being replaced.
+
+    The message names the writer (pid, host) where known; retrying after it finishes succeeds.
+    """
+
+
 class MissingCostError(BloxError, ValueError):
     """An evaluation has no recorded cost, so a budget cannot be charged for it."""
+
+
+class MissingMetricError(BloxError, ValueError):
+    """An evaluated model's reward metric or objective is missing (NaN) in the benchmark."""
 
 
 class MissingDependencyError(BloxError, ImportError):
@@ -96,3 +115,27 @@ class TrainingDivergedError(BloxError, FloatingPointError):
 
 class PredictorNotFittedError(BloxError, RuntimeError):
     """``predict``/``save`` was called on a predictor that has not been fitted."""
+
+
+class OutputExistsError(InvalidArgumentError, FileExistsError):
+    """The output path holds something a build may not replace (not a blox store, or the source itself)."""
+
+
+class BuildSpecError(InvalidArgumentError):
+    """An existing store or run was built with a different spec than the build asks for."""
+
+
+class PartialReleaseError(ReleaseFormatError):
+    """A release file covers fewer than all 91,125 models, or a seed lacks a file the other seeds have."""
+
+
+class ImageDataFormatError(BloxError, ValueError):
+    """An image data file exists but does not hold what its format promises."""
+
+
+class UnsafePickleError(ImageDataFormatError):
+    """A pickle asked for a global outside the allow-list; nothing from it was executed."""
+
+
+class PredictorFolderError(InvalidArgumentError):
+    """A saved predictor folder is missing, damaged or edited into something that cannot be loaded safely."""

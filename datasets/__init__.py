@@ -1,8 +1,9 @@
 """Data for blox-env: the Zarr model store, the official release files, image data and graph data.
 
 Installed as ``blox_env.datasets`` (never as a top-level ``datasets`` package). Sub-packages
-:mod:`.store` (:class:`BloxStore`) and :mod:`.release` (import and download of the official
-files); modules :mod:`.images` (+ :mod:`.cifar`, :mod:`.augment`, :mod:`.randaugment`),
+:mod:`.store` (the store's layouts; :class:`~blox_env.BloxStore` and :func:`~blox_env.open_store` are
+imported from ``blox_env``, their one documented path) and :mod:`.release` (import and download of the
+official files); modules :mod:`.images` (+ :mod:`.cifar`, :mod:`.augment`, :mod:`.randaugment`),
 :mod:`.graphs` (DGL) and :mod:`.synthetic`. The names below are imported on first use, so
 ``import blox_env.datasets`` pays for none of zarr, torch or DGL.
 """
@@ -13,9 +14,6 @@ from blox_env.lazy import lazy_exports
 
 #: Public name -> the module that defines (or, for the sub-packages, exports) it.
 _EXPORTS = {
-    "BloxStore": "blox_env.datasets.store",
-    "RunInfo": "blox_env.datasets.store",
-    "open_store": "blox_env.datasets.store",
     "download_release": "blox_env.datasets.release",
     "import_release": "blox_env.datasets.release",
     "ImageData": "blox_env.datasets.images",

@@ -17,18 +17,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blox_env.errors import BloxError, InvalidArgumentError, StoreNotFoundError
+from blox_env.errors import ImageDataFormatError, InvalidArgumentError, StoreNotFoundError, UnsafePickleError
 
-__all__ = ["CifarFiles", "ImageDataFormatError", "UnsafePickleError", "find_cifar_folder", "read_cifar",
-           "restricted_unpickle"]
-
-
-class ImageDataFormatError(BloxError, ValueError):
-    """An image data file exists but does not hold what its format promises."""
-
-
-class UnsafePickleError(ImageDataFormatError):
-    """A pickle asked for a global outside the allow-list; nothing from it was executed."""
+__all__ = ["CifarFiles", "find_cifar_folder", "read_cifar", "restricted_unpickle"]
 
 
 class CifarFiles(NamedTuple):

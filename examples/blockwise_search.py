@@ -19,12 +19,12 @@ import time
 import numpy as np
 import torch
 
+from blox_env import open_store
 from blox_env.agents import DonnaSearch, RegularizedEvolution
 from blox_env.agents.harness import run_search
 from blox_env.agents.strategies import two_stage_search
 from blox_env.build.mini import MINI_BUNDLED, MINI_SPACE
 from blox_env.datasets.store.blockwise import choose_teachers
-from blox_env.datasets.store.core import open_store
 from blox_env.rewards.live import LiveReward
 from blox_env.space import Arch
 from blox_env.training.distill import DistillConfig

@@ -17,7 +17,7 @@ import torch
 from stable_baselines3 import PPO
 
 import blox_env  # noqa: F401 - registers Blox-v0
-from blox_env.datasets.store.core import open_store
+from blox_env import open_store
 from blox_env.envs.wrappers import RecordSearchTrace
 
 

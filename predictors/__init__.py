@@ -23,7 +23,6 @@ _EXPORTS = {
     "BasePredictor": "predictors.base",
     "PairwisePredictor": "predictors.base",
     "Predictor": "predictors.base",
-    "PredictorFolderError": "predictors.folders",
     "TargetScaler": "predictors.base",
     "GCNConfig": "predictors.gcn",
     "GCNPredictor": "predictors.gcn",

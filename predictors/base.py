@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError, PredictorNotFittedError
+from blox_env.errors import InvalidArgumentError, PredictorFolderError, PredictorNotFittedError
 from blox_env.predictors.folders import (
     READ_ERRORS,
-    PredictorFolderError,
     config_from_meta,
     load_tensors,
     number,

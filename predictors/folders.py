@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, PredictorFolderError
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "MAX_META_BYTES", "PredictorFolderError", "config_from_meta", "known_predictors", "load_arrays",
+    "MAX_META_BYTES", "config_from_meta", "known_predictors", "load_arrays",
     "load_tensors", "number", "read_meta", "require_keys",
 ]
 
@@ -41,10 +41,6 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
     pickle.UnpicklingError, zipfile.BadZipFile,
 )
 """What reading a damaged file can raise (torch, numpy, zipfile); loading turns them into PredictorFolderError."""
-
-
-class PredictorFolderError(InvalidArgumentError):
-    """A saved predictor folder is missing, damaged or edited into something that cannot be loaded safely."""
 
 
 def _kind(value: Any) -> str:

@@ -27,9 +27,9 @@ from typing import Any, Self
 
 import numpy as np
 
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, PredictorFolderError
 from blox_env.predictors.base import BasePredictor, meta_keys
-from blox_env.predictors.folders import PredictorFolderError, number
+from blox_env.predictors.folders import number
 from blox_env.space import N_BLOCKS, N_STAGES, as_indices, indices_to_blocks
 
 __all__ = ["DonnaPredictor", "LanaPredictor", "poly2", "signature_features"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from blox_env import Evaluation
 from blox_env.agents import (
     AGENTS,
     BRPNAS,
@@ -29,7 +30,7 @@ from blox_env.agents import (
 from blox_env.agents.brpnas import split_picks
 from blox_env.agents.halving import rung_fidelities
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards import Evaluation, TabularReward
+from blox_env.rewards import TabularReward
 from blox_env.space import N_BLOCKS, Arch, SubSpace, neighbours
 
 torch.set_num_threads(1)

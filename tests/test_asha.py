@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from blox_env import Evaluation
 from blox_env.agents import (
     AGENTS,
     ASHA,
@@ -23,7 +24,7 @@ from blox_env.agents.loop import run_search
 from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import InvalidArgumentError
-from blox_env.rewards import Evaluation, TabularReward
+from blox_env.rewards import TabularReward
 from blox_env.space import Arch, SubSpace, neighbours
 
 SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))  # 125 models

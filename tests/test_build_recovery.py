@@ -23,10 +23,10 @@ import zarr
 
 import blox_env.build.benchmark as build_mod
 from blox_env.build.benchmark import build_benchmark
-from blox_env.build.prepare import BuildSpecError, prepare_run, run_setup_state
+from blox_env.build.prepare import prepare_run, run_setup_state
 from blox_env.datasets.store import location
 from blox_env.datasets.store.core import BloxStore, open_store
-from blox_env.errors import InvalidArgumentError, StoreCorruptError
+from blox_env.errors import BuildSpecError, InvalidArgumentError, StoreCorruptError
 from blox_env.space import SubSpace
 from blox_env.training.recipes import Recipe
 

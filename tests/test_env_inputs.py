@@ -11,10 +11,11 @@ import pytest
 from blox_test_helpers import play
 
 import blox_env  # noqa: F401 - registers the ids
+from blox_env import Evaluation
 from blox_env.datasets.store.core import open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import BloxError, InvalidArgumentError, InvalidArgumentTypeError, MissingCostError
-from blox_env.rewards import BaseReward, Evaluation
+from blox_env.rewards import BaseReward
 from blox_env.runs import CostLedger
 from blox_env.space import Arch, SubSpace
 

@@ -23,7 +23,6 @@ from blox_env.datasets.augment import (
     normalise,
     random_crop,
 )
-from blox_env.datasets.cifar import ImageDataFormatError, UnsafePickleError
 from blox_env.datasets.images import (
     ImageSplit,
     blox_split_indices,
@@ -33,7 +32,7 @@ from blox_env.datasets.images import (
     synthetic_images,
 )
 from blox_env.datasets.randaugment import RANDAUGMENT_OPS, apply_op, op_magnitude, randaugment
-from blox_env.errors import BloxError, InvalidArgumentError, StoreNotFoundError
+from blox_env.errors import BloxError, ImageDataFormatError, InvalidArgumentError, StoreNotFoundError, UnsafePickleError
 
 torch.set_num_threads(1)
 

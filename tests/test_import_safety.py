@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 import blox_env.datasets.release.importer as importer
 from blox_env.cli.root import app
-from blox_env.datasets.release.importer import PartialReleaseError, import_release
+from blox_env.datasets.release.importer import import_release
 from blox_env.datasets.release.writer import synthetic_release
 from blox_env.datasets.store.core import open_store
-from blox_env.datasets.store.location import OutputExistsError, atomic_directory, clean_stale_temporaries, is_blox_store
-from blox_env.errors import BloxError, InvalidArgumentError, ReleaseFormatError
+from blox_env.datasets.store.location import atomic_directory, clean_stale_temporaries, is_blox_store
+from blox_env.errors import BloxError, InvalidArgumentError, OutputExistsError, PartialReleaseError, ReleaseFormatError
 from blox_env.hashes import all_hashes
 
 N = 24

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from blox_env import Evaluation
 from blox_env.agents import (
     AGENTS,
     MOBRPNAS,
@@ -28,7 +29,7 @@ from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.objectives import Objective, objective_matrix, parse_objectives
 from blox_env.pareto import hypervolume, nondominated, reference_point
-from blox_env.rewards import Evaluation, TabularReward
+from blox_env.rewards import TabularReward
 from blox_env.space import Arch, SubSpace, neighbours
 
 torch.set_num_threads(1)

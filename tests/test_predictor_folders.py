@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from blox_env.errors import BloxError, InvalidArgumentError
+from blox_env.errors import BloxError, InvalidArgumentError, PredictorFolderError
 from blox_env.predictors.baselines import ConstantPredictor, MLPPredictor, TreePredictor
-from blox_env.predictors.folders import PredictorFolderError
 from blox_env.predictors.signatures import DonnaPredictor, LanaPredictor
 
 IDX = np.arange(0, 91125, 7001)[:12]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from blox_env.datasets.store import BloxStore, FlatWeights, open_store
+from blox_env import BloxStore, open_store
+from blox_env.datasets.store import FlatWeights
 from blox_env.datasets.store.blockwise import BlockwiseTables, finetune_run_name
 from blox_env.datasets.store.location import bundled_mini_path
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreCorruptError, StoreReadOnlyError

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from blox_env.datasets.store.core import BloxStore
-from blox_env.errors import InvalidArgumentError, StoreError
-from blox_env.training.run_setup import SETUP_ATTR, BuildSpecError, jsonish, prepare_run, run_setup_state, spec_diff
+from blox_env.errors import BuildSpecError, InvalidArgumentError, OutputExistsError, StoreError
+from blox_env.training.run_setup import SETUP_ATTR, jsonish, prepare_run, run_setup_state, spec_diff
 
-__all__ = ["BUILDER_SOURCE", "SETUP_ATTR", "BuildSpecError", "prepare_run", "prepare_store", "run_setup_state"]
+__all__ = ["BUILDER_SOURCE", "SETUP_ATTR", "prepare_run", "prepare_store", "run_setup_state"]
 
 #: ``provenance.source`` of stores the builder creates.
 BUILDER_SOURCE = "blox-env builder"
@@ -40,7 +40,7 @@ def prepare_store(location: str | os.PathLike[str], index: np.ndarray, *, name: 
 
     ``index`` are the models to build (sorted), ``config`` their :class:`~blox_env.shapes.ModelConfig`.
     """
-    from blox_env.datasets.store.location import OutputExistsError, clean_stale_temporaries, is_blox_store
+    from blox_env.datasets.store.location import clean_stale_temporaries, is_blox_store
 
     if isinstance(location, str) and "://" in location:
         raise InvalidArgumentError(f"store must be a local folder for building, got the URL {location!r}")

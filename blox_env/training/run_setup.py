@@ -15,19 +15,15 @@ from typing import Any
 
 from blox_env.datasets.store.core import BloxStore
 from blox_env.datasets.store.encoding import Encoding
-from blox_env.errors import InvalidArgumentError, StoreCorruptError
+from blox_env.errors import BuildSpecError, InvalidArgumentError, StoreCorruptError
 from blox_env.training.recipes import Recipe
 from blox_env.training.results import result_encodings
 from blox_env.training.train import CURVES
 
-__all__ = ["SETUP_ATTR", "BuildSpecError", "ensure_run", "jsonish", "prepare_run", "run_setup_state", "spec_diff"]
+__all__ = ["SETUP_ATTR", "ensure_run", "jsonish", "prepare_run", "run_setup_state", "spec_diff"]
 
 #: Run attribute holding the setup state: ``"pending"`` while arrays are allocated, then ``"complete"``.
 SETUP_ATTR = "setup"
-
-
-class BuildSpecError(InvalidArgumentError):
-    """An existing store or run was built with a different spec than the build asks for."""
 
 
 def jsonish(value: Any) -> Any:

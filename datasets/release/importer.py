@@ -44,12 +44,12 @@ from blox_env.datasets.store.location import (
 )
 from blox_env.datasets.store.schema import CURVE_METRICS, ENV_COLUMNS, FINAL_METRICS, is_accuracy
 from blox_env.datasets.store.write import FLOPS_OFFICIAL
-from blox_env.errors import ReleaseFormatError, StoreError, StoreNotFoundError
+from blox_env.errors import PartialReleaseError, ReleaseFormatError, StoreError, StoreNotFoundError
 from blox_env.hashes import hash_to_index
 from blox_env.progress import ProgressBar
 from blox_env.space import N_MODELS
 
-__all__ = ["ORIGINAL_PROTOCOL", "PartialReleaseError", "import_release", "metric_encoding"]
+__all__ = ["ORIGINAL_PROTOCOL", "import_release", "metric_encoding"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,10 +63,6 @@ ORIGINAL_PROTOCOL: dict[str, Any] = {
 _PREFERENCE = ("blox", "pickle", "csv")
 _ALLOW = ("pass allow_partial=True (`blox data import --allow-partial`) to import it anyway, with the coverage "
           "recorded in the store's attrs['coverage']")
-
-
-class PartialReleaseError(ReleaseFormatError):
-    """A release file covers fewer than all 91,125 models, or a seed lacks a file the other seeds have."""
 
 
 def metric_encoding(metric: str) -> Encoding:

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from blox_env.datasets.store.schema import STORE_FORMAT
-from blox_env.errors import InvalidArgumentError, StoreNotFoundError
+from blox_env.errors import InvalidArgumentError, OutputExistsError, StoreNotFoundError
 from blox_env.paths import blox_home
 
 __all__ = [
     "BUNDLED_MINI",
     "OWNER_SUFFIX",
-    "OutputExistsError",
     "atomic_directory",
     "bundled_mini_path",
     "check_output",
@@ -112,10 +111,6 @@ def zarr_store(location: str | Path, *, mode: str) -> Any:
 
         return sync(ZipStore.open(path, mode="r" if read_only else mode))
     return LocalStore(path, read_only=read_only)
-
-
-class OutputExistsError(InvalidArgumentError, FileExistsError):
-    """The output path holds something a build may not replace (not a blox store, or the source itself)."""
 
 
 #: Suffix of the ownership marker written next to every temporary build folder (``.NAME.tmp-XXXXXXXX.owner``).
