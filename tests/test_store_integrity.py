@@ -309,14 +309,17 @@ def test_checksums_recorded_on_close(pristine: Path) -> None:
 
 
 def test_checksum_definition_matches_independent_computation(pristine: Path) -> None:
-    """sha256 over (chunk key, little-endian decoded chunk values) of every chunk, in grid order."""
+    """sha256 over (chunk key, little-endian decoded chunk values) of every chunk, in grid order; ``meta``:
+    sha256 of the array's zarr.json as canonical JSON (sorted keys, no spaces)."""
     arr = zarr.open_array(pristine, path=f"runs/{RUN}/test_top1", mode="r")
     h = hashlib.sha256()
     for seed in range(2):
         h.update(f"runs/{RUN}/test_top1/c/{seed}/0".encode())
         h.update(np.asarray(arr[seed : seed + 1], dtype="<u2").tobytes())
+    doc = json.loads((pristine / f"runs/{RUN}/test_top1/zarr.json").read_text())
+    meta = hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     entry = open_store(pristine).attrs["checksums"][f"runs/{RUN}/test_top1"]
-    assert entry == {"sha256": h.hexdigest(), "shape": [2, 27], "dtype": "uint16", "chunks": 2}
+    assert entry == {"sha256": h.hexdigest(), "shape": [2, 27], "dtype": "uint16", "chunks": 2, "meta": meta}
 
 
 def test_verify_deep_detects_a_changed_value_that_still_decodes(store_path: Path) -> None:

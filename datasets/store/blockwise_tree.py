@@ -161,15 +161,20 @@ class BlockwiseTreeMixin:
     def write_signatures(self: BloxStore, path: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Write whole ``[3, 45]`` signature arrays (replacing any stored ones)."""
         self.check_writable()
-        grp = self._group.require_group(path)
+        self._group.require_group(path)
         for name, values in arrays.items():
             _check_signature_name(name)
             v = np.asarray(values, dtype=np.float64)
             if v.shape != _SIG_SHAPE:
                 raise InvalidArgumentError(f"signature {name!r} must have shape {_SIG_SHAPE}, got {v.shape}")
-            arr = grp.create_array(name, shape=_SIG_SHAPE, dtype="float64", fill_value=np.nan, chunks=_SIG_SHAPE,
-                                   overwrite=True)
-            arr[...] = v
+
+            def build(target: str, v: np.ndarray = v) -> None:  # beside the old array, then swapped in (.swap)
+                arr = self._group.create_array(target, shape=_SIG_SHAPE, dtype="float64", fill_value=np.nan,
+                                               chunks=_SIG_SHAPE, overwrite=True)
+                arr[...] = v
+
+            self._build_and_swap(f"{path}/{name}", build)
+            self._nodes.pop(f"{path}/{name}", None)
 
     def read_signatures(self: BloxStore, path: str, *, required: bool = False) -> dict[str, np.ndarray]:
         """``{distill_loss, lana_delta, distill_time_s}`` as ``[3, 45]`` float64 arrays (NaN = not distilled).

@@ -35,9 +35,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from blox_env.datasets.store.blockwise_tree import BlockwiseTreeMixin
+from blox_env.datasets.store.bounds import META_LIMIT, file_problem, local_root
 from blox_env.datasets.store.encoding import Encoding, best_mode, quiet_nan
-from blox_env.datasets.store.integrity import ChecksumMixin, guard, read_index
+from blox_env.datasets.store.integrity import ChecksumMixin, corrupt, guard, read_index
 from blox_env.datasets.store.location import resolve_location, zarr_store
+from blox_env.datasets.store.lock import WriterLock
 from blox_env.datasets.store.queries import QueryMixin
 from blox_env.datasets.store.reads import ReadMixin
 from blox_env.datasets.store.schema import (
@@ -116,6 +118,12 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
         self._paths: set[str] | None = None
         self._nodes: dict[str, Any] = {}  # read-only stores: metadata nodes and listings, looked up once
         self._listings: dict[tuple[str, bool], tuple[str, ...]] = {}
+        self._meta_ok: set[str] = set()  # arrays whose metadata matched its recorded checksum
+        self._gens: dict[str, tuple[int, ...] | None] = {}  # version of each array whose metadata is cached
+        root = local_root(group.store)
+        self._root: str | None = None if root is None else str(root)
+        self._lock: WriterLock | None = None
+        self._check_meta("index")
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -129,6 +137,9 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
         resolved = resolve_location(location)
         with guard(str(resolved), "the root metadata zarr.json"):
             zstore = zarr_store(resolved, mode=mode)  # opens a zip: a damaged one is damage, not a missing store
+            problem = file_problem(zstore, "zarr.json", META_LIMIT)
+            if problem:
+                raise corrupt(str(resolved), "the root metadata", problem)
             try:
                 group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
             except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
@@ -178,12 +189,44 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
         (needed to finish writing a zip). ``checksums=False`` skips the recording."""
         if self._closed:
             return
-        if checksums and self.mode != "r":
-            self._finalise_checksums()
-            self._dirty.clear()
-        self._closed = True
-        if self._zstore is not None and hasattr(self._zstore, "close"):
-            self._zstore.close()
+        try:
+            if checksums and self.mode != "r":
+                self._finalise_checksums()
+                self._dirty.clear()
+            self._closed = True
+            if self._zstore is not None and hasattr(self._zstore, "close"):
+                self._zstore.close()
+        finally:
+            self.unlock()
+
+    def lock(self, *, timeout: float = 0.0) -> BloxStore:
+        """Take this store's writer lock (see :mod:`.lock`) until :meth:`close` or :meth:`unlock`: another
+        process that asks for it waits up to its ``timeout`` seconds, then gets StoreBusyError naming this one.
+
+        Only local folder stores can be locked; the lock is advisory (writers that never ask are not stopped).
+        """
+        self.check_writable()
+        if self._root is None:
+            raise InvalidArgumentError(f"store {self.location}: only a local folder store can be locked for writing")
+        if self._lock is None:
+            lock = WriterLock(self._root, timeout=timeout)
+            lock.acquire()
+            self._lock = lock
+        return self
+
+    def adopt_lock(self, lock: WriterLock | None) -> None:
+        """Hold ``lock``, a writer lock on this store taken before it was opened (released by :meth:`close`);
+        ``None`` lets go of the held lock without releasing it (its taker releases it)."""
+        if lock is not None and (not lock.held or self._root is None or
+                                 os.path.abspath(lock.location) != os.path.abspath(self._root)):
+            raise InvalidArgumentError(f"store {self.location}: that lock is not a held lock of this store")
+        self._lock = lock
+
+    def unlock(self) -> None:
+        """Give back the writer lock taken by :meth:`lock` (nothing when none is held)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> BloxStore:
         return self
@@ -327,8 +370,15 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
         if metric not in info.metrics:
             raise InvalidArgumentError(f"unknown metric {metric!r}: allowed {', '.join(self.metrics(run))}")
         path = f"{self.run_path(info.name)}/{metric}"
-        _, enc, _ = self._array(path)
         e = self._epoch(info, epoch)
+        # one version of the array for every seed, even while another process rewrites it
+        return self._consistent(path, lambda: self._get_run_metric(path, info, metric, rows, seed=seed, epoch=e,
+                                                                    best=best, rng=rng))
+
+    def _get_run_metric(self, path: str, info: RunInfo, metric: str, rows: np.ndarray, *, seed: SeedArg, epoch: int,
+                        best: bool | None, rng: np.random.Generator | None) -> np.ndarray:
+        _, enc, _ = self._array(path)
+        e = epoch
         use_best = (metric == "val_top1") if best is None else bool(best)
         seeds = self._seed_positions(info, seed, len(rows), rng)
 

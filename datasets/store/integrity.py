@@ -21,8 +21,17 @@ Rules every reader of a :class:`~blox_env.datasets.store.core.BloxStore` follows
   length recorded as ``n_rows``, every chunk present; its fill value -1 can
   never pass) and any failure raises ``StoreCorruptError``.
 - Checksums: root attribute ``checksums = {path: {sha256, shape, dtype,
-  chunks}}``, a sha256 over the decoded values (little-endian, C order) of
-  every present chunk in chunk-grid order, each prefixed by its chunk key. A
+  chunks, meta}}``, a sha256 over the decoded values (little-endian, C order) of
+  every present chunk in chunk-grid order, each prefixed by its chunk key, and
+  ``meta``, a sha256 of the array's ``zarr.json`` (canonical JSON: sorted keys,
+  no spaces), so an edited encoding, fill value or codec list is damage too.
+  Reading an array checks its metadata against ``meta`` once per array and
+  store object (a mismatch raises ``StoreCorruptError``); entries written before
+  ``meta`` existed are read as before and ``verify --deep`` says their
+  metadata is unchecked. A format-2 store without a checksum table fails deep
+  verification.
+- Bounded reads: every chunk and metadata file is size-checked before it is
+  read (see :mod:`.bounds`). A
   writable store drops an array's entry the moment it first writes to it and
   records it again on :meth:`BloxStore.close`, so a crash leaves the array
   unchecked rather than falsely damaged. Only the benchmark tables carry
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blox_env.datasets.store.bounds import META_LIMIT, file_problem, max_chunk_bytes
 from blox_env.datasets.store.schema import INDEX_FILL
 from blox_env.errors import BloxError, StoreCorruptError
 from blox_env.space import N_MODELS
@@ -59,6 +70,7 @@ __all__ = [
     "guard",
     "index_problems",
     "list_keys",
+    "meta_digest",
     "record_checksums",
     "shape_problem",
     "table_array_paths",
@@ -150,6 +162,7 @@ def header_problem(arr: Any, raw: bytes) -> str | None:
 def present_chunks(arr: Any, path: str, location: str, keys: Sequence[str]) -> list[bool]:
     """Which of ``keys`` exist; format-1 blosc chunks are also size-checked (StoreCorruptError)."""
     zstore = arr.store_path.store
+    check_chunk_files(arr, path, location, keys)
     if not needs_header_check(arr):
         return [key_exists(zstore, k) for k in keys]
     out = []
@@ -160,6 +173,37 @@ def present_chunks(arr: Any, path: str, location: str, keys: Sequence[str]) -> l
             raise corrupt(location, f"array {path!r} chunk {key}", problem)
         out.append(raw is not None)
     return out
+
+
+def check_chunk_files(arr: Any, path: str, location: str, keys: Sequence[str]) -> None:
+    """Refuse (StoreCorruptError) chunk files an array cannot hold: too large, not a file, outside the store."""
+    zstore = arr.store_path.store
+    limit = max_chunk_bytes(arr)
+    for key in keys:
+        problem = file_problem(zstore, key, limit)
+        if problem:
+            raise corrupt(location, f"array {path!r} chunk {key}", problem)
+
+
+def meta_key(path: str) -> str:
+    """Key of a node's metadata file."""
+    return f"{path}/zarr.json" if path else "zarr.json"
+
+
+def meta_digest(zstore: Any, path: str, location: str) -> str | None:
+    """sha256 of a node's ``zarr.json`` as canonical JSON (None when absent); a file that cannot be a
+    metadata file (too large, outside the store) or does not parse raises StoreCorruptError."""
+    key = meta_key(path)
+    problem = file_problem(zstore, key, META_LIMIT)
+    if problem:
+        raise corrupt(location, f"metadata of {path or 'the root'!r}", problem)
+    with guard(location, f"metadata {key}"):
+        raw = get_bytes(zstore, key)
+        if raw is None:
+            return None
+        doc = json.loads(raw)
+    canon = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canon.encode()).hexdigest()
 
 
 def chunk_key(arr: Any, coords: Sequence[int]) -> str:
@@ -218,6 +262,7 @@ def read_index(group: Any, zstore: Any, location: str, *, expected: int | None) 
         if not key_exists(zstore, "index/zarr.json"):
             raise corrupt(location, "array 'index'", "its metadata index/zarr.json is missing")
         arr = group["index"]
+        check_chunk_files(arr, "index", location, [chunk_key(arr, c) for c in chunk_coords(arr)])
         absent = [chunk_key(arr, c) for c in chunk_coords(arr) if not key_exists(zstore, chunk_key(arr, c))]
         values = None if absent or arr.ndim != 1 else np.asarray(arr[:], dtype=np.int64)
     problems = index_problems(arr, values, expected=expected, absent=absent)
@@ -255,7 +300,8 @@ def shape_problem(path: str, shape: Sequence[int], *, n_rows: int, run_attrs: di
 
 # ---------------------------------------------------------------------- checksums
 def array_digest(arr: Any, path: str, location: str, *, present: set[str] | None = None) -> dict[str, Any]:
-    """Checksum entry of one array: sha256 over every present chunk's decoded values (see module doc)."""
+    """Checksum entry of one array: sha256 over every present chunk's decoded values and of its metadata
+    (see the module doc)."""
     h = hashlib.sha256()
     n = 0
     look = present is None or needs_header_check(arr)  # ask the store (format-1 chunks: also check sizes)
@@ -263,6 +309,7 @@ def array_digest(arr: Any, path: str, location: str, *, present: set[str] | None
         key = chunk_key(arr, coords)
         if present is not None and key not in present:
             continue
+        check_chunk_files(arr, path, location, [key])
         with guard(location, f"array {path!r} chunk {key}"):
             if look and not present_chunks(arr, path, location, [key])[0]:
                 continue
@@ -270,7 +317,8 @@ def array_digest(arr: Any, path: str, location: str, *, present: set[str] | None
         h.update(key.encode())
         h.update(data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes())
         n += 1
-    return {"sha256": h.hexdigest(), "shape": [int(s) for s in arr.shape], "dtype": str(arr.dtype), "chunks": n}
+    return {"sha256": h.hexdigest(), "shape": [int(s) for s in arr.shape], "dtype": str(arr.dtype), "chunks": n,
+            "meta": meta_digest(arr.store_path.store, path, location)}
 
 
 def table_array_paths(group: Any, location: str) -> list[str]:
@@ -279,8 +327,8 @@ def table_array_paths(group: Any, location: str) -> list[str]:
     with guard(location, "the store's metadata"):
         members = dict(group.members(max_depth=None))
     for path, node in members.items():
-        if not hasattr(node, "chunks"):
-            continue
+        if not hasattr(node, "chunks") or any(part.startswith(".") for part in path.split("/")):
+            continue  # groups, and arrays being built beside their final name (see .swap)
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
         parent_attrs = dict(members[parent].attrs) if parent in members else None
         if is_table_array(path, parent_attrs):

@@ -9,31 +9,52 @@ through :meth:`ReadMixin._block`, so damage surfaces as one
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from blox_env.datasets.store.bounds import META_LIMIT, file_problem
 from blox_env.datasets.store.encoding import Encoding, running_best
 from blox_env.datasets.store.integrity import (
+    CHECKSUMS_ATTR,
     block_chunk_coords,
     chunk_key,
     corrupt,
+    get_bytes,
     guard,
     is_run_group,
     key_exists,
     list_dir,
     list_keys,
+    meta_digest,
+    meta_key,
     present_chunks,
     shape_problem,
     warn_absent,
 )
-from blox_env.errors import ArchitectureNotFoundError, InvalidArchitectureError, InvalidArgumentError, StoreError
+from blox_env.datasets.store.swap import TMP_PREFIX
+from blox_env.errors import (
+    ArchitectureNotFoundError,
+    InvalidArchitectureError,
+    InvalidArgumentError,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+)
 from blox_env.space import N_MODELS, Arch, parse_arch
 
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
 __all__ = ["ReadMixin"]
+
+T = TypeVar("T")
+#: How long a reader retries a read that failed while another process was writing that array.
+BUSY_RETRY_S = 2.0
 
 
 class ReadMixin:
@@ -88,13 +109,48 @@ class ReadMixin:
 
     def _lookup_node(self: BloxStore, path: str) -> Any:
         """One metadata lookup (uncached): the node, None when absent, StoreCorruptError when damaged."""
+        problem = file_problem(self._group.store, meta_key(path), META_LIMIT)
+        if problem:
+            raise corrupt(self.location, f"metadata of {path!r}", problem)
         with guard(self.location, f"metadata of {path!r}"):
             try:
-                return self._group[path]
+                node = self._group[path]
             except KeyError:
                 if key_exists(self._group.store, f"{path}/zarr.json"):
                     raise  # the metadata exists but is incomplete: damage
                 return None
+        if hasattr(node, "chunks"):
+            self._check_meta(path)
+        return node
+
+    def _check_meta(self: BloxStore, path: str) -> None:
+        """An array's ``zarr.json`` against the ``meta`` checksum recorded when it was written (once per array
+        and store object): an edited encoding or fill value raises StoreCorruptError instead of reading as
+        wrong numbers. Arrays without a recorded ``meta`` (older stores, arrays written in this session) pass."""
+        if path in self._meta_ok or path in self._dirty:
+            return
+        entry = (self.attrs.get(CHECKSUMS_ATTR) or {}).get(path)
+        want = entry.get("meta") if isinstance(entry, dict) else None
+        if want is not None:
+            got = meta_digest(self._group.store, path, self.location)
+            if got != want:
+                fresh = self._fresh_checksum(path)  # another process may have rewritten it since we opened
+                if fresh is not None and fresh.get("meta") not in (None, got):
+                    raise corrupt(self.location, f"metadata of array {path!r}",
+                                  f"{path}/zarr.json differs from the checksum recorded when the array was "
+                                  "written: edited after writing")
+        self._meta_ok.add(path)
+
+    def _fresh_checksum(self: BloxStore, path: str) -> dict[str, Any] | None:
+        """The checksum entry of ``path`` as the root metadata holds it now (None when it has none)."""
+        problem = file_problem(self._group.store, "zarr.json", META_LIMIT)
+        if problem:
+            raise corrupt(self.location, "the root metadata", problem)
+        with guard(self.location, "the root metadata zarr.json"):
+            raw = get_bytes(self._group.store, "zarr.json")
+            doc = json.loads(raw) if raw else {}
+        entry = ((doc.get("attributes") or {}).get(CHECKSUMS_ATTR) or {}).get(path)
+        return entry if isinstance(entry, dict) else None
 
     def _children(self: BloxStore, path: str, *, arrays: bool) -> list[str]:
         """Names of the arrays (or groups) directly under group ``path``; a child without metadata raises.
@@ -110,7 +166,7 @@ class ReadMixin:
         with guard(self.location, f"the listing of {path!r}"):
             names = list_dir(self._group.store, path)
         for name in sorted(names):
-            if name == "zarr.json":
+            if name == "zarr.json" or name.startswith("."):  # hidden: a node being built (see .swap)
                 continue
             child = f"{path}/{name}"
             node = self._node(child)
@@ -136,6 +192,7 @@ class ReadMixin:
         """(zarr array, encoding, model axis) of a stored array, cached; shape checked against the store."""
         entry = self._arrays.get(path)
         if entry is None:
+            self._gens[path] = self._generation(path)  # before the metadata is read: a rewrite then shows
             arr = self._node(path)
             if arr is None or not hasattr(arr, "chunks"):
                 raise InvalidArgumentError(f"store {self.name!r} has no array {path!r}")
@@ -162,13 +219,92 @@ class ReadMixin:
         key = (path, seed_pos, chunk, best)
         block = self._chunks.get(key)
         if block is None:
-            arr, enc, axis = self._array(path)
             if best is None:
-                block = self._read_block(path, arr, enc, axis, seed_pos, chunk)
+                block = self._consistent(path, lambda: self._read_block(path, *self._array(path), seed_pos, chunk))
             else:
-                block = running_best(self._block(path, seed_pos, chunk), enc, best)
+                block = running_best(self._block(path, seed_pos, chunk), self._array(path)[1], best)
             self._chunks[key] = block
         return block
+
+    # ------------------------------------------------------------------ readers beside a writer
+    def _generation(self: BloxStore, path: str) -> tuple[int, ...] | None:
+        """Identity of the array now at ``path`` of a local folder store (its ``zarr.json`` file: a writer
+        swaps in a new folder, so a new file); None for zip and URL stores, which no one rewrites in place."""
+        if self._root is None:
+            return None
+        try:
+            st = os.stat(os.path.join(self._root, path, "zarr.json"))
+        except OSError:
+            return (-1,)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _forget(self: BloxStore, path: str) -> None:
+        """Drop everything cached about one array or group and the nodes under it (rewritten by another
+        process)."""
+        under = path + "/"
+        for cache in (self._arrays, self._nodes, self._gens):
+            for key in [k for k in cache if k == path or k.startswith(under)]:
+                del cache[key]
+        for key in [k for k in self._listings if k[0] == path or k[0].startswith(under)]:
+            del self._listings[key]
+        self._meta_ok = {p for p in self._meta_ok if p != path and not p.startswith(under)}
+        self._chunks = {k: v for k, v in self._chunks.items() if k[0] != path and not k[0].startswith(under)}
+
+    def _being_written(self: BloxStore, path: str) -> str | None:
+        """Who is writing this array now (a description), or None when nothing says a write is under way."""
+        if self._root is None:
+            return None
+        from blox_env.datasets.store.lock import lock_holder
+
+        owner = lock_holder(self._root)
+        if owner is not None and owner.get("pid") != os.getpid():
+            return f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "another process"
+        parent = os.path.join(self._root, path.rsplit("/", 1)[0] if "/" in path else "")
+        name = path.rsplit("/", 1)[-1]
+        try:
+            siblings = os.listdir(parent)
+        except OSError:
+            siblings = []
+        if any(n.startswith(f"{TMP_PREFIX}{name}-") for n in siblings):
+            return "another process"
+        return None
+
+    def _consistent(self: BloxStore, path: str, read: Callable[[], T]) -> T:
+        """Run ``read`` (metadata and chunks of one array) so that it sees one version of the array.
+
+        In a local folder another process may swap in a new version at any moment (see :mod:`.swap`): a read
+        during which the array changed is repeated with fresh metadata. A read that fails while a writer is
+        active is retried for up to :data:`BUSY_RETRY_S` seconds, then raises StoreBusyError ("being
+        written") instead of calling the store damaged.
+        """
+        if self._root is None:
+            return read()
+        deadline = time.monotonic() + BUSY_RETRY_S
+        while True:
+            gen = self._generation(path)
+            if path in self._gens and self._gens[path] != gen:
+                self._forget(path)  # rewritten since its metadata was read
+            try:
+                out = read()
+            except StoreCorruptError as exc:
+                who = self._being_written(path) or (
+                    "another process" if self._generation(path) != gen else None)
+                if who is None:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"store {self.location}: array {path!r} is being written by {who} and could not be read "
+                        f"({exc}); this is not damage: read it again when the writer has finished"
+                    ) from exc
+                self._forget(path)
+                time.sleep(0.02)
+                continue
+            if self._generation(path) == gen and self._gens.get(path, gen) == gen:
+                return out
+            self._forget(path)
+            if time.monotonic() >= deadline:
+                raise StoreBusyError(f"store {self.location}: array {path!r} is being rewritten by another "
+                                     "process faster than it can be read; read it when the writer has finished")
 
     def _read_block(self: BloxStore, path: str, arr: Any, enc: Encoding, axis: int, seed_pos: int,
                     chunk: int) -> np.ndarray:
@@ -197,7 +333,12 @@ class ReadMixin:
 
     def _gather(self: BloxStore, path: str, seed_pos: int, rows: np.ndarray, col: int | None = None,
                 best: str | None = None) -> np.ndarray:
-        """Stored values of ``rows`` (any order), optionally at one epoch column."""
+        """Stored values of ``rows`` (any order), optionally at one epoch column: all from one version of the
+        array, even while another process rewrites it (see :meth:`_consistent`)."""
+        return self._consistent(path, lambda: self._gather_once(path, seed_pos, rows, col, best))
+
+    def _gather_once(self: BloxStore, path: str, seed_pos: int, rows: np.ndarray, col: int | None,
+                     best: str | None) -> np.ndarray:
         arr, _, axis = self._array(path)
         size = arr.chunks[axis]
         order = np.argsort(rows, kind="stable")

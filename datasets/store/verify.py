@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from blox_env.datasets.store.bounds import META_LIMIT, file_problem, max_chunk_bytes
 from blox_env.datasets.store.integrity import (
     CHECKSUMS_ATTR,
     RECOVERY,
@@ -32,6 +33,8 @@ from blox_env.datasets.store.integrity import (
     sync,
 )
 from blox_env.datasets.store.schema import READABLE_VERSIONS, STORE_FORMAT
+from blox_env.datasets.store.swap import is_hidden
+from blox_env.datasets.store.traces import trace_group_problems
 from blox_env.errors import BloxError, StoreCorruptError
 
 __all__ = ["VerifyReport", "verify_store"]
@@ -48,6 +51,7 @@ class VerifyReport:
     arrays: int = 0
     chunks: int = 0
     verified: int = 0
+    meta_unchecked: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +61,8 @@ class VerifyReport:
         what = f"{self.arrays} arrays, {self.chunks} chunk files"
         if self.deep:
             what += f", {self.verified} checksums verified"
+            if self.meta_unchecked:
+                what += f" ({len(self.meta_unchecked)} without their metadata)"
         if self.ok:
             return f"store {self.location}: OK ({what})"
         return f"store {self.location}: DAMAGED, {len(self.errors)} problem(s) ({what}); {RECOVERY}"
@@ -65,6 +71,9 @@ class VerifyReport:
 def _read_json(zstore: Any, key: str) -> dict[str, Any]:
     from zarr.core.buffer import default_buffer_prototype
 
+    problem = file_problem(zstore, key, META_LIMIT)
+    if problem:
+        raise ValueError(problem)
     buf = sync(zstore.get(key, prototype=default_buffer_prototype()))
     if buf is None:
         raise FileNotFoundError(key)
@@ -95,6 +104,10 @@ def verify_store(store: Any = None, *, deep: bool = False) -> VerifyReport:
     except Exception as exc:  # noqa: BLE001 - e.g. plain HTTP: nothing to list
         report.warnings.append(f"cannot list the store's files ({type(exc).__name__}: {exc}): structure not checked")
         return report
+    hidden = {k for k in keys if is_hidden(k)}
+    if hidden:
+        report.warnings.append(_hidden_note(hidden, store, resolved))
+        keys -= hidden
     nodes: dict[str, dict[str, Any]] = {}
     for key in sorted(k for k in keys if k == "zarr.json" or k.endswith("/zarr.json")):
         path = key[: -len("zarr.json")].rstrip("/")
@@ -114,8 +127,44 @@ def verify_store(store: Any = None, *, deep: bool = False) -> VerifyReport:
                              f"{attrs.get('format')!r} version {attrs.get('format_version')!r}, not a readable blox "
                              f"store (a group with format {STORE_FORMAT!r}, version in {READABLE_VERSIONS})")
         return report
+    if deep and attrs.get("format_version", 1) >= 2 and not isinstance(attrs.get(CHECKSUMS_ATTR), dict):
+        report.errors.append(f"zarr.json (the root metadata): format version {attrs.get('format_version')} records "
+                             "a checksum table ('checksums'), this store has none: removed, or written by a session "
+                             "that never closed the store; nothing can be verified")
     _check_arrays(report, zstore, keys, nodes, attrs, deep)
+    _check_traces(report, nodes)
     return report
+
+
+def _hidden_note(hidden: set[str], store: Any, resolved: Any) -> str:
+    """Hidden folders are nodes being built by a writer (see .swap) or left by one that was killed."""
+    from blox_env.datasets.store.lock import lock_holder
+
+    tops = sorted({_hidden_top(k) for k in hidden})
+    where = getattr(store, "location", None) or resolved
+    owner = lock_holder(where) if where is not None and "://" not in str(where) else None
+    state = (f"being written by pid {owner.get('pid')}" if owner else
+             "left by a writer that stopped (safe to delete when no process writes the store)")
+    return f"{len(tops)} hidden temporary folder(s) ({', '.join(tops[:3])}{', ...' if len(tops) > 3 else ''}): {state}"
+
+
+def _hidden_top(key: str) -> str:
+    """The path of a key up to its first hidden component (the temporary folder it lies in)."""
+    parts = key.split("/")
+    first = next(i for i, part in enumerate(parts) if part.startswith("."))
+    return "/".join(parts[: first + 1])
+
+
+def _check_traces(report: VerifyReport, nodes: dict[str, dict[str, Any]]) -> None:
+    """Torn traces: a ``traces/<name>`` group without attributes, with missing columns or disagreeing lengths."""
+    groups = sorted(p for p, m in nodes.items() if m.get("node_type") == "group" and p.startswith("traces/")
+                    and p.count("/") == 1)
+    for path in groups:
+        shapes = {p[len(path) + 1:]: tuple(int(x) for x in (m.get("shape") or ()))
+                  for p, m in nodes.items() if m.get("node_type") == "array" and p.startswith(path + "/")}
+        attrs = nodes[path].get("attributes") or {}
+        for problem in trace_group_problems(path.split("/", 1)[1], attrs, shapes):
+            report.errors.append(problem)
 
 
 def _check_arrays(report: VerifyReport, zstore: Any, keys: set[str], nodes: dict[str, dict[str, Any]],
@@ -144,6 +193,13 @@ def _check_arrays(report: VerifyReport, zstore: Any, keys: set[str], nodes: dict
             report.errors.append(str(exc))
             continue
         want = [chunk_key(arr, c) for c in chunk_coords(arr)]
+        limit = max_chunk_bytes(arr)
+        refused = [(k, p) for k in want for p in [file_problem(zstore, k, limit)] if p]
+        if refused:
+            report.errors += [f"array {path!r}: chunk {p}" for _, p in refused[:4]]
+            if len(refused) > 4:
+                report.errors.append(f"array {path!r}: {len(refused) - 4} more chunk file(s) refused")
+            continue
         present = {k for k in want if k in keys}
         absent = [k for k in want if k not in present]
         report.chunks += len(present)
@@ -185,6 +241,11 @@ def _check_arrays(report: VerifyReport, zstore: Any, keys: set[str], nodes: dict
             report.errors.append(f"{path}: data files without metadata (its zarr.json is missing?)")
     for path in sorted(set(sums) - set(arrays)):
         report.errors.append(f"array {path!r}: recorded in the checksum table but missing from the store")
+    if deep and report.meta_unchecked:
+        report.warnings.append(f"the metadata of {len(report.meta_unchecked)} array(s) is not covered by their "
+                               "checksums (recorded before metadata checksums existed; values are checked): an "
+                               "edited encoding in their zarr.json cannot be detected, e.g. "
+                               f"{', '.join(report.meta_unchecked[:4])}")
     if deep and unchecked:
         report.warnings.append(f"{len(unchecked)} table array(s) carry no checksum (written by a session that did not "
                                f"close the store, or before checksums existed), e.g. {', '.join(unchecked[:4])}")
@@ -206,6 +267,12 @@ def _check_digest(report: VerifyReport, arr: Any, path: str, present: set[str], 
             report.errors.append(f"array {path!r}: checksum table says {key} {want.get(key)!r}, "
                                  f"the store has {got[key]!r}" + (" (values changed)" if key == "sha256" else ""))
             return
+    if want.get("meta") is None:
+        report.meta_unchecked.append(path)
+    elif want["meta"] != got["meta"]:
+        report.errors.append(f"array {path!r}: its metadata ({path}/zarr.json: encoding, fill value, codecs) "
+                             "differs from the checksum recorded when it was written: edited after writing")
+        return
     report.verified += 1
 
 

@@ -10,6 +10,9 @@ along epochs (the encoding's ``delta`` flag; curves change slowly from epoch
 to epoch) and compressed with Blosc/zstd and byte shuffle: only standard Zarr
 v3 codecs, so any Zarr reader can open the store.
 
+Replacing an array (``write_metric``, ``write_static``, ...) builds the new one beside the old and swaps it
+in (:mod:`.swap`), so a concurrent reader sees the old values or the new ones, never a mix or a gap.
+
 Integrity (store format 2): every array's fill value is its encoding's missing
 sentinel (``Encoding.fill_missing``) and every chunk is written, even an
 all-missing one, so an absent chunk is damage and still decodes as missing.
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from blox_env.datasets.store.encoding import Encoding, detect_encoding
 from blox_env.datasets.store.integrity import CHECKSUMS_ATTR
+from blox_env.datasets.store.swap import discard, swap_in, temp_name
 from blox_env.errors import InvalidArgumentError, StoreReadOnlyError
 
 if TYPE_CHECKING:
@@ -85,16 +90,44 @@ class StoreWriter:
         chunk_rows = CURVE_CHUNK_ROWS if len(shape) == 3 else VECTOR_CHUNK_ROWS
         chunks = tuple(1 if ax < model_axis else min(chunk_rows, n) if ax == model_axis else n
                        for ax, n in enumerate(shape))
-        arr = self._group.create_array(
-            path, shape=shape, chunks=chunks, dtype=encoding.dtype, fill_value=encoding.missing, overwrite=True,
-            config=KEEP_CHUNKS, **array_codecs(encoding.dtype),
-        )
-        arr.attrs.update({"encoding": encoding.to_attrs(), **(attrs or {})})
-        arr[...] = packed if packed is not None else encoding.missing  # all missing: the sentinel everywhere
+
+        def build(target: str) -> Any:
+            arr = self._group.create_array(
+                target, shape=shape, chunks=chunks, dtype=encoding.dtype, fill_value=encoding.missing,
+                overwrite=True, config=KEEP_CHUNKS, attributes={"encoding": encoding.to_attrs(), **(attrs or {})},
+                **array_codecs(encoding.dtype),
+            )
+            arr[...] = packed if packed is not None else encoding.missing  # all missing: the sentinel everywhere
+            return arr
+
+        arr = self._build_and_swap(path, build)
         self._arrays.pop(path, None)
+        self._nodes.pop(path, None)
+        self._meta_ok.discard(path)
         self._paths = None
         self._invalidate(path)
         return arr
+
+    def _build_and_swap(self: BloxStore, path: str, build: Any) -> Any:
+        """Write a new node at ``path`` so that readers see the old node or the new one, never a part.
+
+        In a local folder the node is built by ``build(target)`` under a hidden sibling name and swapped in
+        (:mod:`.swap`); a failed build leaves the old node as it was and removes its temporary folder. Other
+        stores (zip, URLs) are written in place. Returns the node now at ``path``.
+        """
+        if self._root is None:
+            return build(path)
+        parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
+        tmp = f"{parent}/{temp_name(name)}" if parent else temp_name(name)
+        if parent:
+            self._group.require_group(parent)
+        try:
+            build(tmp)
+            swap_in(Path(self._root) / tmp, Path(self._root) / path)
+        except BaseException:
+            discard(Path(self._root) / tmp)
+            raise
+        return self._group[path]
 
     def _touch(self: BloxStore, path: str) -> None:
         """Before the first write to ``path`` in this session: drop its checksum (recorded again on close)."""
