@@ -305,8 +305,9 @@ def check_asked(agent: Agent, arch: Any) -> Arch:
 def check_agent(agent: Any) -> Agent:
     """``agent`` if it implements the :class:`~blox_env.agents.base.Agent` Protocol (else a clear error)."""
     if not isinstance(agent, Agent):
+        have = set(dir(agent))  # only to name what is missing
         missing = [m for m in ("name", "fidelity", "parallel_asks", "reaskable", "ask", "tell", "pending",
-                               "feasible_indices", "close") if not hasattr(agent, m)]
+                               "feasible_indices", "close") if m not in have]
         raise InvalidArgumentTypeError(f"{type(agent).__name__} is not a search agent: it lacks {', '.join(missing)} "
                                        "(subclass blox_env.agents.BaseAgent, which gives every member but ask() a "
                                        "default)")

@@ -16,6 +16,7 @@ import numpy as np
 
 from blox_env.agents.base import check_agent, check_asked, check_search_budget
 from blox_env.agents.parallel import run_parallel_search
+from blox_env.checks import check_seed
 from blox_env.rewards.base import RewardBackend
 from blox_env.runs import FreeRepeatStop, SearchRun
 
@@ -42,6 +43,7 @@ def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: 
     """
     check_agent(agent)
     budget = check_search_budget(budget, cost_unit)
+    seed = check_seed("seed", seed)
     if type(workers) is not int or workers != 1 or mode != "async":
         return run_parallel_search(agent, backend, workers=workers, mode=mode, budget=budget, budget_kind="compute",
                                    cost_unit=cost_unit, seed=seed, metric=metric, charge_repeats=charge_repeats,

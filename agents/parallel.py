@@ -54,16 +54,19 @@ import numpy as np
 
 from blox_env.agents.base import check_agent, check_asked
 from blox_env.agents.summary import answers
-from blox_env.checks import check_budget, check_choice, check_real
+from blox_env.checks import check_budget, check_choice, check_real, check_seed
 from blox_env.errors import InvalidArgumentError
 from blox_env.rewards.base import RewardBackend
 from blox_env.runs import FreeRepeatStop, Outcome, SearchRun
 from blox_env.space import Arch
 
-__all__ = ["BUDGET_KINDS", "MODES", "AnytimeCurves", "Curve", "anytime_curves", "run_parallel_search"]
+__all__ = ["BUDGET_KINDS", "MAX_SIM_WORKERS", "MODES", "AnytimeCurves", "Curve", "anytime_curves",
+           "run_parallel_search"]
 
 MODES = ("async", "sync")
-BUDGET_KINDS = ("wall", "compute")
+BUDGET_KINDS = ("compute", "wall")
+#: Simulated workers per search at most (each holds a slot of the event loop's heaps).
+MAX_SIM_WORKERS = 4_096
 #: Asks of a ``reaskable`` agent (one whose ask does not wait for a tell) to replace a proposal already in flight.
 _REASK_TRIES = 32
 
@@ -215,8 +218,10 @@ class _Simulator:
 
 
 def _check_workers(workers: Any) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or int(workers) < 1:
-        raise InvalidArgumentError(f"workers must be an integer >= 1 (simulated parallel workers), got {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) \
+            or not 1 <= int(workers) <= MAX_SIM_WORKERS:
+        raise InvalidArgumentError(f"workers must be an integer in 1..{MAX_SIM_WORKERS:,} (simulated parallel "
+                                   f"workers), got {workers!r}")
     return int(workers)
 
 
@@ -233,6 +238,7 @@ def run_parallel_search(agent: Any, backend: RewardBackend, *, workers: int, bud
     (same models, costs and cumulative costs). See the module docstring for the clock and the budget rule.
     """
     workers = _check_workers(workers)
+    seed = check_seed("seed", seed)
     mode = check_choice("mode", mode, MODES)
     budget_kind = check_choice("budget_kind", budget_kind, BUDGET_KINDS)
     limit = check_budget(budget, cost_unit if isinstance(cost_unit, str) else "cost units")

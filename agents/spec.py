@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from blox_env.agents.parallel import BUDGET_KINDS, MAX_SIM_WORKERS
+from blox_env.agents.parallel import MODES as SIM_MODES
 from blox_env.checks import check_bool, check_choice, is_real, type_name
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.runs.budget import COST_UNITS
@@ -37,10 +39,6 @@ DEFAULT_MO_AGENTS = ("mo-random", "nsga2", "parego")  # with objectives
 DEFAULT_BUDGETS = (100.0, 300.0, 600.0)
 #: Searches per agent at most (each is one trace in memory and in the trace store).
 MAX_SEEDS = 10_000
-#: Simulated workers per search at most (each holds a slot of the event loop's heaps).
-MAX_SIM_WORKERS = 4_096
-SIM_MODES = ("async", "sync")
-BUDGET_KINDS = ("compute", "wall")
 STRATEGIES = ("plain", "two-stage", "iterative")
 MODES = ("normal", "blockwise")
 

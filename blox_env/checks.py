@@ -15,7 +15,8 @@ import numpy as np
 
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 
-__all__ = ["check_bool", "check_budget", "check_choice", "check_optional_str", "check_real", "is_real", "type_name"]
+__all__ = ["check_bool", "check_budget", "check_choice", "check_optional_str", "check_real", "check_seed", "is_real",
+           "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -61,6 +62,15 @@ def check_optional_str(name: str, value: Any, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidArgumentTypeError(f"{name} must be {what} (a str) or None, got {value!r} ({type_name(value)})")
     return value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed for numpy's generators: an integer in ``0..2**63 - 1`` (bools and negative numbers refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentTypeError(f"{name} must be a non-negative integer, got {value!r} ({type_name(value)})")
+    if not 0 <= int(value) < 2**63:
+        raise InvalidArgumentError(f"{name} must be an integer in 0..2**63-1, got {value!r}")
+    return int(value)
 
 
 def check_budget(budget: Any, cost_unit: str) -> float | None:

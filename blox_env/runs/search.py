@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from blox_env.checks import check_bool, check_budget, check_choice
+from blox_env.errors import InvalidArgumentError
 from blox_env.runs.budget import (
     COST_UNITS,
     CostLedger,
@@ -115,6 +116,10 @@ class SearchRun:
             self._joined[id(backend)] = backend
         ev = backend.evaluate(arch, fidelity, cost_unit=self.ledger.cost_unit, rng=rng if rng is not None else self.rng)
         ev = self.resolve(ev, backend)
+        if self.metric not in ev.metrics:
+            raise InvalidArgumentError(f"the search metric {self.metric!r} is not among the metrics "
+                                       f"{type(backend).__name__} returns ({', '.join(sorted(ev.metrics))}): choose "
+                                       "one of those; nothing was charged")
         value = score(ev) if score is not None else float(ev.metrics.get(self.metric, math.nan))
         charged = self.ledger.charge(arch.index if key is None else (key, arch.index), ev.fidelity, ev.cost,
                                      imputed=ev.cost_imputed is not None)
