@@ -16,6 +16,8 @@
   incumbent is a local optimum and the search restarts from a random model not
   evaluated yet. Models already evaluated are never asked again while unseen
   ones remain; their known values are reused (at no cost) when met as neighbours.
+  Neighbourhoods come from precomputed per-stage tables (:class:`NeighbourTable`),
+  not from building every neighbour as an :class:`Arch`.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ import numpy as np
 
 from blox_env.agents.base import BaseAgent, fitness_key
 from blox_env.errors import InvalidArgumentError
-from blox_env.space import Arch, SubSpace, mutate, neighbours
+from blox_env.space import N_BLOCKS, N_MODELS, Arch, SubSpace, mutate, neighbours
 
 if TYPE_CHECKING:
-    from blox_env.rewards import Evaluation
+    from blox_env.rewards.base import Evaluation
 
-__all__ = ["LocalSearch", "RegularizedEvolution"]
+__all__ = ["LocalSearch", "NeighbourTable", "RegularizedEvolution"]
 
 _MUTATION_TRIES = 32
 
@@ -49,6 +51,7 @@ class RegularizedEvolution(BaseAgent):
     """Aging evolution: tournament selection of size ``sample_size``, one-block mutation, oldest removed."""
 
     name = "evolution"
+    reaskable = True  # its asks do not wait for tells
 
     def __init__(self, space: SubSpace, *, seed: int | np.random.Generator, population: int = 20,
                  sample_size: int = 5, metric: str = "val_top1",
@@ -97,8 +100,42 @@ class RegularizedEvolution(BaseAgent):
             self.population.popleft()
 
 
+class NeighbourTable:
+    """Neighbours of any member of a sub-space as model indices, from precomputed per-stage tables.
+
+    A neighbour changes one stage's block. With strides ``(1, 45, 2025)`` the neighbours of model
+    ``i`` with blocks ``(b0, b1, b2)`` in stage ``s`` are ``i - b_s * stride_s + others_s[b_s]``,
+    where ``others_s[b]`` holds ``b' * stride_s`` for every other block ``b'`` of the stage (a
+    ``[45, k_s - 1]`` table built once). The order is :func:`blox_env.space.neighbours`'s: stage by
+    stage, blocks ascending, so a search that shuffles them draws the same models as before.
+    """
+
+    def __init__(self, space: SubSpace) -> None:
+        self._others: list[np.ndarray] = []
+        for s, stage in enumerate(space.blocks):
+            blocks = np.asarray(stage, dtype=np.int64)
+            table = np.full((N_BLOCKS, max(len(blocks) - 1, 0)), -1, dtype=np.int64)
+            for b in stage:
+                table[b] = blocks[blocks != b] * N_BLOCKS**s
+            self._others.append(table)
+
+    def __call__(self, index: int) -> np.ndarray:
+        """Model indices of the neighbours of the member ``index`` (stage-major, blocks ascending)."""
+        parts = []
+        for s, table in enumerate(self._others):
+            b = (index // N_BLOCKS**s) % N_BLOCKS
+            parts.append(table[b] + (index - b * N_BLOCKS**s))
+        return np.concatenate(parts)
+
+
 class LocalSearch(BaseAgent):
-    """Hill climbing over one-block neighbourhoods with random restarts at local optima."""
+    """Hill climbing over one-block neighbourhoods with random restarts at local optima.
+
+    Neighbourhoods come from a :class:`NeighbourTable` and the constraint from a feasibility
+    mask over model indices (when the constraint has a vectorised ``mask``, e.g. from
+    :func:`~blox_env.agents.base.make_constraint`), so a move costs a few numpy operations rather
+    than one :class:`Arch` and one constraint call per neighbour; the models asked are the same.
+    """
 
     name = "local"
 
@@ -111,29 +148,44 @@ class LocalSearch(BaseAgent):
         self.incumbent: tuple[Arch, float] | None = None
         self.restarts = 0
         self.optima: list[tuple[Arch, float]] = []  # local optima met, in order (each ended a climb)
+        self.table = NeighbourTable(space)
         self._values: dict[int, float] = {}
-        self._queue: list[Arch] = []
-        self._best_neighbour: tuple[Arch, float] | None = None
+        self._queue: list[int] = []  # model indices, pop() from the end
+        self._best_neighbour: tuple[int, float] | None = None
         self._pending_start: Arch | None = None
+        self._ok: np.ndarray | None = None  # feasibility by model index (None: check with the callable)
+
+    def _feasible_options(self, options: np.ndarray) -> np.ndarray:
+        """The feasible ones of ``options`` (model indices of members), in order."""
+        if self.constraint is None:
+            return options
+        if self._ok is None and callable(getattr(self.constraint, "mask", None)):
+            ok = np.zeros(N_MODELS, dtype=bool)
+            ok[self.feasible_indices()] = True
+            self._ok = ok
+        if self._ok is not None:
+            return options[self._ok[options]]
+        keep = [bool(self.constraint(Arch.from_index(int(i)))) for i in options.tolist()]
+        return options[np.asarray(keep, dtype=bool)]
 
     def _move(self, arch: Arch, value: float) -> None:
         """Make ``arch`` the incumbent and queue its feasible neighbours in random order."""
         self.incumbent = (arch, value)
         self._best_neighbour = None
-        options = [a for a in neighbours(arch, self.space) if self.constraint is None or self.constraint(a)]
-        order = self.rng.permutation(len(options)).tolist()
-        self._queue = [options[i] for i in order][::-1]  # pop() from the end
+        options = self._feasible_options(self.table(arch.index))
+        order = self.rng.permutation(len(options))
+        self._queue = options[order][::-1].tolist()  # pop() from the end
 
-    def _consider(self, arch: Arch, value: float) -> bool:
+    def _consider(self, index: int, value: float) -> bool:
         """Account for a neighbour's value; True if the search moved."""
         assert self.incumbent is not None  # internal invariant: only neighbours of an incumbent get here
         if self.strategy == "first":
             if fitness_key(value) > fitness_key(self.incumbent[1]):
-                self._move(arch, value)
+                self._move(Arch.from_index(index), value)
                 return True
             return False
         if self._best_neighbour is None or fitness_key(value) > fitness_key(self._best_neighbour[1]):
-            self._best_neighbour = (arch, value)
+            self._best_neighbour = (index, value)
         return False
 
     def ask(self) -> Arch:
@@ -143,14 +195,14 @@ class LocalSearch(BaseAgent):
                 self._pending_start = arch
                 return arch
             while self._queue:
-                arch = self._queue.pop()
-                if arch.index in self._values:
-                    self._consider(arch, self._values[arch.index])  # known value: no evaluation needed
+                index = self._queue.pop()
+                if index in self._values:
+                    self._consider(index, self._values[index])  # known value: no evaluation needed
                     continue
-                return arch
+                return Arch.from_index(index)
             nb = self._best_neighbour
             if self.strategy == "best" and nb is not None and fitness_key(nb[1]) > fitness_key(self.incumbent[1]):
-                self._move(*nb)
+                self._move(Arch.from_index(nb[0]), nb[1])
                 continue
             self.optima.append(self.incumbent)  # local optimum: restart
             self.incumbent = None
@@ -162,4 +214,4 @@ class LocalSearch(BaseAgent):
             self._pending_start = None
             self._move(arch, value)
         elif self.incumbent is not None and sum(a != b for a, b in zip(arch.blocks, self.incumbent[0].blocks)) == 1:
-            self._consider(arch, value)
+            self._consider(arch.index, value)

@@ -134,32 +134,49 @@ class BRPPredictor(BasePredictor):
         self.model: RelationModel | None = None
         self.fitted_ = False
         self.fit_time_s_ = float("nan")
+        self.fit_steps_ = 0
         self.throughput_ = float("nan")
         self.n_train_ = 0
 
     def _graphs(self, idx: np.ndarray) -> dgl.DGLGraph:
         return batch_graphs(idx, self_loops=self.config.self_loops).to(self.config.device)
 
-    def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self:
-        """Train on all pairs inside random mini-batches; label = 1 if a's target is higher (0.5 on ties)."""
+    def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, warm_start: bool = False,
+            steps: int | None = None, **kw: Any) -> Self:
+        """Train on all pairs inside random mini-batches; label = 1 if a's target is higher (0.5 on ties).
+
+        By default a fresh model trains ``config.epochs`` epochs (shuffled mini-batches of ``batch_size``).
+        ``warm_start=True`` continues from the current weights when the predictor is fitted (a fresh
+        model otherwise), e.g. refits of a search whose training set grows by a few models a round.
+        ``steps=k`` trains ``k`` mini-batch steps instead of whole epochs, each on ``min(batch_size, n)``
+        models drawn without replacement, so a fit's cost does not grow with the training set. The
+        learning rate follows a cosine from ``lr`` to 0 over the fit either way.
+        """
         idx, target = self._fit_inputs(archs, y, kw)
+        if not isinstance(warm_start, (bool, np.bool_)):
+            raise InvalidArgumentError(f"warm_start must be True or False, got {warm_start!r}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+            raise InvalidArgumentError(f"steps must be a positive integer or None, got {steps!r}")
         s = rng_seed(seed)
         c = self.config
         rng = np.random.default_rng(s)
         y_t = torch.as_tensor(target, dtype=torch.float32, device=c.device)
         n = len(idx)
+        if steps is None:
+            batches = [perm[lo : lo + c.batch_size] for perm in (rng.permutation(n) for _ in range(c.epochs))
+                       for lo in range(0, n, c.batch_size)]
+        else:
+            size = min(c.batch_size, n)
+            batches = [rng.choice(n, size=size, replace=False) for _ in range(int(steps))]
+        per_epoch = -(-n // c.batch_size)
         with seeded_torch(s):
-            model = RelationModel(c).to(c.device)
+            model = self.model if warm_start and self.model is not None else RelationModel(c).to(c.device)
             opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs if steps is None else int(steps))
             start = time.perf_counter()
             model.train()
-            for _ in range(c.epochs):
-                perm = rng.permutation(n)
-                for lo in range(0, n, c.batch_size):
-                    pos = perm[lo : lo + c.batch_size]
-                    if len(pos) < 2:
-                        continue
+            for k, pos in enumerate(batches):
+                if len(pos) >= 2:
                     emb = model.encoder(self._graphs(idx[pos]))
                     i, j = torch.triu_indices(len(pos), len(pos), offset=1, device=c.device)
                     logits = model.logit_matrix(emb, emb)[i, j]
@@ -169,14 +186,16 @@ class BRPPredictor(BasePredictor):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                sched.step()
+                if steps is not None or (k + 1) % per_epoch == 0:
+                    sched.step()  # per epoch by default, per step with steps=
             secs = time.perf_counter() - start
         model.eval()
         self.model = model
         self.fitted_ = True
         self.n_train_ = n
         self.fit_time_s_ = secs
-        self.throughput_ = c.epochs * n / secs if secs > 0 else float("inf")
+        self.fit_steps_ = sum(len(pos) >= 2 for pos in batches)
+        self.throughput_ = sum(len(pos) for pos in batches) / secs if secs > 0 else float("inf")
         return self
 
     @torch.no_grad()
