@@ -22,6 +22,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "rl": ("torch", "stable_baselines3"),
     "distributed": ("ray",),
     "integrations": ("ConfigSpace", "optuna"),
+    "syne-tune": ("syne_tune", "pandas", "fastparquet", "huggingface_hub"),
+    "dehb": ("dehb", "ConfigSpace", "distributed", "loguru", "pandas"),
+    "smac": ("smac", "ConfigSpace"),
 }
 
 

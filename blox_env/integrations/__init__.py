@@ -3,11 +3,15 @@
 - :mod:`.configspace`: the space as a ConfigSpace ``ConfigurationSpace`` (:func:`configuration_space`) and an
   objective taking a configuration and a fidelity (:func:`objective`, :class:`BloxObjective`), for SMAC, DEHB
   and other ConfigSpace-based optimizers;
-- :mod:`.optuna_study`: Optuna samplers (TPE, NSGA-II, random) driving ``BloxOneShot-v0`` through
-  ask/tell (:func:`optuna_search`).
+- :mod:`.optuna_study`: Optuna samplers (TPE, NSGA-II, random, or any built-in sampler object) driving
+  ``BloxOneShot-v0`` (:func:`optuna_search`);
+- :mod:`.syne_tune`: a store as a Syne Tune tabular blackbox, its export to Syne Tune's on-disk format, and
+  Syne Tune's simulator backend over it (the ``syne-tune`` extra);
+- DEHB and SMAC run on :func:`configuration_space` / :func:`objective` directly (the ``dehb`` and ``smac``
+  extras; see ``examples/dehb_blox.py`` and ``examples/smac_blox.py``).
 
-Importing this package imports neither library: each is imported when first used, and a missing one raises
-:class:`~blox_env.errors.MissingDependencyError` naming ``pip install "blox-env[integrations]"``.
+Importing this package imports none of these libraries: each is imported when first used, and a missing one
+raises :class:`~blox_env.errors.MissingDependencyError` naming the ``pip install "blox-env[<extra>]"``.
 """
 
 from __future__ import annotations
