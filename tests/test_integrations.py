@@ -249,10 +249,13 @@ def test_importing_the_package_imports_neither_library() -> None:
     ("ConfigSpace", lambda s: __import__("blox_env.integrations", fromlist=["x"]).configuration_space(benchmark=s)),
     ("ConfigSpace", lambda s: __import__("blox_env.integrations", fromlist=["x"]).objective({}, benchmark=s)),
     ("optuna", lambda s: __import__("blox_env.integrations", fromlist=["x"]).optuna_search(benchmark=s)),
+    ("syne_tune", lambda s: __import__("blox_env.integrations.syne_tune", fromlist=["x"]).blackbox(s)),
+    ("fastparquet", lambda s: __import__("blox_env.integrations.syne_tune", fromlist=["x"]).export("/tmp/x", s)),
 ])
 def test_a_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch, store, hidden: str, call) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a, **k: None if name.split(".")[0] == hidden else real(name, *a, **k))
-    with pytest.raises(MissingDependencyError, match=r'pip install "blox-env\[integrations\]"'):
+    extra = "syne-tune" if hidden in ("syne_tune", "fastparquet") else "integrations"
+    with pytest.raises(MissingDependencyError, match=rf'pip install "blox-env\[{extra}\]"'):
         call(store)

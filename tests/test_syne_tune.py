@@ -143,6 +143,21 @@ def test_without_a_seed_each_trial_uses_one_of_the_runs_seeds(store, bb, tmp_pat
     check_results(store, df, seed_label=None)
 
 
+@pytest.mark.parametrize("name", ["REA", "TPE", "BORE", "CQR", "BOHB", "ASHABORE", "ASHACQR"])
+def test_more_syne_tune_schedulers_run_on_the_simulator(store, bb, tmp_path, name: str) -> None:
+    from syne_tune.optimizer import baselines
+
+    cls = getattr(baselines, name)
+    multi_fidelity = name.startswith(("ASHA", "BOHB"))
+    kwargs = {"time_attr": "epochs", "max_t": 12} if multi_fidelity else {}
+    scheduler = cls(bb.configuration_space, metric="metric_valid_error", random_seed=0, **kwargs)
+    from blox_env.integrations.syne_tune import simulate
+
+    df = simulate(bb, scheduler, n_workers=4, max_trials=10, seed=2, output_dir=tmp_path)
+    assert df["trial_id"].nunique() == 10
+    check_results(store, df, seed_label=MINI_SEEDS[2])
+
+
 def test_the_export_loads_back_in_syne_tune_with_equal_values(store, bb, tmp_path) -> None:
     from syne_tune.blackbox_repository.blackbox_tabular import deserialize
     from syne_tune.blackbox_repository.serialize import deserialize_metadata
