@@ -198,6 +198,7 @@ def test_blox_data_info_and_verify_on_a_dev_zero_chunk(store_path: Path) -> None
             """)
         assert out.returncode == 0, out.stderr[-2000:]
         assert "EXIT 1" in out.stdout and "/dev/zero, outside the store" in out.stdout, (cmd, out.stdout[-3000:])
+        assert "DAMAGED" in out.stdout and "Traceback" not in out.stdout, (cmd, out.stdout[-3000:])
 
 
 def test_oversized_chunk_file_is_refused_by_size(store_path: Path) -> None:
@@ -325,7 +326,7 @@ def test_failed_rewrite_leaves_the_old_array_whole(store_path: Path, monkeypatch
     st = BloxStore.open(store_path, mode="a")
     from blox_env.datasets.store import write
 
-    def boom(tmp: Path, final: Path) -> None:
+    def boom(tmp: Path, final: Path, **kw: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(write, "swap_in", boom)

@@ -262,6 +262,30 @@ def test_a_killed_writer_never_blocks_the_next(bench: BloxStore, tmp_path: Path)
     BloxStore.open_traces(path, benchmark=bench).close()
 
 
+def test_a_trace_written_meanwhile_by_another_process_is_never_replaced(bench: BloxStore, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers of one plain store without the lock: the second never replaces the first's trace."""
+    from blox_env.datasets.store import write
+
+    st = BloxStore.create(tmp_path / "plain.zarr", index=bench.index)
+    real = write.swap_in
+
+    def racing(tmp: Path, final: Path, **kw: object) -> bool:
+        other = BloxStore.open(tmp_path / "plain.zarr", mode="a")  # "another process" wins the race
+        monkeypatch.setattr(write, "swap_in", real)
+        other.write_trace("random-s0", RECORDS[:1], attrs={"by": "other"})
+        other.close()
+        return real(tmp, final, **kw)
+
+    monkeypatch.setattr(write, "swap_in", racing)
+    with pytest.raises(InvalidArgumentError, match="written by another process meanwhile"):
+        st.write_trace("random-s0", RECORDS, attrs={"by": "me"})
+    st.close()
+    ro = open_store(tmp_path / "plain.zarr")
+    assert ro.trace_attrs("random-s0") == {"length": 1, "by": "other"} and ro.trace_runs().keys() == {"random-s0"}
+    assert not [p for p in (tmp_path / "plain.zarr" / "traces").iterdir() if p.name.startswith(".")]
+
+
 def test_lock_timeout_is_checked(bench: BloxStore, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="lock timeout"):
         BloxStore.open_traces(tmp_path / "t.zarr", benchmark=bench, lock_timeout=float("nan"))

@@ -95,6 +95,7 @@ def info(store: Annotated[str | None, typer.Argument(help="store path/URL or nam
     from blox_env.datasets.store.integrity import StoreDamageWarning
     from blox_env.datasets.store.provenance import benchmark_lines, describe_benchmark
     from blox_env.datasets.store.verify import verify_store
+    from blox_env.errors import StoreCorruptError
 
     st = open_store(store)
     bench = describe_benchmark(st)
@@ -110,8 +111,11 @@ def info(store: Annotated[str | None, typer.Argument(help="store path/URL or nam
             r = st.run_info(name)
             cover = ""
             if "val_top1" in r.metrics:
-                vals = [st.get("val_top1", seed=s, best=False) for s in r.seeds]
-                cover = ", ".join(f"seed {s}: {100 * (~_isnan(v)).mean():.1f}%" for s, v in zip(r.seeds, vals))
+                try:
+                    vals = [st.get("val_top1", seed=s, best=False) for s in r.seeds]
+                    cover = ", ".join(f"seed {s}: {100 * (~_isnan(v)).mean():.1f}%" for s, v in zip(r.seeds, vals))
+                except StoreCorruptError:  # listed with the other damage below (exit 1)
+                    cover = "damaged: see below"
             cells = (name, str(r.attrs.get("dataset", "")), str(list(r.seeds)), str(r.epochs), ", ".join(r.metrics),
                      cover)
             table.add_row(*(Text(c) for c in cells))  # Text: names and attributes are never markup

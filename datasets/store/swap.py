@@ -21,6 +21,7 @@ __all__ = ["TMP_PREFIX", "exchange", "is_hidden", "swap_in", "temp_name"]
 #: Prefix of the hidden folders new arrays and groups are built in.
 TMP_PREFIX = ".blox-tmp-"
 _AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 
 
@@ -59,14 +60,41 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def swap_in(tmp: Path, final: Path) -> None:
-    """Move the finished build ``tmp`` to ``final``, replacing what is there (see the module doc)."""
-    if not (final.exists() or final.is_symlink()):
-        os.rename(tmp, final)
-        return
+def _rename_noreplace(a: Path, b: Path) -> bool:
+    """Rename ``a`` to ``b`` unless ``b`` exists (atomically where the system can): False when ``b`` exists."""
+    if _EXCHANGE is not None:
+        rc = _EXCHANGE(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_NOREPLACE)  # type: ignore[operator]
+        if rc == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(b))
+    if b.exists() or b.is_symlink():
+        return False
+    try:
+        os.rename(a, b)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+    return True
+
+
+def swap_in(tmp: Path, final: Path, *, replace: bool = True) -> bool:
+    """Move the finished build ``tmp`` to ``final``, replacing what is there (see the module doc).
+
+    With ``replace=False`` an existing ``final`` (even one another process put there a moment ago) is kept:
+    returns False and leaves ``tmp`` for the caller to discard.
+    """
+    if not replace:
+        return _rename_noreplace(tmp, final)
+    if not (final.exists() or final.is_symlink()) and _rename_noreplace(tmp, final):
+        return True
     if exchange(tmp, final):
         shutil.rmtree(tmp, ignore_errors=True)  # ``tmp`` now holds the old node
-        return
+        return True
     aside = final.with_name(temp_name(final.name))
     os.rename(final, aside)
     try:
@@ -75,6 +103,7 @@ def swap_in(tmp: Path, final: Path) -> None:
         os.rename(aside, final)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
 def discard(tmp: Path) -> None:

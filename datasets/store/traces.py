@@ -133,7 +133,7 @@ class TraceMixin:
             return grp
 
         self._group.require_group("traces")
-        self._build_and_swap(path, build)
+        self._build_and_swap(path, build, replace=replace)
         for key in {*old_columns, *columns}:
             self._nodes.pop(f"{path}/{key}", None)
             self._arrays.pop(f"{path}/{key}", None)
@@ -205,8 +205,13 @@ class TraceMixin:
 
     def _trace_columns(self: BloxStore, path: str) -> list[str]:
         """Column keys of a stored trace (``metrics/<key>`` for metric columns)."""
-        metrics = self._children(f"{path}/metrics", arrays=True)
-        return self._children(path, arrays=True) + [f"metrics/{k}" for k in metrics]
+        out = self._children(path, arrays=True)
+        groups = ["metrics"]
+        while groups:  # metric keys may hold '/' (``latency/<device>``): nested groups under metrics/
+            group = groups.pop()
+            out += [f"{group}/{k}" for k in self._children(f"{path}/{group}", arrays=True)]
+            groups += [f"{group}/{g}" for g in self._children(f"{path}/{group}", arrays=False)]
+        return out
 
     # ------------------------------------------------------------------ trace stores
     def benchmark_identity(self: BloxStore) -> dict[str, Any]:

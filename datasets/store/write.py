@@ -108,12 +108,13 @@ class StoreWriter:
         self._invalidate(path)
         return arr
 
-    def _build_and_swap(self: BloxStore, path: str, build: Any) -> Any:
+    def _build_and_swap(self: BloxStore, path: str, build: Any, *, replace: bool = True) -> Any:
         """Write a new node at ``path`` so that readers see the old node or the new one, never a part.
 
         In a local folder the node is built by ``build(target)`` under a hidden sibling name and swapped in
         (:mod:`.swap`); a failed build leaves the old node as it was and removes its temporary folder. Other
-        stores (zip, URLs) are written in place. Returns the node now at ``path``.
+        stores (zip, URLs) are written in place. With ``replace=False`` a node that appeared at ``path``
+        meanwhile (another process) is kept and InvalidArgumentError raised. Returns the node now at ``path``.
         """
         if self._root is None:
             return build(path)
@@ -123,10 +124,14 @@ class StoreWriter:
             self._group.require_group(parent)
         try:
             build(tmp)
-            swap_in(Path(self._root) / tmp, Path(self._root) / path)
+            moved = swap_in(Path(self._root) / tmp, Path(self._root) / path, replace=replace)
         except BaseException:
             discard(Path(self._root) / tmp)
             raise
+        if not moved:
+            discard(Path(self._root) / tmp)
+            raise InvalidArgumentError(f"store {self.location}: {path} was written by another process meanwhile: "
+                                       "kept; write under another name (or pass replace=True)")
         return self._group[path]
 
     def _touch(self: BloxStore, path: str) -> None:
