@@ -1,6 +1,8 @@
 """blox-env: the BLOX macro NAS benchmark for today's NAS and RL research.
 
-Public API: :class:`Arch`, :class:`SubSpace`, :func:`parse_arch` and the space's sizes; the store
+Public API: :class:`Arch`, :class:`SubSpace`, :func:`parse_arch` and the space's sizes; the env options
+(:class:`EnvConfig`); the benchmark (:func:`run_bench`, :class:`BenchSpec`, :class:`BenchResult`,
+:class:`BenchOutputs`); the store
 (:class:`BloxStore`, :func:`open_store`); :class:`Evaluation` (what a reward backend returns); every
 error of :mod:`blox_env.errors`. ``import blox_env`` is light (numpy + gymnasium for the env
 registration): the store, rewards, torch, dgl and zarr are imported on first use, so
@@ -42,7 +44,10 @@ from blox_env.lazy import lazy_exports
 from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, OPS, Arch, SubSpace, parse_arch
 
 if TYPE_CHECKING:
+    from blox_env.agents.spec import BenchSpec
+    from blox_env.bench import BenchOutputs, BenchResult, run_bench
     from blox_env.datasets.store.core import BloxStore, open_store
+    from blox_env.envs.config import EnvConfig
     from blox_env.rewards.base import Evaluation
 
 __version__ = "0.1.0"
@@ -58,9 +63,18 @@ _LAZY = {
     "BloxStore": "blox_env.datasets.store.core",
     "open_store": "blox_env.datasets.store.core",
     "Evaluation": "blox_env.rewards.base",
+    "EnvConfig": "blox_env.envs.config",
+    "BenchSpec": "blox_env.agents.spec",
+    "run_bench": "blox_env.bench",
+    "BenchResult": "blox_env.bench",
+    "BenchOutputs": "blox_env.bench",
 }
 
 __all__ = [
+    "BenchOutputs",
+    "BenchResult",
+    "BenchSpec",
+    "EnvConfig",
     "N_BLOCKS",
     "N_MODELS",
     "N_STAGES",
@@ -96,6 +110,7 @@ __all__ = [
     "__version__",
     "open_store",
     "parse_arch",
+    "run_bench",
 ]
 
 

@@ -120,7 +120,7 @@ def _parse_one(spec: Any, store: BloxStore, run: str | None, allowed: list[str])
         epoch = None
         if "@" in text:
             text, _, ep = text.rpartition("@")
-            if not ep.isdigit() or int(ep) < 1:
+            if not (ep.isascii() and ep.isdigit()) or int(ep) < 1:
                 raise InvalidArgumentError(f"objective {spec!r}: the epoch after '@' must be an integer >= 1")
             epoch = int(ep)
         column = text.strip()

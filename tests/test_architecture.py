@@ -50,9 +50,9 @@ def test_no_getattr_probes_of_backends_or_agents() -> None:
     offenders = []
     for path in _sources("agents", "blox_env/envs", "blox_env/runs"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr") and node.args:
-                if PROBED.match(ast.unparse(node.args[0])):
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+            probe = isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr")
+            if probe and node.args and PROBED.match(ast.unparse(node.args[0])):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert not offenders, "declare it on the Protocol (defaults in the base class):\n" + "\n".join(offenders)
 
 
