@@ -144,7 +144,8 @@ def test_val_loss_is_a_store_column_but_not_a_search_record(store) -> None:
 @pytest.mark.parametrize("args", [
     ["--plot", "p.txt"], ["--plot", ""], ["--report", "."], ["--report", "r.txt"], ["--plot", "nowhere/p.png"],
     ["--plot", "afile/p.png"], ["--budgets", "100,nan"], ["--budgets", "abc"], ["--budgets", ""],
-    ["--budgets", "50,,100"], ["--budgets", "50,50"], ["--budgets", "-5"], ["--agents", ""], ["--agents", "random,random"],
+    ["--budgets", "50,,100"], ["--budgets", "50,50"], ["--budgets", "-5"], ["--agents", ""],
+    ["--agents", "random,random"],
     ["--agents", "nope"], ["--agents", "no_such_module:Agent"], ["--target", "nan"], ["--sim-workers", "0"],
     ["--seeds", "0"], ["--jobs", "0"],
 ])
