@@ -268,7 +268,8 @@ def _at_most(scheduler: Any, n: int) -> Iterator[None]:
 
 
 def simulate(bb: Any, scheduler: Any, *, n_workers: int = 4, max_trials: int = 20, seed: int | None = None,
-             output_dir: str | os.PathLike[str], tuner_name: str = "blox", verbose: bool = False) -> pd.DataFrame:
+             output_dir: str | os.PathLike[str], tuner_name: str = "blox", verbose: bool = False,
+             **backend_kwargs: Any) -> pd.DataFrame:
     """Run ``scheduler`` on the blackbox with Syne Tune's simulator: ``n_workers`` simulated workers, exactly
     ``max_trials`` trials started, each run until it completes or the scheduler stops it. Returns every
     reported result (one row per trial and epoch: the blackbox's metrics, ``epochs``, ``trial_id``, the
@@ -278,6 +279,9 @@ def simulate(bb: Any, scheduler: Any, *, n_workers: int = 4, max_trials: int = 2
     output is shown only with ``verbose``. Reproducibility is the scheduler's: Syne Tune 0.16's
     ``RandomSearch`` samples from numpy's global RNG whatever its ``random_seed`` (seed it with
     ``np.random.seed`` before the call), as does the backend's per-trial seed when ``seed`` is None.
+    ``backend_kwargs`` go to :func:`simulator_backend`, e.g. ``tuner_sleep_time`` (Syne Tune's default: the
+    tuner polls every 5 simulated seconds, an overhead that matters for trials of seconds, as on Blox-mini)
+    or ``simulator_config`` (Syne Tune's simulated delays).
     """
     _require()
     from syne_tune import StoppingCriterion, Tuner
@@ -291,7 +295,7 @@ def simulate(bb: Any, scheduler: Any, *, n_workers: int = 4, max_trials: int = 2
     folder.mkdir(parents=True, exist_ok=True)
     callback = SimulatorCallback()
     with _results_folder(folder):
-        tuner = Tuner(trial_backend=simulator_backend(bb, seed=seed), scheduler=scheduler,
+        tuner = Tuner(trial_backend=simulator_backend(bb, seed=seed, **backend_kwargs), scheduler=scheduler,
                       stop_criterion=StoppingCriterion(max_num_trials_started=int(max_trials) - 1),
                       n_workers=int(n_workers), sleep_time=0, callbacks=[callback], tuner_name=tuner_name,
                       print_update_interval=10**9, results_update_interval=10**9, save_tuner=False,
