@@ -259,7 +259,7 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_searches(tmp_path: Path)
         while time.time() < deadline and not (traces / "traces").is_dir():
             time.sleep(0.2)
         while time.time() < deadline and len([p for p in (traces / "traces").iterdir()
-                                              if not p.name.startswith(".")]) < 2:
+                                              if p.is_dir() and not p.name.startswith(".")]) < 2:
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         t = time.time()

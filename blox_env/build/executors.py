@@ -174,6 +174,19 @@ class SerialExecutor:
         """Nothing runs in the background."""
 
 
+class _KillableSpawn(multiprocessing.context.SpawnContext):
+    """The ``spawn`` start method, remembering the processes it started (so Ctrl-C can stop them at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.processes: list[multiprocessing.context.SpawnProcess] = []
+
+    def Process(self, *args: Any, **kwargs: Any) -> multiprocessing.context.SpawnProcess:  # noqa: N802 - the API
+        process = multiprocessing.context.SpawnProcess(*args, **kwargs)
+        self.processes.append(process)
+        return process
+
+
 class ProcessExecutor:
     """A local pool of worker processes (``spawn`` start method: safe with torch and threads).
 
@@ -189,7 +202,8 @@ class ProcessExecutor:
         if warm is not None and not callable(warm):
             raise InvalidArgumentError(f"warm must be None or a callable, got {type(warm).__name__}")
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        self._context = _KillableSpawn()
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=self._context,
                                          initializer=pool_worker_init, initargs=(os.getpid(), warm))
         if warm is not None:  # one no-op per worker: the pool spawns (and warms) them all now
             for _ in range(workers):
@@ -208,7 +222,7 @@ class ProcessExecutor:
 
     def cancel(self) -> None:
         """Stop now: queued tasks are dropped and running ones killed (Ctrl-C; finished results were handed out)."""
-        processes = list((self._pool._processes or {}).values())  # noqa: SLF001 - the pool offers no kill
+        processes = list(self._context.processes)
         self._pool.shutdown(wait=False, cancel_futures=True)
         for p in processes:
             p.terminate()
