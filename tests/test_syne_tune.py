@@ -232,3 +232,38 @@ def test_the_syne_tune_example_runs(store, tmp_path, capsys, scheduler: str) -> 
                                                       best=False)[0])
     assert (tmp_path / "bb" / "metadata.json").is_file()
     assert "best:" in capsys.readouterr().out
+
+
+def test_a_blockwise_blackbox_is_the_teachers_fine_tuning(store, tmp_path) -> None:
+    from syne_tune.blackbox_repository.blackbox_tabular import deserialize
+    from syne_tune.optimizer.baselines import ASHA
+
+    from blox_env.datasets.store.blockwise import BlockwiseTables
+    from blox_env.integrations.syne_tune import blackbox, export, simulate
+
+    tables = BlockwiseTables(store)
+    run = tables.ft_run("M1")
+    bw = blackbox(store, teacher="M1")
+    meta = bw.metadata
+    assert (meta["mode"], meta["teacher"], meta["run"]) == ("blockwise", "M1", run)
+    assert meta["teacher_index"] == tables.teachers["M1"].index and meta["teacher_train_time_s"] > 0
+    seconds = tables.signatures("M1")["distill_time_s"]
+    assert meta["distill_time_s"]["stage1"]["9"] == pytest.approx(seconds[1][9])
+    assert sum(len(v) for v in meta["distill_time_s"].values()) == int(np.isfinite(seconds).sum())
+    assert bw.num_seeds == 1 and bw.fidelity_values.tolist() == list(range(1, 13))
+    index = index_of(1, 9, 10)
+    got = bw.objective_function({"stage0": 1, "stage1": 9, "stage2": 10}, fidelity=5, seed=0)
+    assert float(got["metric_val_top1"]) == store.get("val_top1", [index], seed=0, epoch=5, best=False, run=run)[0]
+    assert float(got["metric_elapsed_time"]) == pytest.approx(
+        store.get("train_time_s", [index], seed=0, epoch=5, run=run)[0])
+    df = simulate(bw, ASHA(bw.configuration_space, metric="metric_valid_error", time_attr="epochs", max_t=12,
+                           random_seed=0), max_trials=8, seed=0, output_dir=tmp_path / "st")
+    for _, row in df.iterrows():
+        i = index_of(row["config_stage0"], row["config_stage1"], row["config_stage2"])
+        assert float(row["metric_val_top1"]) == store.get("val_top1", [i], seed=0, epoch=int(row["epochs"]),
+                                                          best=False, run=run)[0]
+    assert list(deserialize(str(export(tmp_path / "bw", store, teacher="M1")))) == ["digits-blockwise-M1"]
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        blackbox(store, run="digits", teacher="M1")
+    with pytest.raises(InvalidArgumentError, match="only for the 5 x 5"):
+        blackbox(store, teacher="M2")

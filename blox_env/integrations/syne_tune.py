@@ -27,9 +27,13 @@ over a blackbox (the simulated clock runs on ``metric_elapsed_time``), so every 
 search, ASHA, Hyperband, BO, MOBSTER, ...) runs on BLOX with simulated workers; :func:`simulate` runs one
 such tuning and returns every reported result.
 
-Blockwise tables (fine-tuned models of ``blockwise/``) are not exported yet: they hold two fine-tune
-fidelities per teacher and a once-per-search distillation charge that a per-trial table does not express.
-Needs the ``syne-tune`` extra (``pip install "blox-env[syne-tune]"``).
+Blockwise tables: ``blackbox(store, teacher="M1")`` is the teacher's full-length fine-tuning run of
+``blockwise/`` (every model assembled from the teacher's distilled blocks and fine-tuned with KD), with the
+same objectives per fine-tuning epoch. Its ``metric_elapsed_time`` counts fine-tuning only: distilling a
+block is shared work, paid once per search for every model that uses the block (as blox's own blockwise
+runs charge it), which a per-trial table cannot express; ``metadata["distill_time_s"]`` gives each
+distilled block's recorded seconds and ``metadata["teacher_train_time_s"]`` the teacher's training, to add
+to a search's clock. Needs the ``syne-tune`` extra (``pip install "blox-env[syne-tune]"``).
 """
 
 from __future__ import annotations
@@ -110,11 +114,12 @@ def _tables(store: BloxStore, run: str | None) -> tuple[dict[str, np.ndarray], A
     return tables, info
 
 
-def blackbox(benchmark: Any = None, *, run: str | None = None) -> BlackboxTabular:
+def blackbox(benchmark: Any = None, *, run: str | None = None, teacher: Any = None) -> BlackboxTabular:
     """The store's run as Syne Tune's ``BlackboxTabular`` (see the module docstring); ``.metadata`` added.
 
     ``benchmark`` is what ``gym.make`` takes (a name, path, URL, open store, or None for the default
-    store); ``run`` one of its runs (default: the store's default run).
+    store); ``run`` one of its runs (default: the store's default run); ``teacher`` (``"M1"``.., or the
+    teacher's arch) the blockwise tables' fine-tuning of that teacher instead.
     """
     _require()
     import pandas as pd
@@ -129,6 +134,12 @@ def blackbox(benchmark: Any = None, *, run: str | None = None) -> BlackboxTabula
     if run is not None and not isinstance(run, str):
         raise InvalidArgumentTypeError(f"run must be a run name or None, got {run!r} ({type_name(run)})")
     store = open_benchmark(benchmark)
+    blockwise: dict[str, Any] = {"mode": "normal"}
+    if teacher is not None:
+        if run is not None:
+            raise InvalidArgumentError(f"give run= (a normal run) or teacher= (the blockwise fine-tuning with that "
+                                       f"teacher), not both: got run={run!r}, teacher={teacher!r}")
+        blockwise, run = _blockwise(store, teacher)
     tables, info = _tables(store, run)
     names = list(tables)
     values = np.stack([tables[k] for k in names], axis=-1)  # [S, N, E, K]
@@ -157,18 +168,41 @@ def blackbox(benchmark: Any = None, *, run: str | None = None) -> BlackboxTabula
         "models_left_out": int((~ok).sum()), "model_index": index.tolist(),
         "units": {"metric_val_top1": "percent", RUNTIME: "seconds", ELAPSED_TIME: "seconds (cumulative)",
                   DEFAULT_METRIC: "fraction", "metric_params": "count", "metric_flops": "MACs"},
-        "source": "blox_env.integrations.syne_tune",
+        "source": "blox_env.integrations.syne_tune", **blockwise,
     }
     return bb
 
 
-def export(path: str | os.PathLike[str], benchmark: Any = None, *, run: str | None = None,
+def _blockwise(store: BloxStore, teacher: Any) -> tuple[dict[str, Any], str]:
+    """The metadata of a teacher's blockwise fine-tuning and the store run that holds it."""
+    from blox_env.datasets.store.blockwise import BlockwiseTables
+
+    tables = BlockwiseTables(store)
+    name = tables.teacher_name(teacher)
+    if name not in tables.full_teachers():
+        raise InvalidArgumentError(f"teacher {name} is fine-tuned only for the 5 x 5 student/teacher matrix, not "
+                                   f"over the whole space; teachers with full tables: "
+                                   f"{', '.join(tables.full_teachers()) or 'none'}")
+    seconds = tables.signatures(name)["distill_time_s"]
+    distill = {f"stage{s}": {str(b): float(v) for b, v in enumerate(seconds[s]) if np.isfinite(v)}
+               for s in range(len(seconds))}
+    arch = tables.teachers[name]
+    normal = store.run_info(tables.normal_run)
+    teacher_time = float(np.nanmean([store.get("train_time_s", [arch.index], seed=s, run=normal.name)[0]
+                                     for s in normal.seeds]))
+    meta = {"mode": "blockwise", "teacher": name, "teacher_index": arch.index, "distill_time_s": distill,
+            "teacher_train_time_s": teacher_time,
+            "elapsed_time_counts": "fine-tuning only (distillation and the teacher are shared, once per search)"}
+    return meta, tables.ft_run(name)
+
+
+def export(path: str | os.PathLike[str], benchmark: Any = None, *, run: str | None = None, teacher: Any = None,
            task: str | None = None) -> Path:
     """Write the blackbox in Syne Tune's on-disk tabular format into folder ``path``; returns the folder.
 
     ``task`` names the task inside (default: the run's dataset, as Syne Tune names NAS-Bench-201's tasks by
-    data set). The folder must not exist or be empty; read it back with :func:`load` or Syne Tune's own
-    ``blackbox_tabular.deserialize``. To use ``load_blackbox``'s cache, export into its repository folder.
+    data set; ``<dataset>-blockwise-<teacher>`` for ``teacher=``). The folder must not exist or be empty;
+    read it back with :func:`load` or Syne Tune's own ``blackbox_tabular.deserialize``.
     """
     _require()
     from syne_tune.blackbox_repository.blackbox_tabular import serialize
@@ -181,9 +215,11 @@ def export(path: str | os.PathLike[str], benchmark: Any = None, *, run: str | No
                                    "blackbox folder (choose a new path or remove the old one)")
     if not out.parent.is_dir():
         raise InvalidArgumentError(f"path {str(out)!r}: its parent folder does not exist")
-    bb = blackbox(benchmark, run=run)
+    bb = blackbox(benchmark, run=run, teacher=teacher)
     meta = dict(bb.metadata)  # type: ignore[attr-defined]
     name = task if task is not None else str(meta.get("dataset") or meta["run"])
+    if task is None and meta.get("mode") == "blockwise":
+        name = f"{name}-blockwise-{meta['teacher']}"
     if not isinstance(name, str) or not name or "/" in name:
         raise InvalidArgumentError(f"task must be a non-empty name without '/', got {task!r}")
     serialize({name: bb}, str(out), metadata=meta)
