@@ -230,9 +230,16 @@ def test_symbolic_links_out_of_the_store_are_not_followed(store_path: Path, tmp_
 def test_chunk_that_is_not_a_regular_file_is_refused(store_path: Path) -> None:
     chunk = store_path / f"runs/{RUN}/test_top1/c/0/0"
     chunk.unlink()
-    os.mkfifo(chunk)  # reading a FIFO with no writer would block forever
-    with pytest.raises(StoreCorruptError, match="not a regular file"):
-        open_store(store_path).get("test_top1", seed=0)
+    os.mkfifo(chunk)  # reading a FIFO with no writer blocks forever: in a subprocess with a timeout
+    out = _limited(f"""
+        from blox_env.datasets.store.core import open_store
+        from blox_env.errors import StoreCorruptError
+        try:
+            open_store({str(store_path)!r}).get("test_top1", seed=0)
+        except StoreCorruptError as exc:
+            print("REFUSED", exc)
+        """, timeout=60)
+    assert out.returncode == 0 and "REFUSED" in out.stdout and "not a regular file" in out.stdout, out
 
 
 def test_metadata_linked_to_dev_zero_is_refused(store_path: Path) -> None:
