@@ -249,6 +249,24 @@ def test_a_second_writer_is_refused_naming_the_holder_or_waits(bench: BloxStore,
     assert set(open_store(path).traces) == {"first", "second"}
 
 
+def test_a_trace_store_opened_directly_still_has_one_writer(bench: BloxStore, tmp_path: Path) -> None:
+    path = tmp_path / "t.zarr"
+    BloxStore.open_traces(path, benchmark=bench).close()
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(path), bench.location, 2.0, ready))
+    holder.start()
+    try:
+        assert ready.wait(120)
+        direct = BloxStore.open(path, mode="a")
+        with pytest.raises(StoreBusyError, match=f"pid {holder.pid}"):
+            direct.write_trace("x", RECORDS)
+        direct.close()
+    finally:
+        holder.join(60)
+    assert open_store(path).traces == ["first"]
+
+
 def test_a_killed_writer_never_blocks_the_next(bench: BloxStore, tmp_path: Path) -> None:
     path = tmp_path / "t.zarr"
     code = textwrap.dedent(f"""

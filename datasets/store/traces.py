@@ -90,8 +90,12 @@ class TraceMixin:
 
         Scalar fields become arrays; ``metrics`` dicts become ``metrics/<key>`` columns (NaN where absent).
         An existing trace ``name`` is refused unless ``replace=True`` (then swapped for the new one at once).
+        Writing into a trace store takes its writer lock (until ``close()``) if this store object does not
+        hold it yet.
         """
         self.check_writable()
+        if self.is_trace_store and self._root is not None and self._lock is None:
+            self.lock()  # a trace store has one writer: StoreBusyError naming the one that holds it
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
             raise InvalidArgumentError(f"trace name must be non-empty, without '/' or a leading '.', got {name!r}")
         path = f"traces/{name}"
