@@ -89,6 +89,7 @@ def run_smac(store, tmp_path: Path, *, seed: int, trials: int):
 
 
 @needs_smac
+@pytest.mark.slow  # about 10 s: SMAC's random forest refits after every trial
 def test_smac_multi_fidelity_run_matches_the_store(store, tmp_path) -> None:
     smac, incumbent = run_smac(store, tmp_path / "a", seed=0, trials=20)
     rh = smac.runhistory
@@ -121,6 +122,7 @@ def test_the_dehb_example_runs(store, tmp_path, capsys) -> None:
 
 
 @needs_smac
+@pytest.mark.slow
 def test_the_smac_example_runs(store, tmp_path, capsys) -> None:
     out = run_example("smac_blox.py", ["--store", "blox-mini", "--trials", "8", "--out", str(tmp_path)])
     assert out["trials"] == 8
