@@ -63,6 +63,11 @@ class DonnaSearch(BaseAgent):
         self._queue: deque[Arch] = deque()
         self.refits = 0
 
+    def signature_blocks(self) -> list[tuple[int, int]]:
+        """Every ``(stage, block)`` whose signature this method reads: all blocks of its space (the harness charges
+        their distillation, and the teacher's training, before the first prediction)."""
+        return [(s, int(b)) for s, blocks in enumerate(self.space.blocks) for b in blocks]
+
     def ask(self) -> Arch:
         if len(self._asked) < self.n_init or not self._fit_data()[0]:
             arch = self.sample(exclude=self._asked)

@@ -45,6 +45,7 @@ from blox_env.agents.summary import (
 )
 from blox_env.errors import InvalidArgumentError
 from blox_env.rewards.base import RewardBackend
+from blox_env.runs import SearchRun
 
 __all__ = ["BenchSpec", "SearchTask", "answers", "best_at", "best_at_each", "clock_values", "cost_to_reach",
            "make_search_agent", "mean_se",
@@ -65,7 +66,8 @@ def make_search_agent(name: str, backend: RewardBackend, *, seed: int, spec: Ben
     """The agent ``name`` for one search on ``backend``, with the spec's options.
 
     Multi-fidelity agents get the backend's epoch range; ``donna`` and ``lana`` get the
-    blockwise backend's signatures (distillation loss; minus the accuracy change).
+    blockwise backend's signatures (distillation loss; minus the accuracy change), whose blocks the
+    search pays for before its first prediction (:func:`prepaid_run`).
     """
     from blox_env.agents import MultiObjectiveAgent, make_agent, make_constraint
 
@@ -90,6 +92,22 @@ def make_search_agent(name: str, backend: RewardBackend, *, seed: int, spec: Ben
     return make_agent(name, backend.space, seed=seed, metric=spec.search.metric, constraint=constraint, **kwargs)
 
 
+def prepaid_run(agent: Any, backend: RewardBackend, *, spec: BenchSpec, budget: float,
+                seed: int) -> tuple[SearchRun | None, dict[str, Any] | None]:
+    """For a method that reads block signatures (DONNA, LANA) on a blockwise backend: a run that has paid, before
+    the first prediction, the distillation of every block it reads and the teacher (``SearchRun.prepay``), and the
+    trace fields saying so (``upfront_cost``); (None, None) for every other search."""
+    from blox_env.agents.donna import DonnaSearch
+    from blox_env.agents.lana import LanaSearch
+
+    if spec.mode != "blockwise" or not isinstance(agent, (DonnaSearch, LanaSearch)):
+        return None, None
+    limit = budget if spec.budget.kind == "compute" or not spec.simulated else None
+    run = SearchRun(budget=limit, cost_unit=spec.budget.cost_unit, charge_repeats=spec.budget.charge_repeats,
+                    metric=spec.search.metric, seed=seed)
+    return run, {"upfront_cost": run.prepay(backend, agent.signature_blocks())}
+
+
 def _task(task: SearchTask) -> list[dict[str, Any]]:
     """Worker side: open the store read-only, build backend(s) + agent, search at the largest budget."""
     from blox_env.datasets.store.core import open_store
@@ -107,12 +125,14 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
     if spec.blockwise.strategy == "plain":
         backend = backend_at(spec.blockwise.ft_epochs)
         agent = make_search_agent(task.agent, backend, seed=task.seed, spec=spec)
+        run, fields = prepaid_run(agent, backend, spec=spec, budget=budget, seed=task.seed)
         if spec.simulated:
             return run_parallel_search(agent, backend, workers=spec.sim.sim_workers, mode=spec.sim.mode, budget=budget,
                                        budget_kind=spec.budget.kind, cost_unit=spec.budget.cost_unit, seed=task.seed,
-                                       metric=spec.search.metric, charge_repeats=spec.budget.charge_repeats)
+                                       metric=spec.search.metric, charge_repeats=spec.budget.charge_repeats, run=run,
+                                       fields=fields)
         return run_search(agent, backend, budget=budget, cost_unit=spec.budget.cost_unit, seed=task.seed,
-                          metric=spec.search.metric, charge_repeats=spec.budget.charge_repeats)
+                          metric=spec.search.metric, charge_repeats=spec.budget.charge_repeats, run=run, fields=fields)
     # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``;
     # the backends are made once (each plan's SearchRun starts their shared charges anew)
     target = spec.search.target if spec.blockwise.stop_at_target else None

@@ -143,6 +143,11 @@ class LanaSearch(BaseAgent):
         self._next = 0
         self._extend(self.top)
 
+    def signature_blocks(self) -> list[tuple[int, int]]:
+        """Every ``(stage, block)`` whose signature this method reads: all blocks of its space (the harness charges
+        their distillation, and the teacher's training, before the first prediction)."""
+        return [(s, int(b)) for s, blocks in enumerate(self.space.blocks) for b in blocks]
+
     def _extend(self, count: int) -> None:
         """Append up to ``count`` further solutions (that satisfy the constraint) to ``ranking``."""
         added = 0

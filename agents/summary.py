@@ -44,11 +44,11 @@ def answers(trace: Sequence[dict[str, Any]], report_metric: str | None,
     ``report[index]`` or, without ``report``, the record's own ``report_metric`` (None: its ``objective``).
     """
     eligible = [r for r in trace if r.get("select", True)]
-    full = max((r["fidelity"] for r in eligible), default=0)
+    full = max((r["fidelity"] for r in eligible if "phase" not in r), default=0)
     best_obj, best_val = -np.inf, np.nan
     out = np.full(len(trace), np.nan)
-    for i, r in enumerate(trace):
-        if r.get("select", True) and r["fidelity"] == full and r["objective"] > best_obj:
+    for i, r in enumerate(trace):  # a strategy's rows (``phase``) are eligible by ``select`` alone
+        if r.get("select", True) and ("phase" in r or r["fidelity"] == full) and r["objective"] > best_obj:
             best_obj = r["objective"]
             best_val = (report[r["arch_index"]] if report is not None else best_obj if report_metric is None
                         else r["metrics"].get(report_metric, np.nan))
@@ -68,7 +68,8 @@ def best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
 
     As in the environments, the evaluation that crosses the budget still counts. Only
     full-fidelity evaluations are eligible when the trace mixes fidelities, and only records
-    with ``select`` true (strategies mark their screening phases false). ``report`` maps a model
+    with ``select`` true (strategies mark their screening phases false; a strategy's rows, which carry a
+    ``phase``, are eligible by ``select`` alone: e.g. normal trainings next to full fine-tunes). ``report`` maps a model
     index to the value reported for it (e.g. the seed-mean normal test accuracy, so that
     blockwise and conventional searches are scored alike); by default the record's ``report_metric``.
     """

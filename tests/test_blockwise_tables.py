@@ -13,13 +13,13 @@ from gymnasium.utils.env_checker import check_env
 
 from blox_env.agents import DonnaSearch, make_agent
 from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
-from blox_env.agents.strategies import PHASES, iterative_teacher_search, two_stage_search
+from blox_env.agents.strategies import PHASES, two_stage_search
 from blox_env.build.synthetic_blockwise import synthetic_blockwise
 from blox_env.datasets.store.blockwise import BlockwiseTables, choose_teachers, oracle_block_scores
 from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreError
-from blox_env.rewards.blockwise import BlockwiseTabularReward, TeacherBackends
+from blox_env.rewards.blockwise import BlockwiseTabularReward
 from blox_env.space import Arch, SubSpace
 
 SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))  # 125 models
@@ -43,9 +43,9 @@ def test_teachers_are_chosen_by_rank_as_the_paper_did(tiny_store) -> None:
     val = np.mean([tiny_store.get("val_top1", seed=s) for s in (0, 1)], axis=0)
     order = np.argsort(-val, kind="stable")
     assert teachers["M1"]["index"] == int(tiny_store.index[order[0]])
-    assert teachers["M5"]["index"] == int(tiny_store.index[order[-1]])
+    assert teachers["M5"]["index"] == int(tiny_store.index[order[25]])  # the 5th percentile of 27, not the worst
     assert teachers["M3"]["index"] == int(tiny_store.index[order[13]])  # median of 27
-    assert [t["rank"] for t in teachers.values()] == [1, 2, 14, 26, 27]  # distinct, best first
+    assert [t["rank"] for t in teachers.values()] == [1, 2, 14, 24, 26]  # distinct, best first
     with pytest.raises(InvalidArgumentError, match="increasing"):
         choose_teachers(tiny_store, quantiles=(1.0, 0.5, 0.0, 0.2, 0.3))
 
@@ -176,51 +176,6 @@ def test_two_stage_strategy_spends_the_budget_down_the_ranking(bw_path: Path) ->
     for bad in ({"search_fraction": 1.5}, {"top_k": 0}, {"target": float("nan")}):
         with pytest.raises(InvalidArgumentError):
             two_stage_search(agent, short, full, budget=budget, **bad)
-
-
-def test_iterative_teacher_promotes_the_best_fine_tuned_model(bw_path: Path, tables: BlockwiseTables) -> None:
-    store = open_store(bw_path)
-    made: list[tuple[int, int]] = []
-
-    def live(arch: Arch, ft_epochs: int) -> BlockwiseTabularReward:
-        """A stand-in 'live' backend for any teacher: M1's tables, but charged and labelled as ``arch``."""
-        made.append((arch.index, ft_epochs))
-        backend = BlockwiseTabularReward(store, teacher="M1", ft_epochs=ft_epochs)
-        backend.teacher = arch
-        return backend
-
-    teachers = TeacherBackends(store, live=live)
-    m5 = teachers(tables.teachers["M5"])
-    assert m5.exact and m5.teacher == tables.teachers["M5"].index and made == []  # tabulated: read from the tables
-    budget = 60 * float(np.median(m5.full.column("train_time_s", 6)))
-    trace = iterative_teacher_search(lambda s, short: make_agent("random", short.space, seed=s), teachers,
-                                     start_teacher=tables.teachers["M5"], budget=budget, seed=0, rounds=3, top_k=2)
-    _check_budget(trace, budget)
-    assert all(r["select"] == (r["phase"] == PHASES["full"]) for r in trace)
-    assert trace[0]["teacher"] == tables.teachers["M5"].index and trace[0]["round"] == 0
-    rounds = sorted({r["round"] for r in trace})
-    assert len(rounds) >= 2 and made  # at least one promotion to an untabulated model
-    for r_i in rounds[1:]:  # each new round's teacher is the best fully fine-tuned model of the rounds before
-        before = [r for r in trace if r["round"] < r_i and r["phase"] == PHASES["full"]]
-        best = max(before, key=lambda r: (r["objective"], -r["arch_index"]))["arch_index"]
-        now = next(r for r in trace if r["round"] == r_i)
-        assert now["teacher"] == now["promoted"] == best
-        if teachers.tabulated(Arch.from_index(best)) is None:  # re-distilled: the promoted model's own backends
-            assert (best, 2) in made and (best, 6) in made
-        assert now["metrics"]["distill_cost_s"] > 0  # its teacher and blocks are charged to the run
-    # intermediate rounds fully fine-tune their top_k; the last goes down its ranking
-    assert all(sum(1 for r in trace if r["round"] == i and r["phase"] == PHASES["full"]) <= 2 for i in rounds[:-1])
-    # without a live factory, a tabulated teacher stands in for the promoted model, and the trace says so
-    stand_in = TeacherBackends(store)
-    pair = stand_in(tables.teachers["M2"])
-    assert not pair.exact and pair.teacher == tables.teachers["M1"].index  # M2 is nearer M1 than M5 in accuracy
-    trace = iterative_teacher_search(lambda s, short: make_agent("random", short.space, seed=s), stand_in,
-                                     start_teacher=tables.teachers["M5"], budget=budget, seed=0, rounds=3, top_k=2)
-    later = [r for r in trace if r["round"] > 0]
-    assert all(r["promoted"] != r["teacher"] or r["promoted"] == tables.teachers["M1"].index for r in later)
-    with pytest.raises(InvalidArgumentError, match="rounds"):
-        iterative_teacher_search(lambda s, short: None, stand_in, start_teacher=tables.teachers["M5"],
-                                 budget=budget, rounds=0)
 
 
 def test_harness_blockwise_modes_and_plan_budgets(bw_path: Path, tables: BlockwiseTables) -> None:

@@ -15,7 +15,9 @@ loop (:class:`FreeRepeatStop`). The rule:
   naming the model, ``"median"`` / ``"max"`` charge that statistic of the recorded costs, flagged;
 - **shared work** (:class:`SharedCharges`, :class:`SharedWork`): a blockwise teacher's training and
   each of its distilled blocks are charged once per search run, to the first evaluation that needs
-  them, in seconds (epochs and evaluations count fine-tuning only); missing block times follow the
+  them, or up front for a method that reads the signatures of many blocks before its first prediction
+  (DONNA, LANA: :meth:`SharedWork.pending_blocks`, charged by ``SearchRun.prepay``), in seconds
+  (epochs and evaluations count fine-tuning only); missing block times follow the
   same ``missing_cost`` rule over the teacher's recorded distillation times;
 - **the free-repeat stop rule** (:class:`FreeRepeatStop`): with free repeats a search stops once every
   model it may evaluate was evaluated at full fidelity, or after ``10 x`` that many evaluations in a
@@ -25,7 +27,7 @@ loop (:class:`FreeRepeatStop`). The rule:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -176,6 +178,19 @@ class SharedWork(NamedTuple):
                 out[(self.teacher, s, b)] = float(self.distill_time_s[s, b])
         return out
 
+    def pending_blocks(self, blocks: Iterable[tuple[int, int]],
+                       charges: SharedCharges | None = None) -> dict[Hashable, float]:
+        """The teacher and the ``(stage, block)`` pairs not in ``charges`` yet, with recorded seconds: the work a
+        method that reads these blocks' signatures pays before its first prediction (DONNA, LANA)."""
+        paid = charges.paid if charges is not None else ()
+        out: dict[Hashable, float] = {}
+        if ("teacher", self.teacher) not in paid:
+            out[("teacher", self.teacher)] = float(self.teacher_time_s)
+        for s, b in blocks:
+            if (self.teacher, int(s), int(b)) not in paid:
+                out[(self.teacher, int(s), int(b))] = float(self.distill_time_s[int(s), int(b)])
+        return out
+
     def charge(self, arch: Arch, charges: SharedCharges) -> float:
         """Recorded seconds of ``arch``'s shared work not yet in ``charges``, marked paid; NaN (nothing marked)
         when one is missing, so the run's ``missing_cost`` rule decides (never charged as 0)."""
@@ -255,6 +270,12 @@ class CostLedger:
         if not imputed:
             self.recorded.append(float(full_cost))
         return cost
+
+    def prepay(self, cost: float) -> None:
+        """Charge shared work paid up front (no evaluation, no model): ``cost`` must be chargeable."""
+        if cost_is_missing(cost):
+            raise MissingCostError(f"shared work without a recorded cost ({cost!r} {self.cost_unit}) cannot be charged")
+        self.spent += float(cost)
 
     def observe(self, index: int, value: float) -> None:
         """Best-so-far: keep ``value`` of model ``index`` if it beats the best."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -126,6 +126,30 @@ class SearchRun:
         if math.isfinite(value):
             self.ledger.observe(arch.index, value)
         return Outcome(ev, charged, value)
+
+    def prepay(self, backend: RewardBackend, blocks: Iterable[tuple[int, int]]) -> float:
+        """Charge, once per run and before any prediction, the distillation of every ``(stage, block)`` a method
+        reads (its signatures) plus the backend's teacher if charged; returns what the run was charged.
+
+        The budget rule's shared work (:meth:`~blox_env.runs.budget.SharedWork.pending_blocks`): blocks paid here
+        are never charged again by the run's evaluations; missing times follow the run's ``missing_cost`` rule;
+        in ``epochs`` / ``evaluations`` the work is marked paid and costs nothing (those units count fine-tuning).
+        """
+        if id(backend) not in self._joined:
+            backend.new_run(self.shared)
+            self._joined[id(backend)] = backend
+        work = backend.shared_work()
+        if work is None:
+            return 0.0
+        items = work.pending_blocks(blocks, self.shared)
+        if self.cost_unit != "seconds":
+            self.shared.commit(items)
+            return 0.0
+        seconds, _ = work.seconds(items, model="(paid up front: the blocks whose signatures the method reads)")
+        cost = float(sum(seconds.values()))
+        self.ledger.prepay(cost)
+        self.shared.commit(items)
+        return cost
 
     def resolve(self, ev: Evaluation, backend: RewardBackend) -> Evaluation:
         """``ev`` with a chargeable cost: as recorded, replaced by the ``missing_cost`` rule (flagged), or refused."""

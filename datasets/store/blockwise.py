@@ -29,13 +29,20 @@ from blox_env.space import N_BLOCKS, N_STAGES, Arch, parse_arch
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["TEACHER_NAMES", "TEACHER_QUANTILES", "BlockwiseTables", "choose_teachers",
-           "finetune_run_name", "oracle_block_scores"]
+__all__ = ["TEACHER_NAMES", "TEACHER_PERCENTILES", "TEACHER_QUANTILES", "TEACHER_RULE", "BlockwiseTables",
+           "choose_teachers", "finetune_run_name", "oracle_block_scores", "teacher_ranks"]
 
 TEACHER_NAMES = ("M1", "M2", "M3", "M4", "M5")
-#: Rank quantiles of the five teachers by normal accuracy, best first: M1 the best, M2 in the top 2 %,
-#: M3 the median, M4 in the bottom 2 %, M5 the worst (the paper: two of the best, one average, two of the worst).
-TEACHER_QUANTILES = (0.0, 0.02, 0.5, 0.98, 1.0)
+#: The teacher rule: M1..M5 are the models at these percentiles of seed-mean normal validation accuracy (100: the
+#: best), the paper's "2 from the top performing ones, 1 average, and 2 bad ones".
+TEACHER_PERCENTILES = (100.0, 99.0, 50.0, 10.0, 5.0)
+#: The same rule as rank quantiles from the top (0: the best model; what the builder's spec records).
+TEACHER_QUANTILES = tuple(round(1.0 - p / 100.0, 6) for p in TEACHER_PERCENTILES)
+#: The rule as stated in the store's tables and the study report.
+TEACHER_RULE = ("M1..M5 = the models at the 100th, 99th, 50th, 10th and 5th percentiles of seed-mean normal "
+                "validation top-1 (two from the top, one average, two bad: the paper's choice); a percentile p is "
+                "the model at ascending rank round(p / 100 * (n - 1)) of the n models, ties by model index, "
+                "pushed to the next rank when two percentiles meet on a tiny store")
 
 
 def finetune_run_name(teacher: Arch, distill_key: str, ft_epochs: int, *, alpha: float, temperature: float,
@@ -44,11 +51,25 @@ def finetune_run_name(teacher: Arch, distill_key: str, ft_epochs: int, *, alpha:
     return f"blockwise/{teacher.hash}/finetune/{distill_key}-ft{ft_epochs}-a{alpha:g}-T{temperature:g}-s{seed}"
 
 
+def teacher_ranks(n: int, quantiles: Sequence[float]) -> list[int]:
+    """0-based ranks from the top (0: the best of ``n``) of the teachers at rank ``quantiles``, distinct."""
+    ranks = [int(round(q * (n - 1))) for q in quantiles]
+    for i in range(1, len(ranks)):  # distinct on tiny stores: push forward, then back from the end
+        ranks[i] = max(ranks[i], ranks[i - 1] + 1)
+    ranks[-1] = min(ranks[-1], n - 1)
+    for i in range(len(ranks) - 2, -1, -1):
+        ranks[i] = min(ranks[i], ranks[i + 1] - 1)
+    return ranks
+
+
 def choose_teachers(store: BloxStore, *, run: str | None = None, metric: str = "val_top1",
                     quantiles: Sequence[float] = TEACHER_QUANTILES) -> dict[str, dict[str, Any]]:
-    """Teachers M1..M5 by rank of the seed-mean ``metric`` of a normal run (best first), as the paper chose.
+    """Teachers M1..M5 by :data:`TEACHER_RULE` on the seed-mean ``metric`` of a normal run (best first).
 
-    Returns ``{"M1": {"index", "hash", "rank", metric}, ...}``; ranks are distinct (ties by model index).
+    ``quantiles`` are rank quantiles from the top (default: the rule's percentiles 100, 99, 50, 10, 5).
+    Returns ``{"M1": {"index", "hash", "rank", metric, "percentile", "rule_percentile"}, ...}``: ``rank`` is
+    1-based from the top (distinct, ties by model index), ``percentile`` the model's own percentile
+    (``100 * (n - rank) / (n - 1)``), ``rule_percentile`` the one the rule asked for.
     """
     if len(quantiles) != len(TEACHER_NAMES) or any(not 0.0 <= q <= 1.0 for q in quantiles) \
             or list(quantiles) != sorted(quantiles):
@@ -61,16 +82,12 @@ def choose_teachers(store: BloxStore, *, run: str | None = None, metric: str = "
         raise StoreError(f"run {info.name!r} has {len(ok)} models with {metric}; choosing 5 teachers needs 5")
     order = ok[np.lexsort((store.index[ok], -values[ok]))]  # best first, ties by model index
     n = len(order)
-    ranks = [int(round(q * (n - 1))) for q in quantiles]
-    for i in range(1, len(ranks)):  # distinct on tiny stores: push forward, then back from the end
-        ranks[i] = max(ranks[i], ranks[i - 1] + 1)
-    ranks[-1] = min(ranks[-1], n - 1)
-    for i in range(len(ranks) - 2, -1, -1):
-        ranks[i] = min(ranks[i], ranks[i + 1] - 1)
     out = {}
-    for name, r in zip(TEACHER_NAMES, ranks):
+    for name, q, r in zip(TEACHER_NAMES, quantiles, teacher_ranks(n, quantiles)):
         arch = Arch.from_index(int(store.index[order[r]]))
-        out[name] = {"index": arch.index, "hash": arch.hash, "rank": r + 1, metric: float(values[order[r]])}
+        out[name] = {"index": arch.index, "hash": arch.hash, "rank": r + 1, metric: float(values[order[r]]),
+                     "percentile": round(100.0 * (n - 1 - r) / (n - 1), 4),
+                     "rule_percentile": round(100.0 * (1.0 - q), 4)}
     return out
 
 
