@@ -127,24 +127,58 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
         agent = make_search_agent(task.agent, backend, seed=task.seed, spec=spec)
         run, fields = prepaid_run(agent, backend, spec=spec, budget=budget, seed=task.seed)
         if spec.simulated:
-            return run_parallel_search(agent, backend, workers=spec.sim.sim_workers, mode=spec.sim.mode, budget=budget,
-                                       budget_kind=spec.budget.kind, cost_unit=spec.budget.cost_unit, seed=task.seed,
-                                       metric=spec.search.metric, charge_repeats=spec.budget.charge_repeats, run=run,
-                                       fields=fields)
-        return run_search(agent, backend, budget=budget, cost_unit=spec.budget.cost_unit, seed=task.seed,
-                          metric=spec.search.metric, charge_repeats=spec.budget.charge_repeats, run=run, fields=fields)
+            return run_parallel_search(
+                agent,
+                backend,
+                sim_workers=spec.sim.sim_workers,
+                mode=spec.sim.mode,
+                budget=budget,
+                budget_kind=spec.budget.kind,
+                cost_unit=spec.budget.cost_unit,
+                seed=task.seed,
+                metric=spec.search.metric,
+                charge_repeats=spec.budget.charge_repeats,
+                run=run,
+                fields=fields,
+            )
+        return run_search(
+            agent,
+            backend,
+            budget=budget,
+            cost_unit=spec.budget.cost_unit,
+            seed=task.seed,
+            metric=spec.search.metric,
+            charge_repeats=spec.budget.charge_repeats,
+            run=run,
+            fields=fields,
+        )
     # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``;
     # the backends are made once (each plan's SearchRun starts their shared charges anew)
     target = spec.search.target if spec.blockwise.stop_at_target else None
     trace: list[dict[str, Any]] = []
     if spec.blockwise.strategy == "two-stage":
-        full = make_tabular_backend(store, metric=spec.search.metric, seed_mode=spec.search.seed_mode, mode="blockwise",
-                                    teacher=spec.blockwise.full_teacher or spec.blockwise.teacher, ft_epochs=None)
+        full = make_tabular_backend(
+            store,
+            metric=spec.search.metric,
+            seed_mode=spec.search.seed_mode,
+            mode="blockwise",
+            teacher=spec.blockwise.full_teacher or spec.blockwise.teacher,
+            ft_epochs=None,
+        )
         short = backend_at(min(full.tables.ft_epochs))
         for plan in sorted(spec.budget.budgets):
             agent = make_search_agent(task.agent, short, seed=task.seed, spec=spec)
-            part = two_stage_search(agent, short, full, budget=plan, cost_unit=spec.budget.cost_unit, seed=task.seed,
-                                    metric=spec.search.metric, target=target, **spec.blockwise.strategy_kwargs)
+            part = two_stage_search(
+                agent,
+                short,
+                full,
+                budget=plan,
+                cost_unit=spec.budget.cost_unit,
+                seed=task.seed,
+                metric=spec.search.metric,
+                target=target,
+                **spec.blockwise.strategy_kwargs,
+            )
             trace += [{**r, "plan_budget": plan} for r in part]
         return trace
     from blox_env.rewards.blockwise import TeacherBackends
@@ -219,7 +253,7 @@ def run_benchmark(
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
     if not tasks:
         return out
-    ex = make_executor(executor, workers=jobs)
+    ex = make_executor(executor, jobs=jobs)
     bar = None
     if progress:
         from blox_env.progress import ProgressBar

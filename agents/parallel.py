@@ -220,24 +220,24 @@ class _Simulator:
 def _check_workers(workers: Any) -> int:
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) \
             or not 1 <= int(workers) <= MAX_SIM_WORKERS:
-        raise InvalidArgumentError(f"workers must be an integer in 1..{MAX_SIM_WORKERS:,} (simulated parallel "
+        raise InvalidArgumentError(f"sim_workers must be an integer in 1..{MAX_SIM_WORKERS:,} (simulated parallel "
                                    f"workers), got {workers!r}")
     return int(workers)
 
 
-def run_parallel_search(agent: Any, backend: RewardBackend, *, workers: int, budget: float, budget_kind: str,
+def run_parallel_search(agent: Any, backend: RewardBackend, *, sim_workers: int, budget: float, budget_kind: str,
                         cost_unit: str, seed: int, metric: str, mode: str = "async", charge_repeats: bool = False,
                         max_evaluations: int = 1_000_000, run: SearchRun | None = None,
                         stop_at: float | None = None, fields: Mapping[str, Any] | None = None,
                         key: Hashable = None) -> list[dict[str, Any]]:
-    """Drive ``agent`` with ``workers`` simulated workers until the budget is spent; returns the trace.
+    """Drive ``agent`` with ``sim_workers`` simulated workers until the budget is spent; returns the trace.
 
     ``budget_kind`` names the budget: ``"compute"`` (total cost charged, in ``cost_unit``) or ``"wall"``
     (simulated wall-clock, in ``cost_unit``). ``run``, ``stop_at`` (a compute limit), ``fields`` and ``key``
     are those of :func:`~blox_env.agents.loop.run_search`, which with one async worker gives the same trace
     (same models, costs and cumulative costs). See the module docstring for the clock and the budget rule.
     """
-    workers = _check_workers(workers)
+    workers = _check_workers(sim_workers)
     seed = check_seed("seed", seed)
     mode = check_choice("mode", mode, MODES)
     budget_kind = check_choice("budget_kind", budget_kind, BUDGET_KINDS)
@@ -247,7 +247,7 @@ def run_parallel_search(agent: Any, backend: RewardBackend, *, workers: int, bud
     check_agent(agent)
     if workers > 1 and not agent.parallel_asks:
         raise InvalidArgumentError(f"agent {agent.name!r} can have only one evaluation outstanding (it waits for "
-                                   "each result): use workers=1")
+                                   "each result): use sim_workers=1")
     if stop_at is not None:
         stop_at = check_real("stop_at", stop_at)
     if run is None:

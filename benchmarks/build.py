@@ -34,7 +34,7 @@ def main() -> None:
         for kind in ("serial", "process"):
             t = time.perf_counter()
             build_benchmark(Path(tmp) / f"{kind}.zarr", archs=archs, run="digits", recipe="digits_mini",
-                            data="digits", seeds=(0, 1), executor=kind, workers=2, progress=False)
+                            data="digits", seeds=(0, 1), executor=kind, jobs=2, progress=False)
             times[kind] = time.perf_counter() - t
     print(f"{time.strftime('%Y-%m-%d')}, {machine()}")
     print("| measurement | value |\n| --- | --- |")

@@ -109,7 +109,7 @@ def engine(fast: bool) -> Iterator[None]:
 def arms(archs: list[Arch], seeds: list[int], jobs: int, serial_plain: bool) -> dict[str, Callable[[Path], None]]:
     def new(path: Path, executor: str) -> None:
         build_benchmark(path, archs=archs, run=RUN, recipe=DIGITS_MINI, data="digits", seeds=seeds, executor=executor,
-                        workers=jobs, progress=False)
+                        jobs=jobs, progress=False)
 
     def old(path: Path) -> None:
         legacy_build(path, archs, seeds=seeds, jobs=jobs)

@@ -34,7 +34,7 @@ def main() -> None:
     from blox_env.space import N_MODELS, Arch
 
     t = time.perf_counter()
-    compute_hashes(workers=1, progress=False)
+    compute_hashes(jobs=1, progress=False)
     serial = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -50,9 +50,10 @@ def _hash_slab(b2: int) -> bytes:
     return bytes(out)
 
 
-def compute_hashes(*, workers: int | None = None, progress: bool = True) -> np.ndarray:
-    """Compute every model's digest from scratch: ``uint8`` array ``(91125, 16)`` in index order."""
-    n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+def compute_hashes(*, jobs: int | None = None, progress: bool = True) -> np.ndarray:
+    """Compute every model's digest from scratch: ``uint8`` array ``(91125, 16)`` in index order (``jobs``
+    processes; default up to 4)."""
+    n_workers = jobs if jobs is not None else min(os.cpu_count() or 1, 4)
     slabs: list[bytes]
     label = "hashing 91,125 models (once)"
     if n_workers <= 1:

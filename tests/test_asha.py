@@ -126,7 +126,7 @@ def _never_idle(trace: list[dict[str, Any]], workers: int, wall: float) -> None:
 def test_asha_with_async_workers_never_waits_and_promotes_by_the_rule(store: BloxStore) -> None:
     agent = make_agent("asha", SPACE, seed=0, min_fidelity=1, max_fidelity=9)
     wall = 6 * float(np.median(store.get("train_time_s", seed=0)))  # well before the 125 models run out
-    trace = run_parallel_search(agent, TabularReward(store, seed_mode=0), workers=4, mode="async", budget=wall,
+    trace = run_parallel_search(agent, TabularReward(store, seed_mode=0), sim_workers=4, mode="async", budget=wall,
                                 budget_kind="wall", cost_unit="seconds", seed=0, metric="val_top1")
     _never_idle(trace, 4, wall)
     rung_of = {f: k for k, f in enumerate(agent.rungs)}
@@ -147,7 +147,7 @@ def test_asha_with_async_workers_stays_within_a_compute_budget(store: BloxStore)
     budget = 15 * float(np.median(store.get("train_time_s", seed=0)))
     agent = ASHA(SPACE, seed=1, min_fidelity=1, max_fidelity=9)
     trace = run_search(agent, TabularReward(store, seed_mode=0), budget=budget, cost_unit="seconds", seed=1,
-                       metric="val_top1", workers=4)
+                       metric="val_top1", sim_workers=4)
     costs = [r["cost"] for r in trace]
     assert budget <= trace[-1]["cumulative_cost"] < budget + 4 * max(costs)
     # until the budget is committed no worker idles: each runs back to back from 0
@@ -161,7 +161,7 @@ def test_async_evolution_breeds_from_completed_results_and_avoids_models_in_flig
     agent = make_agent("async-evolution", SPACE, seed=0, population=8, sample_size=3)
     assert isinstance(agent, RegularizedEvolution)  # reuses regularized evolution
     wall = 12 * float(np.median(store.get("train_time_s", seed=0)))
-    trace = run_parallel_search(agent, TabularReward(store, seed_mode=0), workers=4, mode="async", budget=wall,
+    trace = run_parallel_search(agent, TabularReward(store, seed_mode=0), sim_workers=4, mode="async", budget=wall,
                                 budget_kind="wall", cost_unit="seconds", seed=0, metric="val_top1")
     _never_idle(trace, 4, wall)
     by_start = sorted(trace, key=lambda r: (r["sim_start"], r["worker"]))
@@ -194,7 +194,7 @@ def test_constraint_and_reproducibility(store: BloxStore, name: str) -> None:
 
     def go(seed: int) -> list[int]:
         agent = make_agent(name, SPACE, seed=seed, constraint=constraint, **kw)
-        trace = run_parallel_search(agent, TabularReward(store, seed_mode=0), workers=3, mode="async",
+        trace = run_parallel_search(agent, TabularReward(store, seed_mode=0), sim_workers=3, mode="async",
                                     budget=2000.0, budget_kind="wall", cost_unit="seconds", seed=seed,
                                     metric="val_top1")
         assert all(constraint(Arch.from_index(r["arch_index"])) for r in trace)
@@ -212,11 +212,11 @@ def test_parallel_asks_attribute_decides_how_many_workers_an_agent_takes(store: 
         parallel_asks = False
 
     with pytest.raises(InvalidArgumentError, match="only one evaluation outstanding"):
-        run_parallel_search(OneAtATime(SPACE, seed=0), TabularReward(store), workers=2, budget=5.0,
+        run_parallel_search(OneAtATime(SPACE, seed=0), TabularReward(store), sim_workers=2, budget=5.0,
                             budget_kind="compute", cost_unit="evaluations", seed=0, metric="val_top1")
     agent = RandomSearch(SPACE, seed=0)
     agent.name = "sb3"  # the name alone no longer decides
-    trace = run_parallel_search(agent, TabularReward(store), workers=2, budget=4.0, budget_kind="compute",
+    trace = run_parallel_search(agent, TabularReward(store), sim_workers=2, budget=4.0, budget_kind="compute",
                                 cost_unit="evaluations", seed=0, metric="val_top1")
     assert {r["worker"] for r in trace} == {0, 1}
 

@@ -172,7 +172,7 @@ def test_run_search_and_the_simulator_refuse_bad_arguments_clearly() -> None:
     with pytest.raises(InvalidArgumentError, match="budget must be a positive"):
         run_search(agent, backend, budget=None, cost_unit="seconds", seed=0, metric="val_top1")
     with pytest.raises(InvalidArgumentError, match="seed"):
-        run_parallel_search(agent, backend, workers=2, budget=100.0, budget_kind="compute", cost_unit="seconds",
+        run_parallel_search(agent, backend, sim_workers=2, budget=100.0, budget_kind="compute", cost_unit="seconds",
                             seed=-1, metric="val_top1")
     with pytest.raises(InvalidArgumentError, match="search metric 'nope' is not among"):
         run_search(RandomSearch(backend.space, seed=0), backend, budget=100.0, cost_unit="seconds", seed=0,

@@ -53,7 +53,7 @@ def test_serial_build_is_complete_and_rerun_is_a_no_op(serial: Path) -> None:
 def test_process_pool_matches_serial(serial: Path, tmp_path: Path) -> None:
     path = tmp_path / "p.zarr"
     build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, seeds=(0, 1), executor="process",
-                    workers=2, progress=False)
+                    jobs=2, progress=False)
     a, b = _values(serial), _values(path)
     for m in METRICS:
         assert np.array_equal(a[m], b[m]), m
@@ -97,7 +97,7 @@ def test_killed_worker_then_resume_gives_the_clean_result(serial: Path, tmp_path
         benchmark.run_task = gate.gated_task  # the workers import the gate by name (spawn keeps sys.path)
         recipe = Recipe(name="tiny", epochs=2, batch_size=32, eval_batch_size=256, lr=0.05, stem_channels=2)
         benchmark.build_benchmark({str(path)!r}, archs=SubSpace(((9, 30), (10,), (9, 11))), run="r", recipe=recipe,
-                                  data="synthetic", seeds=(0, 1), executor="process", workers=2, progress=False)
+                                  data="synthetic", seeds=(0, 1), executor="process", jobs=2, progress=False)
     """)
     driver = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "BLOX_TEST_GATE": str(gate)})
@@ -141,7 +141,7 @@ def test_ray_executor_matches_serial(serial: Path, tmp_path: Path) -> None:
     path = tmp_path / "ray.zarr"
     try:
         build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, seeds=(0, 1), executor="ray",
-                        workers=2, progress=False)
+                        jobs=2, progress=False)
     finally:
         ray.shutdown()
     a, b = _values(serial), _values(path)
@@ -275,7 +275,7 @@ def test_latency_is_written_into_an_existing_store(measured: list[int], tmp_path
 
 
 @pytest.mark.parametrize("args", [
-    ("--executor", "mpi"), ("--workers", "0"), ("--seeds", "1,1"), ("--seeds", "a"), ("--blocks", "1,9;10"),
+    ("--executor", "mpi"), ("--jobs", "0"), ("--seeds", "1,1"), ("--seeds", "a"), ("--blocks", "1,9;10"),
     ("--blocks", "1;2;99"), ("--device", "cdua"), ("--recipe", "nope"), ("--data", "nope"),
 ])
 def test_build_command_refuses_bad_input_before_creating_the_store(args: tuple[str, ...], tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_registered_under_clear_names() -> None:
 def test_within_budget_and_front_of_what_was_told(store: BloxStore, objectives: Any, name: str, workers: int) -> None:
     budget = 14 * _median_cost(store)
     agent = _agent(name, 0, objectives)
-    trace = _search(agent, store, budget, workers=workers)
+    trace = _search(agent, store, budget, sim_workers=workers)
     costs = [r["cost"] for r in trace]
     assert len(trace) > 8 and np.isclose(trace[-1]["cumulative_cost"], sum(costs))
     if workers == 1:  # only the evaluation that crosses the budget may end past it
@@ -117,7 +117,7 @@ def test_constraint_respected(store: BloxStore, objectives: Any, name: str, work
     limit = float(np.quantile(store.get("params"), 0.4))
     constraint = make_constraint(backend, {"params": limit})
     agent = _agent(name, 0, objectives, constraint=constraint)
-    trace = _search(agent, store, 14 * _median_cost(store), workers=workers)
+    trace = _search(agent, store, 14 * _median_cost(store), sim_workers=workers)
     assert len(trace) > 8
     assert all(constraint(Arch.from_index(r["arch_index"])) for r in trace)
     assert all(r["metrics"]["params"] <= limit for r in trace)

@@ -78,7 +78,7 @@ class Scripted:
 
 def _run(archs: list[Arch], **kw: Any) -> tuple[list[dict[str, Any]], Scripted]:
     agent = Scripted(archs, kw.pop("fidelities", None))
-    opts = {"workers": 2, "mode": "async", "budget": 13.0, "budget_kind": "compute", "cost_unit": "seconds",
+    opts = {"sim_workers": 2, "mode": "async", "budget": 13.0, "budget_kind": "compute", "cost_unit": "seconds",
             "seed": 0, "metric": "val_top1", **kw}
     return run_parallel_search(agent, KnownCosts(), **opts), agent
 
@@ -185,12 +185,12 @@ def test_one_worker_async_and_sync_equal_the_sequential_loop(store: BloxStore, n
     assert len(seq) > 10
     for mode in ("async", "sync"):
         for kind in ("compute", "wall"):  # with one worker the wall-clock is the compute
-            par = run_parallel_search(_agent(name, SPACE, 3), TabularReward(store), workers=1, mode=mode,
+            par = run_parallel_search(_agent(name, SPACE, 3), TabularReward(store), sim_workers=1, mode=mode,
                                       budget=budget, budget_kind=kind, cost_unit="seconds", seed=3, metric="val_top1")
             assert _cols(par, *KEYS) == _cols(seq, *KEYS), (mode, kind)
             assert [r["sim_wall_clock"] for r in par] == [r["cumulative_cost"] for r in seq]
         via_loop = run_search(_agent(name, SPACE, 3), TabularReward(store), budget=budget, cost_unit="seconds",
-                              seed=3, metric="val_top1", workers=1, mode=mode)
+                              seed=3, metric="val_top1", sim_workers=1, mode=mode)
         assert _cols(via_loop, *KEYS) == _cols(seq, *KEYS)
 
 
@@ -199,7 +199,7 @@ def test_one_worker_async_and_sync_equal_the_sequential_loop(store: BloxStore, n
 def test_many_workers_invariants_and_no_duplicates_in_flight(store: BloxStore, name: str, mode: str) -> None:
     budget = 40 * float(np.median(store.get("train_time_s", seed=0)))
     trace = run_search(_agent(name, SPACE, 0), TabularReward(store), budget=budget, cost_unit="seconds", seed=0,
-                       metric="val_top1", workers=4, mode=mode)
+                       metric="val_top1", sim_workers=4, mode=mode)
     assert {r["worker"] for r in trace} == {0, 1, 2, 3}
     np.testing.assert_allclose([r["cumulative_cost"] for r in trace], np.cumsum([r["cost"] for r in trace]))
     assert trace[-1]["cumulative_cost"] >= budget
@@ -218,7 +218,7 @@ def test_many_workers_invariants_and_no_duplicates_in_flight(store: BloxStore, n
 @pytest.mark.parametrize("mode", ["async", "sync"])
 def test_reproducible_with_a_seed(store: BloxStore, mode: str) -> None:
     def go(seed: int) -> list[tuple]:
-        trace = run_parallel_search(_agent("evolution", SPACE, seed), TabularReward(store), workers=3, mode=mode,
+        trace = run_parallel_search(_agent("evolution", SPACE, seed), TabularReward(store), sim_workers=3, mode=mode,
                                     budget=2000.0, budget_kind="wall", cost_unit="seconds", seed=seed,
                                     metric="val_top1")
         return _cols(trace, "arch_index", "worker", "sim_end", "objective")
@@ -243,7 +243,7 @@ def test_blockwise_shared_work_is_charged_once_and_blocks_the_workers_that_need_
     x3 = Arch((0, 1, 11))  # every block paid by x1 or x2: only fine-tuning
     ft = {a: float(bw_store.get("train_time_s", [a], seed=backend.seeds[0], run=backend.info.name)[0])
           for a in (x1, x2, x3)}
-    trace = run_parallel_search(Scripted([x1, x2, x3]), backend, workers=3, budget=1e9, budget_kind="compute",
+    trace = run_parallel_search(Scripted([x1, x2, x3]), backend, sim_workers=3, budget=1e9, budget_kind="compute",
                                 cost_unit="seconds", seed=0, metric="val_top1", max_evaluations=3)
     row = {r["arch_index"]: r for r in trace}
     # x1 on w0: teacher 0..T, then its blocks one after another, then fine-tuning
@@ -268,7 +268,7 @@ def test_blockwise_shared_work_is_charged_once_and_blocks_the_workers_that_need_
     assert seq[-1]["cumulative_cost"] == pytest.approx(trace[-1]["cumulative_cost"])
     # in epochs (fine-tuning only) shared work takes no simulated time
     epochs = run_parallel_search(Scripted([x1, x2, x3]), BlockwiseTabularReward(bw_store, teacher="M1", ft_epochs=2),
-                                 workers=3, budget=100, budget_kind="compute", cost_unit="epochs", seed=0,
+                                 sim_workers=3, budget=100, budget_kind="compute", cost_unit="epochs", seed=0,
                                  metric="val_top1", max_evaluations=3)
     assert [(r["sim_start"], r["sim_end"], r["sim_wait"]) for r in epochs] == [(0.0, 2.0, 0.0)] * 3
 
@@ -276,7 +276,7 @@ def test_blockwise_shared_work_is_charged_once_and_blocks_the_workers_that_need_
 def test_blockwise_search_with_several_workers_charges_each_block_once(bw_store: BloxStore) -> None:
     backend = BlockwiseTabularReward(bw_store, teacher="M1", ft_epochs=2)
     d = backend.signatures["distill_time_s"]
-    trace = run_parallel_search(_agent("evolution", SPACE, 0), backend, workers=4, budget=20_000.0,
+    trace = run_parallel_search(_agent("evolution", SPACE, 0), backend, sim_workers=4, budget=20_000.0,
                                 budget_kind="wall", cost_unit="seconds", seed=0, metric="val_top1")
     blocks = {(s, b) for r in trace for s, b in enumerate(Arch.from_index(r["arch_index"]).blocks)}
     expected = backend.teacher_time_s + sum(d[s, b] for s, b in blocks)
@@ -286,9 +286,9 @@ def test_blockwise_search_with_several_workers_charges_each_block_once(bw_store:
 
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kw,match", [
-    ({"workers": 0}, "workers must be an integer in 1.."),
-    ({"workers": True}, "workers must be an integer in 1.."),
-    ({"workers": 2.5}, "workers must be an integer in 1.."),
+    ({"sim_workers": 0}, "sim_workers must be an integer in 1.."),
+    ({"sim_workers": True}, "sim_workers must be an integer in 1.."),
+    ({"sim_workers": 2.5}, "sim_workers must be an integer in 1.."),
     ({"mode": "parallel"}, "mode must be one of 'async', 'sync'"),
     ({"budget_kind": "time"}, "budget_kind must be one of 'compute', 'wall'"),
     ({"budget": None}, "budget must be a positive number"),
@@ -304,14 +304,14 @@ def test_agents_with_one_outstanding_ask_are_refused_more_workers() -> None:
     agent = Scripted([A, B])
     agent.parallel_asks = False  # type: ignore[attr-defined]
     with pytest.raises(InvalidArgumentError, match="only one evaluation outstanding"):
-        run_parallel_search(agent, KnownCosts(), workers=2, budget=5.0, budget_kind="wall", cost_unit="seconds",
+        run_parallel_search(agent, KnownCosts(), sim_workers=2, budget=5.0, budget_kind="wall", cost_unit="seconds",
                             seed=0, metric="val_top1")
     other = Scripted([A, B])
     other.parallel_asks = False  # type: ignore[attr-defined]
-    with pytest.raises(InvalidArgumentError, match="use workers=1"):
-        run_search(other, KnownCosts(), budget=5.0, cost_unit="seconds", seed=0, metric="val_top1", workers=2)
+    with pytest.raises(InvalidArgumentError, match="use sim_workers=1"):
+        run_search(other, KnownCosts(), budget=5.0, cost_unit="seconds", seed=0, metric="val_top1", sim_workers=2)
     assert len(run_search(agent, KnownCosts(), budget=4.0, cost_unit="seconds", seed=0, metric="val_top1",
                           mode="sync")) == 2  # one worker is fine
     with pytest.raises(InvalidArgumentError, match="workers must be"):
         run_search(Scripted([A]), KnownCosts(), budget=5.0, cost_unit="seconds", seed=0, metric="val_top1",
-                   workers=0)
+                   sim_workers=0)

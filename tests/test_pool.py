@@ -214,14 +214,14 @@ def test_pool_failure_writes_the_results_received_then_rerun_completes(per_resul
     path = tmp_path / "f.zarr"
     monkeypatch.setattr(benchmark, "run_task", pool_helpers.failing_task)  # fails in a worker on (9, 10, 11)
     with pytest.raises(RuntimeError, match="planned failure"):
-        build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, executor="process", workers=2,
+        build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, executor="process", jobs=2,
                         progress=False, write_every=100, write_seconds=1e6)
     done = _finished(path)
     assert done >= 1  # the results of the longest model (sent first) arrived before the failure and were kept
     store = open_store(path)
     assert not np.isfinite(store.get("test_top1", [Arch((9, 10, 11)).index], seed=0, run="r")).any()
     monkeypatch.undo()
-    report = build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, executor="process", workers=2,
+    report = build_benchmark(path, archs=SPACE, run="r", recipe=TINY, data=DATA, executor="process", jobs=2,
                              progress=False)
     assert (report.trained, report.skipped) == (8 - done, done)
     a, b = _values(per_result), _values(path)

@@ -200,7 +200,7 @@ def _indices(archs: SubSpace | Sequence[Arch]) -> np.ndarray:
 
 def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run: str, recipe: Any, data: str,
                     data_kwargs: dict[str, Any] | None = None, seeds: Sequence[int] = (0, 1),
-                    executor: str = "serial", workers: int = 2, address: str | None = None, device: str = "cpu",
+                    executor: str = "serial", jobs: int = 2, address: str | None = None, device: str = "cpu",
                     name: str | None = None, progress: bool = True, write_every: int = WRITE_EVERY,
                     write_seconds: float = WRITE_SECONDS) -> BuildReport:
     """Train every (arch, seed) not yet in ``store`` (created if missing) under ``runs/<run>``.
@@ -218,7 +218,7 @@ def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run:
 
     recipe = get_recipe(recipe)
     seeds = _check_seeds(seeds)
-    check_executor(executor, workers=workers)
+    check_executor(executor, jobs=jobs)
     check_batching(write_every, write_seconds)
     _check_device(device, executor)
     indices = _indices(archs)
@@ -240,7 +240,7 @@ def build_benchmark(store: str | Path, *, archs: SubSpace | Sequence[Arch], run:
     trained = 0
     if todo:
         with shipped_data(data_obj, enabled=executor == "process") as shipped:
-            ex = make_executor(executor, workers=workers, address=address,
+            ex = make_executor(executor, jobs=jobs, address=address,
                                warm=partial(warm_worker, data, kwargs, shipped))
             bar = _bar(len(todo), total - len(todo), progress)
             try:

@@ -270,7 +270,7 @@ def _tasks(store: BloxStore, spec: BlockwiseSpec, tables: dict[str, Any], kind: 
 
 
 def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, executor: str = "serial",
-                    workers: int = 2, address: str | None = None, progress: bool = True,
+                    jobs: int = 2, address: str | None = None, progress: bool = True,
                     write_every: int = WRITE_EVERY, write_seconds: float = WRITE_SECONDS) -> BlockwiseReport:
     """Build (or finish) the blockwise tables of a store opened for writing (see the module docstring);
     fine-tuning results are written at most ``write_every`` at a time, about ``write_seconds`` apart."""
@@ -291,7 +291,7 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
                                    "(unzip a packaged store first)")
     if not is_blox_store(path):
         raise StoreError(f"{path} is not a blox store: build the normal run first (blox build)")
-    check_executor(executor, workers=workers)
+    check_executor(executor, jobs=jobs)
     check_batching(write_every, write_seconds)
     recipe = get_recipe(spec.recipe)
     data = normal.cached_data(spec.data, spec.data_kwargs)
@@ -304,7 +304,7 @@ def build_blockwise(store: str | Path, *, spec: BlockwiseSpec | None = None, exe
     start = time.perf_counter()
     files = contextlib.ExitStack()  # the data file the pool workers read at start-up, removed at the end
     shipped = files.enter_context(normal.shipped_data(data, enabled=executor == "process"))
-    ex = make_executor(executor, workers=workers, address=address,
+    ex = make_executor(executor, jobs=jobs, address=address,
                        warm=partial(warm_blockwise_worker, spec.data, spec.data_kwargs, shipped))
     try:
         for phase in ("teacher", "distill", "finetune"):

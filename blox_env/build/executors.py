@@ -196,9 +196,10 @@ class ProcessExecutor:
     ``workers`` are started at once instead of on demand.
     """
 
-    def __init__(self, workers: int = 2, *, warm: Callable[[], Any] | None = None) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise InvalidArgumentError(f"workers must be a positive integer, got {workers!r}")
+    def __init__(self, jobs: int = 2, *, warm: Callable[[], Any] | None = None) -> None:
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise InvalidArgumentError(f"jobs (worker processes) must be a positive integer, got {jobs!r}")
+        workers = jobs
         if warm is not None and not callable(warm):
             raise InvalidArgumentError(f"warm must be None or a callable, got {type(warm).__name__}")
         self.workers = workers
@@ -233,7 +234,7 @@ class ProcessExecutor:
 class RayExecutor:
     """Tasks as Ray remote functions; ``address=None`` starts a local Ray, ``"auto"`` joins a cluster."""
 
-    def __init__(self, address: str | None = None, *, workers: int | None = None, gpus_per_task: float | None = None,
+    def __init__(self, address: str | None = None, *, jobs: int | None = None, gpus_per_task: float | None = None,
                  ray_init_kwargs: dict[str, Any] | None = None) -> None:
         try:
             import ray
@@ -243,7 +244,7 @@ class RayExecutor:
         self._in_flight: set[Any] = set()
         if not ray.is_initialized():
             kwargs = {"address": address, "include_dashboard": False, "log_to_driver": False,
-                      **({"num_cpus": workers} if workers and address is None else {}), **(ray_init_kwargs or {})}
+                      **({"num_cpus": jobs} if jobs and address is None else {}), **(ray_init_kwargs or {})}
             ray.init(**kwargs)
         gpus = ray.cluster_resources().get("GPU", 0)
         self.gpus_per_task = gpus_per_task if gpus_per_task is not None else (1.0 if gpus >= 1 else 0.0)
@@ -285,23 +286,23 @@ class RayExecutor:
         self.close()
 
 
-def check_executor(kind: str, *, workers: int = 2) -> None:
+def check_executor(kind: str, *, jobs: int = 2) -> None:
     """Refuse a bad executor choice before any work starts: the name, the worker count, Ray installed."""
     if not isinstance(kind, str) or kind not in EXECUTORS:
         raise InvalidArgumentError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
-    if kind != "serial" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise InvalidArgumentError(f"workers must be a positive integer, got {workers!r}")
+    if kind != "serial" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise InvalidArgumentError(f"jobs (worker processes) must be a positive integer, got {jobs!r}")
     if kind == "ray" and importlib.util.find_spec("ray") is None:
         raise MissingDependencyError("the Ray executor needs Ray: pip install 'blox-env[distributed]'")
 
 
-def make_executor(kind: str = "serial", *, workers: int = 2, address: str | None = None,
+def make_executor(kind: str = "serial", *, jobs: int = 2, address: str | None = None,
                   warm: Callable[[], Any] | None = None) -> Executor:
-    """``serial`` | ``process`` (``workers`` processes, started at once and warmed with ``warm`` when given)
+    """``serial`` | ``process`` (``jobs`` processes, started at once and warmed with ``warm`` when given)
     | ``ray`` (``address`` of a cluster or None)."""
-    check_executor(kind, workers=workers)
+    check_executor(kind, jobs=jobs)
     if kind == "serial":
         return SerialExecutor()
     if kind == "process":
-        return ProcessExecutor(workers, warm=warm)
-    return RayExecutor(address, workers=workers)
+        return ProcessExecutor(jobs, warm=warm)
+    return RayExecutor(address, jobs=jobs)

@@ -110,7 +110,7 @@ def default_paths(version: str | MiniVersion) -> tuple[str, str]:
 
 
 def build_mini(out: str | Path | None = None, *, package_zip: str | Path | None = None, executor: str = "process",
-               workers: int = 2, progress: bool = True, version: str | MiniVersion = MINI_BUNDLED.version) -> Any:
+               jobs: int = 2, progress: bool = True, version: str | MiniVersion = MINI_BUNDLED.version) -> Any:
     """Train (or finish training) Blox-mini ``version`` into ``out`` (default: :func:`default_paths`); then zip it
     to ``package_zip`` if given."""
     from blox_env.build.benchmark import build_benchmark
@@ -123,7 +123,7 @@ def build_mini(out: str | Path | None = None, *, package_zip: str | Path | None 
         if have != mini.version:
             raise InvalidArgumentError(f"{out} holds Blox-mini {have}, not {mini.version}: build into another folder")
     report = build_benchmark(out, archs=mini.space, run=MINI_RUN, recipe=mini.recipe, data=MINI_DATA,
-                             data_kwargs={"seed": 0}, seeds=mini.seeds, executor=executor, workers=workers,
+                             data_kwargs={"seed": 0}, seeds=mini.seeds, executor=executor, jobs=jobs,
                              name="blox-mini", progress=progress)
     st = BloxStore.open(out, mode="a")
     if st.attrs.get("mini_version") != mini.version:

@@ -28,8 +28,7 @@ def build(
     data: Annotated[str, typer.Option(help="digits | synthetic | cifar100:/path")] = "digits",
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
-    workers: Annotated[int, typer.Option("--jobs", "--workers",
-                                            help="worker processes (process/ray); --workers: the old name")] = 2,
+    jobs: Annotated[int, typer.Option(help="worker processes (process/ray)")] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address ('auto' joins one)")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
@@ -46,7 +45,7 @@ def build(
                                    f"separated by ';', got {len(parts)} lists in {blocks!r}")
     per_stage = [int_list(p, option="--blocks") for p in (parts if len(parts) == 3 else parts * 3)]
     report = build_benchmark(store, archs=SubSpace(tuple(tuple(p) for p in per_stage)), run=run, recipe=recipe,
-                             data=data, seeds=int_list(seeds, option="--seeds"), executor=executor, workers=workers,
+                             data=data, seeds=int_list(seeds, option="--seeds"), executor=executor, jobs=jobs,
                              address=address, device=device)
     console.print(f"{report.trained} trained, {report.skipped} already there, {report.total} rows in "
                   f"{report.store} (run {report.run}), {report.seconds:.0f} s")
@@ -61,8 +60,7 @@ def build_blockwise(
     distill_epochs: Annotated[str, typer.Option(help="distillation lengths, short to full")] = "2,10",
     ft_epochs: Annotated[str, typer.Option(help="fine-tuning lengths, short to full")] = "1,8",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
-    workers: Annotated[int, typer.Option("--jobs", "--workers",
-                                            help="worker processes (process/ray); --workers: the old name")] = 2,
+    jobs: Annotated[int, typer.Option(help="worker processes (process/ray)")] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address ('auto' joins one)")] = None,
 ) -> None:
     """Tabulate blockwise NAS in a store: teachers M1..M5, block libraries, signatures, fine-tuning; resumes."""
@@ -74,7 +72,7 @@ def build_blockwise(
     spec = BlockwiseSpec(recipe=recipe, data=data, data_kwargs=kwargs, normal_run=run,
                          distill_epochs=tuple(int_list(distill_epochs, option="--distill-epochs")),
                          ft_epochs=tuple(int_list(ft_epochs, option="--ft-epochs")))
-    report = run_build(store, spec=spec, executor=executor, workers=workers, address=address)
+    report = run_build(store, spec=spec, executor=executor, jobs=jobs, address=address)
     console.print(f"blockwise tables in {report.store}: teachers {report.teachers}; {report.trained_teachers} "
                   f"teachers trained, {report.distill_passes} distillation passes, {report.finetuned} fine-tunes, "
                   f"{report.seconds:.0f} s")
@@ -87,8 +85,7 @@ def build_mini(
                                                      "bundled version, else build/blox-mini-<version>.zip)")] = None,
     version: Annotated[str, typer.Option(help="v2 (729 models, 3 seeds; bundled) | v1 (216 models, 2 seeds)")] = "v2",
     executor: Annotated[str, typer.Option(help="serial | process | ray")] = "process",
-    workers: Annotated[int, typer.Option("--jobs", "--workers",
-                                            help="worker processes; --workers: the old name")] = 2,
+    jobs: Annotated[int, typer.Option(help="worker processes")] = 2,
     latency: Annotated[bool, typer.Option(help="also measure the CPU latency table")] = True,
     blockwise: Annotated[bool, typer.Option(help="also build the blockwise tables")] = True,
 ) -> None:
@@ -102,16 +99,16 @@ def build_mini(
     mini = get_mini_version(version)
     default_out, default_zip = default_paths(mini)
     out, package = out or default_out, package or default_zip
-    check_executor(executor, workers=workers)
+    check_executor(executor, jobs=jobs)
     if not package.endswith(".zip") or Path(package).is_dir():
         raise InvalidArgumentError(f"--package must name a .zip file to write, got {package!r}")
-    report = run_build(out, package_zip=None, executor=executor, workers=workers, version=mini)
+    report = run_build(out, package_zip=None, executor=executor, jobs=jobs, version=mini)
     if latency:
         write_mini_latency(out)
     if blockwise:
         from blox_env.build.blockwise import build_blockwise as run_blockwise
 
-        run_blockwise(out, spec=mini.blockwise, executor=executor, workers=workers)
+        run_blockwise(out, spec=mini.blockwise, executor=executor, jobs=jobs)
     from blox_env.build.mini import package_store
 
     package_store(out, package)  # tables only: block and teacher weights stay in the build folder
