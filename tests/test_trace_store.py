@@ -273,11 +273,17 @@ def test_a_killed_writer_never_blocks_the_next(bench: BloxStore, tmp_path: Path)
         import os
         from blox_env.datasets.store.core import BloxStore, open_store
         ts = BloxStore.open_traces({str(path)!r}, benchmark=open_store({bench.location!r}))
+        ts.write_trace("a", [{{"cost": 1.0}}])
         os._exit(9)
         """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 9, out.stderr[-2000:]
+    left = path / "traces" / ".blox-tmp-random-s0-0123abcd"  # what a writer killed mid-trace leaves
+    left.mkdir()
+    (left / "zarr.json").write_text("{}")
+    assert any("hidden temporary" in w for w in verify_store(path).warnings)
     BloxStore.open_traces(path, benchmark=bench).close()
+    assert not left.exists() and not verify_store(path).warnings and open_store(path).trace_runs().keys() == {"a"}
 
 
 def test_a_trace_written_meanwhile_by_another_process_is_never_replaced(bench: BloxStore, tmp_path: Path,

@@ -280,7 +280,8 @@ class TraceMixin:
         ``kind: "traces"`` and ``benchmark`` (its :meth:`benchmark_identity` and location). Refused: the bundled
         Blox-mini, the benchmark itself, a zip or URL, a benchmark store (one with runs), any other store or
         file, a location that cannot be written, and a trace store of another benchmark (the message names
-        it). The lock is released by ``close()``.
+        it). The lock is released by ``close()``. Temporary trace groups left by a killed writer are removed
+        (with the lock held, no other writer can be building them).
         """
         from blox_env.datasets.store.core import BloxStore
         from blox_env.datasets.store.location import (
@@ -340,6 +341,7 @@ class TraceMixin:
             try:
                 store.adopt_lock(lock)
                 store.check_traces_of(benchmark)
+                _remove_stale_temporaries(path / "traces")
             except BaseException:
                 store.adopt_lock(None)  # the lock is released below, once
                 store.close(checksums=False)
@@ -348,6 +350,18 @@ class TraceMixin:
             lock.release()
             raise
         return store
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Hidden trace groups left by a killed writer: every writer of a trace store holds its lock, so with the
+    lock in hand they are certainly stale."""
+    import shutil
+
+    from blox_env.datasets.store.swap import TMP_PREFIX
+
+    if folder.is_dir():
+        for tmp in folder.glob(TMP_PREFIX + "*"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def trace_group_problems(name: str, attrs: dict[str, Any] | None, shapes: dict[str, tuple[int, ...]]) -> list[str]:
