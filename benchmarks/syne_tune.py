@@ -66,7 +66,8 @@ for b in BUDGETS:
     )
     d = np.array(res[("stbest", b)])
     print(
-        f"    syne-tune answer by best-so-far val_top1 (blox's rule): {d.mean():.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f}; "
+        f"    syne-tune answer by best-so-far val_top1 (blox's rule): {d.mean():.2f} ± "
+        f"{d.std(ddof=1) / np.sqrt(len(d)):.2f}; "
         f"models evaluated: syne-tune {np.mean(cnt[('st', b)]):.1f}, blox {np.mean(cnt[('blox', b)]):.1f}"
     )
 print(
