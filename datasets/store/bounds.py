@@ -34,7 +34,8 @@ _OVERHEAD = {"blosc": (64, 0.0), "crc32c": (4, 0.0), "zstd": (1024, 1 / 128), "g
 
 def max_chunk_bytes(arr: Any) -> int:
     """The largest size one chunk file of ``arr`` can have (an unknown codec: twice the raw size + 1 kB)."""
-    size = int(np.prod(arr.chunks)) * np.dtype(arr.dtype).itemsize
+    shape = getattr(arr, "shards", None) or arr.chunks  # a sharded array's files hold whole shards
+    size = int(np.prod(shape)) * np.dtype(arr.dtype).itemsize
     for codec in arr.metadata.codecs:
         name = str(codec.to_dict().get("name", ""))
         if name in ("bytes", "transpose"):
