@@ -74,6 +74,11 @@ class Agent(Protocol):
         """Release what the agent holds (e.g. a learner thread); called once when its search ends."""
         ...
 
+    def signature_blocks(self) -> list[tuple[int, int]]:
+        """Every ``(stage, block)`` whose blockwise signature the agent reads before predicting (DONNA, LANA):
+        a search pays their distillation up front; empty for agents that read none."""
+        ...
+
 
 def make_rng(seed: Any) -> np.random.Generator:
     """A Generator from an int seed (>= 0) or an existing Generator (used as is)."""
@@ -280,6 +285,10 @@ class BaseAgent:
     def close(self) -> None:
         """Nothing to release (agents holding threads or processes override this)."""
 
+    def signature_blocks(self) -> list[tuple[int, int]]:
+        """No block signatures are read (DONNA and LANA read every block's)."""
+        return []
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(space={self.space.sizes}, metric={self.metric!r}, told={len(self.history)})"
 
@@ -307,7 +316,7 @@ def check_agent(agent: Any) -> Agent:
     if not isinstance(agent, Agent):
         have = set(dir(agent))  # only to name what is missing
         missing = [m for m in ("name", "fidelity", "parallel_asks", "reaskable", "ask", "tell", "pending",
-                               "feasible_indices", "close") if m not in have]
+                               "feasible_indices", "close", "signature_blocks") if m not in have]
         raise InvalidArgumentTypeError(f"{type(agent).__name__} is not a search agent: it lacks {', '.join(missing)} "
                                        "(subclass blox_env.agents.BaseAgent, which gives every member but ask() a "
                                        "default)")

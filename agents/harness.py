@@ -97,15 +97,13 @@ def prepaid_run(agent: Any, backend: RewardBackend, *, spec: BenchSpec, budget: 
     """For a method that reads block signatures (DONNA, LANA) on a blockwise backend: a run that has paid, before
     the first prediction, the distillation of every block it reads and the teacher (``SearchRun.prepay``), and the
     trace fields saying so (``upfront_cost``); (None, None) for every other search."""
-    from blox_env.agents.donna import DonnaSearch
-    from blox_env.agents.lana import LanaSearch
-
-    if spec.mode != "blockwise" or not isinstance(agent, (DonnaSearch, LanaSearch)):
+    blocks = agent.signature_blocks()
+    if spec.mode != "blockwise" or not blocks:
         return None, None
     limit = budget if spec.budget.kind == "compute" or not spec.simulated else None
     run = SearchRun(budget=limit, cost_unit=spec.budget.cost_unit, charge_repeats=spec.budget.charge_repeats,
                     metric=spec.search.metric, seed=seed)
-    return run, {"upfront_cost": run.prepay(backend, agent.signature_blocks())}
+    return run, {"upfront_cost": run.prepay(backend, blocks)}
 
 
 def _task(task: SearchTask) -> list[dict[str, Any]]:

@@ -74,7 +74,7 @@ def resolve_agent(name: str) -> type:
     if not isinstance(cls, type):
         raise InvalidArgumentTypeError(f"agent {name!r} must name a class, got {cls!r} ({type_name(cls)})")
     missing = [
-        m for m in ("ask", "tell", "pending", "feasible_indices", "close") if not callable(getattr(cls, m, None))
+        m for m in ("ask", "tell", "pending", "feasible_indices", "close", "signature_blocks") if not callable(getattr(cls, m, None))
     ]
     if missing and not issubclass(cls, BaseAgent):
         raise InvalidArgumentTypeError(

@@ -75,6 +75,9 @@ class Scripted:
     def close(self) -> None:
         """Nothing to release."""
 
+    def signature_blocks(self) -> list[tuple[int, int]]:
+        return []
+
 
 def _run(archs: list[Arch], **kw: Any) -> tuple[list[dict[str, Any]], Scripted]:
     agent = Scripted(archs, kw.pop("fidelities", None))
