@@ -73,9 +73,8 @@ def resolve_agent(name: str) -> type:
             raise InvalidArgumentError(f"agent {name!r}: module {module_name!r} has no attribute {attr!r}")
     if not isinstance(cls, type):
         raise InvalidArgumentTypeError(f"agent {name!r} must name a class, got {cls!r} ({type_name(cls)})")
-    missing = [
-        m for m in ("ask", "tell", "pending", "feasible_indices", "close", "signature_blocks") if not callable(getattr(cls, m, None))
-    ]
+    members = ("ask", "tell", "pending", "feasible_indices", "close", "signature_blocks")
+    missing = [m for m in members if not callable(getattr(cls, m, None))]
     if missing and not issubclass(cls, BaseAgent):
         raise InvalidArgumentTypeError(
             f"agent {name!r} is not a search agent: it lacks {', '.join(missing)} "
