@@ -134,6 +134,11 @@ def test_open_traces_refuses_benchmarks_files_and_other_stores(bench: BloxStore,
         BloxStore.open_traces(tmp_path / "absent.zarr", benchmark=bench, create=False)
     (tmp_path / "empty").mkdir()
     BloxStore.open_traces(tmp_path / "empty", benchmark=bench).close()  # an empty folder is fine
+    with pytest.raises(InvalidArgumentError, match="is a trace store, not a benchmark"):
+        BloxStore.open_traces(tmp_path / "t2.zarr", benchmark=open_store(tmp_path / "empty"))
+    with pytest.raises(InvalidArgumentError, match="BloxStore"):
+        BloxStore.open_traces(tmp_path / "t2.zarr", benchmark=str(bench_path))  # type: ignore[arg-type]
+    assert not (tmp_path / "t2.zarr").exists()
 
 
 def test_open_traces_refuses_a_trace_store_of_another_benchmark(bench: BloxStore, bench_path: Path,

@@ -295,6 +295,9 @@ class TraceMixin:
 
         if not isinstance(benchmark, BloxStore):
             raise InvalidArgumentTypeError(f"benchmark must be an open BloxStore, got {type(benchmark).__name__}")
+        if benchmark.is_trace_store:
+            raise InvalidArgumentError(f"benchmark {benchmark.location} is a trace store, not a benchmark: pass the "
+                                       "benchmark store the searches read")
         if mode not in ("r", "a"):
             raise InvalidArgumentError(f"mode must be 'r' or 'a', got {mode!r}")
         if not isinstance(location, (str, os.PathLike)) or (isinstance(location, str) and
