@@ -247,11 +247,15 @@ def test_study_end_to_end_on_a_tiny_store(bw_path: Path, tmp_path: Path) -> None
     assert "| M1 |" in text and "0.25" in text and "| lana (M1) |" in text and "| lana (M1), MACs <= median |" in text
     assert text.count("**Verdict:**") >= 6  # every question: the paper's claim, ours, a verdict
     data = json.loads((out / "study.json").read_text())
-    for q in ("Q1", "Q2 M1", "Q2 M5", "Q3", "Q4", "Q5", "Q6"):
-        assert {"paper", "ours", "verdict"} <= set(data["questions"][q]), q
-        assert data["questions"][q]["verdict"] in ("agrees", "disagrees", "not comparable")
-    assert data["questions"]["Q2 M1"]["paper_value"] == 0.25
-    fields = {"method", "teacher", "budget", "finetuned_test_top1", "normal_test_top1", "cost", "cost_to_target"}
+    for q in ("Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Table 2"):
+        assert {"paper", "ours", "verdict", "claims"} <= set(data["questions"][q]), q
+        assert data["questions"][q]["verdict"] in ("agrees", "disagrees", "inconclusive")
+        for c in data["questions"][q]["claims"]:
+            assert {"claim", "paper", "ours", "ci95", "verdict"} <= set(c) and len(c["ci95"]) == 2
+    assert [c["paper"] for c in data["questions"]["Q2"]["claims"]] == [0.25, 0.31]
+    assert set(data["teachers"]["models"]) == {"M1", "M2", "M3", "M4", "M5"} and data["teachers"]["rule"]
+    fields = {"method", "teacher", "budget", "finetuned_test_top1", "normal_test_top1", "cost", "cost_to_target",
+              "plan_budget", "upfront_cost", "normal_test_top1_se", "normal_test_top1_ci95"}
     assert data["table2"] and all(fields <= set(r) for r in data["table2"])
     assert {r["method"] for r in data["table2"]} >= {"random", "evolution, FT-short + FT-full (M1)",
                                                     "evolution, FT-short + FT-full, iterative teacher (from M5)"}
@@ -322,15 +326,22 @@ def test_table2_fields_recomputed_by_hand_from_traces(bw_path: Path, tables: Blo
             for name, score in scores.items():
                 if name == "finetuned" and m.kind != "blockwise":
                     continue
-                costs = []
+                at40 = min(budgets, key=lambda x: abs(x / unit - 40))  # the 40-unit plan (here the nearest: 25)
+                costs, longest = [], []
                 for run in traces[m.label]:
-                    plan = [r for r in run if r.get("plan_budget", max(budgets)) == max(budgets)]
-                    ans = answer_after_each(plan, score)
-                    below = [i for i, v in enumerate(ans) if not v >= target]
-                    first = below[-1] + 1 if below else 0
-                    costs.append(plan[first]["cumulative_cost"] if first < len(plan) else np.inf)
+                    for p_budget, out in ((at40, costs), (max(budgets), longest)):
+                        plan = [r for r in run if r.get("plan_budget", p_budget) == p_budget]
+                        if out is costs:  # cut at the record crossing the plan; reached later: not by the plan
+                            cut = next((i for i, r in enumerate(plan) if r["cumulative_cost"] >= p_budget), len(plan))
+                            plan = plan[: cut + 1]
+                        ans = answer_after_each(plan, score)
+                        below = [i for i, v in enumerate(ans) if not v >= target]
+                        first = below[-1] + 1 if below else 0
+                        cost = plan[first]["cumulative_cost"] if first < len(plan) else np.inf
+                        out.append(np.inf if out is costs and cost > p_budget else cost)
                 key = "cost_to_target_finetuned" if name == "finetuned" else "cost_to_target"
                 assert rows[(m.label, b)][key] == pytest.approx(float(np.median(costs))), (m.label, name)
+                assert rows[(m.label, b)][f"{key}_longest_plan"] == pytest.approx(float(np.median(longest)))
     assert rows[("M5 + M1", budgets[0])]["full_teacher"] == "M1"
 
 

@@ -172,3 +172,91 @@ def test_iterative_strategy_stops_without_improvement(bw_path: Path, tables: Blo
                                      start_teacher=tables.teachers["M5"], budget=1000 * unit_of(tables), seed=1)
     assert {r["round"] for r in trace if r["paper_step"] == 4} == {1}
     assert sum(r["paper_step"] == 4 for r in trace) == 3 and trace[-1]["cumulative_cost"] < 1000 * unit_of(tables)
+
+
+# ---------------------------------------------------------------------------------------------- 4: plans
+def _row(cost: float, plan: float, index: int, objective: float) -> dict:
+    return {"arch_index": index, "objective": objective, "cumulative_cost": cost, "fidelity": 6, "select": True,
+            "phase": PHASES["full"], "plan_budget": plan, "metrics": {"test_top1": objective}, "cost": 1.0}
+
+
+def test_cost_to_target_is_read_on_the_40_unit_plan() -> None:
+    from blox_env.reports.study import add_plan_figures, cost_on_plan, plan_40
+
+    unit = 2.0
+    budgets = (15 * unit, 40 * unit, 100 * unit)
+    assert plan_40(budgets, unit) == 80.0
+    # one search, one run per plan: the 40-unit plan reaches 90 at cost 64 (32 units); the 100-unit plan at 40
+    reaches = [_row(10, 30, 1, 50), _row(30, 30, 2, 60),
+               _row(20, 80, 1, 50), _row(64, 80, 3, 91), _row(80, 80, 4, 20),
+               _row(40, 200, 3, 91), _row(150, 200, 5, 95)]
+    # another: its 40-unit plan never reaches 90 (its 100-unit plan does, at 120): not reached by 40
+    late = [_row(10, 30, 1, 50), _row(70, 80, 2, 60), _row(82, 80, 6, 70), _row(120, 200, 3, 91)]
+    assert cost_on_plan(reaches, 80.0, 90.0, "test_top1") == 64.0
+    assert cost_on_plan(late, 80.0, 90.0, "test_top1") == np.inf
+    # a plain search (no plans): cut at the record crossing the plan; reached after it does not count
+    plain = [{k: v for k, v in r.items() if k not in ("plan_budget", "phase")} for r in late[1:]]
+    assert cost_on_plan(plain, 80.0, 90.0, "test_top1") == np.inf
+    assert cost_on_plan(plain, 200.0, 90.0, "test_top1") == 120.0
+    row: dict = {}
+    add_plan_figures(row, [reaches, late, reaches], budgets=budgets, unit=unit, target=90.0,
+                     report={i: 10.0 * i for i in range(7)},
+                     blockwise=True, n_boot=50)
+    assert row["plan_40"] == 80.0
+    assert row["cost_to_target_40_finetuned_median"] == 64.0 and row["reached_target_40_finetuned"] == 2
+    assert row["values"]["80"]["finetuned"] == [91.0, 70.0, 91.0]  # each budget its own plan's answer
+    assert row["values"]["80"]["normal"] == [30.0, 60.0, 30.0] and row["reached_target_40"] == 0
+    assert row["upfront_cost"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- 5: claims
+def test_bootstrap_intervals_recomputed_by_hand() -> None:
+    from blox_env.reports.study_claims import bootstrap_ci, diff_ci, mean_ci, spearman_ci
+
+    # [0, 1]: resampled means are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4, so the 95 % interval is [0, 1]
+    assert mean_ci([0.0, 1.0], n_boot=4000) == (0.0, 1.0)
+    assert mean_ci([5.0, 5.0, np.nan], n_boot=100) == (5.0, 5.0)  # NaN left out; no spread
+    values = np.array([1.0, 4.0, 2.0, 8.0])
+    rng = np.random.default_rng(7)
+    by_hand = [values[rng.integers(0, 4, 4)].mean() for _ in range(300)]
+    assert mean_ci(values, n_boot=300, seed=7) == pytest.approx(tuple(np.percentile(by_hand, [2.5, 97.5])))
+    # paired: a constant difference has no spread; unpaired, the two samples are resampled apart
+    assert diff_ci([3.0, 5.0, 9.0], [1.0, 3.0, 7.0], paired=True, n_boot=200) == (2.0, 2.0)
+    lo, hi = diff_ci([3.0, 5.0, 9.0], [1.0, 3.0, 7.0], paired=False, n_boot=500)
+    assert lo < 2.0 < hi
+    # Spearman: resampling model pairs, by hand with the same draws
+    x, y = np.array([1.0, 2, 3, 4, 5, 6]), np.array([2.0, 1, 4, 3, 6, 5])
+    rng = np.random.default_rng(0)
+    reps = []
+    for _ in range(400):
+        idx = rng.integers(0, 6, 6)
+        xs, ys = x[idx], y[idx]
+        if np.ptp(xs) > 0 and np.ptp(ys) > 0 and len(idx) >= 3:
+            from scipy.stats import spearmanr
+
+            reps.append(spearmanr(xs, ys).statistic)
+    assert spearman_ci(x, y, n_boot=400, seed=0) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+    assert bootstrap_ci(lambda r: float("nan"), n_boot=10) != bootstrap_ci(lambda r: float("nan"), n_boot=10)  # NaN
+
+
+def test_verdict_rule() -> None:
+    from blox_env.reports.study_claims import claim, quoted_verdict, spearman_ci, summary_verdict, threshold_verdict
+
+    assert quoted_verdict(0.25, (0.2, 0.3)) == "agrees" and quoted_verdict(0.25, (0.3, 0.5)) == "disagrees"
+    assert threshold_verdict((0.71, 0.9), ">=", 0.7) == "agrees"
+    assert threshold_verdict((0.1, 0.69), ">=", 0.7) == "disagrees"
+    assert threshold_verdict((0.6, 0.8), ">=", 0.7) == "inconclusive"  # straddles the threshold
+    assert threshold_verdict((-0.5, -0.25), "<=", -0.2) == "agrees"
+    assert threshold_verdict((-0.3, 0.1), ">", 0.0) == "inconclusive"
+    assert threshold_verdict((float("nan"), 1.0), ">", 0.0) == "inconclusive"
+    # a real interval that straddles the claim's threshold: inconclusive, whatever the point estimate says
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=40)
+    y = x + rng.normal(scale=1.2, size=40)
+    ci = spearman_ci(x, y, n_boot=500)
+    mid = (ci[0] + ci[1]) / 2
+    c = claim("correlates", "correlate well", mid, ci, side=">=", threshold=mid)
+    assert c["verdict"] == "inconclusive" and set(c) >= {"claim", "paper", "ours", "ci95", "verdict"}
+    assert claim("quoted", 0.25, 0.3, (0.2, 0.4))["verdict"] == "agrees"
+    assert summary_verdict([c, {"verdict": "agrees"}]) == "inconclusive"
+    assert summary_verdict([{"verdict": "agrees"}, {"verdict": "disagrees"}]) == "disagrees"

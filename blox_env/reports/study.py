@@ -31,10 +31,12 @@ import numpy as np
 
 from blox_env.datasets.store.blockwise import BlockwiseTables, oracle_block_scores
 from blox_env.errors import InvalidArgumentError
+from blox_env.reports.study_claims import question_claims, table2_conclusions
 from blox_env.space import indices_to_blocks
 
-__all__ = ["METHODS", "Method", "StudyConfig", "StudyResults", "macs_limit_kwargs", "run_searches", "spearman",
-           "study_numbers", "table2_rows"]
+__all__ = ["METHODS", "Method", "StudyConfig", "StudyResults", "add_plan_figures", "cost_on_plan",
+           "iterative_progress", "macs_limit_kwargs", "plan_40", "run_searches", "spearman", "study_numbers",
+           "table2_rows", "teacher_summary"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class StudyResults:
     benchmark: dict[str, Any] = field(default_factory=dict)  # describe_benchmark(store): which data this is
     unit: float = float("nan")  # seconds of one (median) normal training: the paper's unit of cost
     table2: list[dict[str, Any]] = field(default_factory=list)  # table2_rows(...)
+    teacher_info: dict[str, Any] = field(default_factory=dict)  # teacher_summary(tables): M1-M5 and the rule
+    questions: dict[str, Any] = field(default_factory=dict)  # study_claims.question_claims + "Table 2" conclusions
+    short_predictor_rows: list[dict[str, Any]] = field(default_factory=list)  # DONNA / LANA, shortest distillation
 
 
 def spearman(a: Any, b: Any) -> float:
@@ -258,30 +263,117 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
                    full_teacher=method.full_teacher, paper=method.paper, live=live is not None,
                    macs_limit=constraint["flops"] if constraint else None)
         runs = [result[(method.agent, s)] for s in range(seeds)]
+        add_plan_figures(row, runs, budgets=budgets, unit=normal_training_seconds(tables), target=target,
+                         report=report, blockwise=method.mode == "blockwise")
         if method.strategy == "iterative":
-            recs = [r for t in runs for r in t if r.get("round", 0) > 0]
+            recs = [r for t in runs for r in t if r.get("paper_step") == 4]
             row["stand_in_evaluations"] = sum(1 for r in recs if r["promoted"] != r["teacher"])
             row["promoted_evaluations"] = len(recs)
+            row["iterative"] = iterative_progress(runs, budgets)
         summary.append(row)
         traces[method.label] = runs
     return summary, traces
 
 
+def plan_40(budgets: Sequence[float], unit: float) -> float:
+    """The budget nearest 40 normal trainings: the paper's Table 2 plan (strategies switch at 30 of it)."""
+    return min(budgets, key=lambda b: abs(b / unit - 40.0))
+
+
+def cost_on_plan(trace: Sequence[dict[str, Any]], plan: float, target: float, report_metric: str,
+                 report: dict[int, float] | None = None) -> float:
+    """Cost to target measured on the run planned for ``plan`` (a plain search: its records up to the one that
+    crosses ``plan``): the cost after which the answer stays at or above ``target``; inf when not reached by
+    ``plan`` ("not reached by 40" on the 40-unit plan)."""
+    from blox_env.agents.summary import clock_values, cost_to_reach, planned
+
+    run = list(planned(trace, plan))
+    if not run:
+        return float("inf")
+    cut = min(int(np.searchsorted(clock_values(run), plan, side="left")), len(run) - 1)
+    cost = cost_to_reach(run[: cut + 1], target, report_metric, report)
+    return cost if cost <= plan * (1 + 1e-9) else float("inf")
+
+
+def add_plan_figures(row: dict[str, Any], runs: Sequence[Sequence[dict[str, Any]]], *, budgets: Sequence[float],
+                     unit: float, target: float, report: dict[int, float], blockwise: bool,
+                     n_boot: int | None = None) -> None:
+    """Per-search values at each budget (each budget its own plan) with 95 % bootstrap intervals of the means,
+    the cost to target on the 40-unit plan, and the distillation paid before the first prediction."""
+    from blox_env.agents.summary import best_at
+    from blox_env.reports.study_claims import N_BOOT, mean_ci
+
+    boots = N_BOOT if n_boot is None else n_boot
+    row["values"], row["ci95"] = {}, {}
+    for b in budgets:
+        vals = {"normal": [best_at(t, b, "test_top1", report) for t in runs]}
+        if blockwise:
+            vals["finetuned"] = [best_at(t, b, "test_top1") for t in runs]
+        row["values"][f"{b:g}"] = vals
+        row["ci95"][f"{b:g}"] = {k: list(mean_ci(v, n_boot=boots)) for k, v in vals.items()}
+    at = plan_40(budgets, unit)
+    row["plan_40"] = at
+    for suffix, rep in (("", report), ("_finetuned", None)):
+        if suffix and not blockwise:
+            continue
+        reach = [cost_on_plan(t, at, target, "test_top1", rep) for t in runs]
+        row[f"cost_to_target_40{suffix}_median"] = float(np.median(reach))
+        row[f"reached_target_40{suffix}"] = int(np.isfinite(reach).sum())
+    upfront = [float(t[0].get("upfront_cost", 0.0)) if t else 0.0 for t in runs]
+    row["upfront_cost"] = float(np.mean(upfront)) if upfront else 0.0
+
+
+def iterative_progress(runs: Sequence[Sequence[dict[str, Any]]], budgets: Sequence[float]) -> dict[str, Any]:
+    """How far the iterative strategy got on each plan: searches that trained candidates normally (step 3), the
+    step-4 rounds reached (mean, max), and how many answers were normal trainings vs fine-tunes."""
+    from blox_env.agents.summary import planned
+
+    out: dict[str, Any] = {}
+    for b in budgets:
+        plans = [list(planned(t, b)) for t in runs]
+        step3 = sum(any(r.get("paper_step") == 3 for r in p) for p in plans)
+        rounds = [max((r.get("round", 0) for r in p if r.get("paper_step") == 4), default=0) for p in plans]
+        kinds = {"normal": 0, "fine-tuned": 0}
+        for p in plans:  # the answer: the best-objective eligible row (the first of equals), as the summaries
+            best = None
+            for r in p:
+                better = best is None or r["objective"] > best["objective"]
+                if r.get("select") and np.isfinite(r["objective"]) and better:
+                    best = r
+            if best is not None:
+                kinds[best.get("score", "fine-tuned")] += 1
+        out[f"{b:g}"] = {"searches": len(plans), "reached_step3": step3, "rounds_mean": float(np.mean(rounds)),
+                         "rounds_max": int(max(rounds, default=0)), "answers": kinds}
+    return out
+
+
 def table2_rows(summary: Sequence[dict[str, Any]], budgets: Sequence[float], unit: float) -> list[dict[str, Any]]:
-    """Flat Table 2 rows (method x budget) with both scores of the answer, as ``study.json`` carries them."""
+    """Flat Table 2 rows (method x budget, each budget its own plan: ``plan_budget``) with both scores of the
+    answer (mean, standard error over searches, 95 % bootstrap interval), the distillation paid before the first
+    prediction (``upfront_cost``, seconds) and the cost to target on the 40-unit plan (inf: not reached by 40;
+    ``*_longest_plan``: on the largest budget's plan, reported separately), as ``study.json`` carries them."""
     rows = []
     for r in summary:
         for b in budgets:
             ft = r.get(f"finetuned@{b:g}")
+            ci = r.get("ci95", {}).get(f"{b:g}", {})
             rows.append({"method": r["agent"], "kind": r["kind"], "teacher": r.get("teacher"),
                          "full_teacher": r.get("full_teacher"), "paper_row": r.get("paper"), "budget": b,
-                         "cost": b, "cost_normal_trainings": b / unit,
-                         "finetuned_test_top1": ft[0] if ft else None, "finetuned_test_top1_std": ft[1] if ft else None,
-                         "normal_test_top1": r[f"best@{b:g}"][0], "normal_test_top1_std": r[f"best@{b:g}"][1],
-                         "cost_to_target": r.get("cost_to_target_median"),
-                         "reached_target": r.get("reached_target"),
-                         "cost_to_target_finetuned": r.get("cost_to_target_finetuned_median"),
-                         "reached_target_finetuned": r.get("reached_target_finetuned"), "seeds": r["seeds"]})
+                         "plan_budget": b, "cost": b, "cost_normal_trainings": b / unit,
+                         "upfront_cost": r.get("upfront_cost", 0.0),
+                         "upfront_cost_normal_trainings": r.get("upfront_cost", 0.0) / unit,
+                         "finetuned_test_top1": ft[0] if ft else None, "finetuned_test_top1_se": ft[1] if ft else None,
+                         "finetuned_test_top1_ci95": ci.get("finetuned"),
+                         "normal_test_top1": r[f"best@{b:g}"][0], "normal_test_top1_se": r[f"best@{b:g}"][1],
+                         "normal_test_top1_ci95": ci.get("normal"),
+                         "target_plan": r.get("plan_40"),
+                         "cost_to_target": r.get("cost_to_target_40_median"),
+                         "reached_target": r.get("reached_target_40"),
+                         "cost_to_target_finetuned": r.get("cost_to_target_40_finetuned_median"),
+                         "reached_target_finetuned": r.get("reached_target_40_finetuned"),
+                         "cost_to_target_longest_plan": r.get("cost_to_target_median"),
+                         "cost_to_target_finetuned_longest_plan": r.get("cost_to_target_finetuned_median"),
+                         "iterative": (r.get("iterative") or {}).get(f"{b:g}"), "seeds": r["seeds"]})
     return rows
 
 
@@ -304,10 +396,18 @@ def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool
     n_ft = int(np.isfinite(tables.finetuned(first)).sum())
     sizes = tuple(n for n in config.predictor_sizes if n + config.predictor_test_size <= n_ft)
     predictor_rows: list[dict[str, Any]] = []
+    short_rows: list[dict[str, Any]] = []
     if sizes:
         spec = EvalSpec(predictors=config.predictors, train_sizes=sizes, seeds=config.predictor_seeds,
                         test_size=config.predictor_test_size, metric="test_top1", target_seed=0, run=run)
         predictor_rows = run_evaluation(store, spec=spec, signatures=tables.signatures(first), progress=progress)
+        sig_predictors = tuple(p for p in config.predictors if p in ("donna", "lana"))
+        if sig_predictors and len(tables.distill_epochs) > 1:  # Q4's second finding: the shortest distillation
+            short = EvalSpec(predictors=sig_predictors, train_sizes=sizes, seeds=config.predictor_seeds,
+                             test_size=config.predictor_test_size, metric="test_top1", target_seed=0, run=run)
+            short_rows = run_evaluation(store, spec=short, signatures=tables.signatures(first,
+                                                                                        min(tables.distill_epochs)),
+                                        progress=progress)
     seconds["predictors"] = time.perf_counter() - t
     best = best_model(store, tables=tables)
     report = best.values or {}
@@ -318,6 +418,38 @@ def run_study(store: Any, *, config: StudyConfig = StudyConfig(), progress: bool
                                    report=report, best_index=best.index, best_report=best.report, progress=progress)
     seconds["searches"] = time.perf_counter() - t
     unit = normal_training_seconds(tables)
+    t = time.perf_counter()
+    questions = question_claims(tables, numbers, predictor_rows, short_rows)
+    questions["Table 2"] = table2_conclusions(summary, budgets=budgets, unit=unit)
+    seconds["claims"] = time.perf_counter() - t
     return StudyResults(store.name, {n: a.index for n, a in tables.teachers.items()}, numbers, predictor_rows,
                         summary, traces, budgets, target, best.index, best.report, report, seconds,
-                        describe_benchmark(store), unit, table2_rows(summary, budgets, unit))
+                        describe_benchmark(store), unit, table2_rows(summary, budgets, unit),
+                        teacher_summary(tables), questions, short_rows)
+
+
+def teacher_summary(tables: BlockwiseTables) -> dict[str, Any]:
+    """M1-M5 of the tables (model, seed-mean normal val/test top-1, percentile of val among the store's models),
+    the rule in force (:data:`~blox_env.datasets.store.blockwise.TEACHER_RULE`) and whether the tables were built
+    with it (older tables: M5 the worst model; the rebuild is then pending)."""
+    from blox_env.datasets.store.blockwise import TEACHER_PERCENTILES, TEACHER_QUANTILES, TEACHER_RULE
+
+    val, test = tables.normal("val_top1"), tables.normal("test_top1")
+    ok = np.isfinite(val)
+    built = (tables.attrs.get("spec") or {}).get("quantiles")
+    current = built is not None and np.allclose(list(built), TEACHER_QUANTILES)
+    models = {}
+    for name, arch in tables.teachers.items():
+        row = int(tables.store.rows([arch])[0])
+        below = int(np.sum(val[ok] < val[row])) + int(np.sum((val[ok] == val[row]) & (tables.store.index[ok] >
+                                                                                       arch.index)))
+        models[name] = {"index": arch.index, "hash": arch.hash, "blocks": list(arch.blocks),
+                        "normal_val_top1": float(val[row]), "normal_test_top1": float(test[row]),
+                        "percentile": round(100.0 * below / max(int(ok.sum()) - 1, 1), 2),
+                        "rank": int(ok.sum()) - below}
+    return {"models": models, "rule": TEACHER_RULE, "rule_percentiles": list(TEACHER_PERCENTILES),
+            "tables_quantiles": list(built) if built is not None else None, "tables_follow_rule": bool(current),
+            "note": "" if current else
+            ("these tables were built with the earlier rule (rank quantiles "
+             f"{list(built) if built is not None else 'unrecorded'} from the top: M5 = the worst model); their "
+             "rebuild for the rule above is pending, so every M1-M5 figure here uses the earlier teachers")}
