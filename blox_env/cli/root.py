@@ -9,11 +9,11 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from blox_env.cli import bench, build, data, predictors, space, study, train
+from blox_env.cli import bench, build, data, predictors, proxies, space, study, train
 from blox_env.errors import BloxError
 
 app = typer.Typer(help="blox-env: the BLOX macro NAS benchmark.", no_args_is_help=True, add_completion=False)
-for _module in (space, data, train, build, bench, study, predictors):
+for _module in (space, data, train, build, proxies, bench, study, predictors):
     _module.register(app)
 
 

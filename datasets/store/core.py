@@ -40,6 +40,7 @@ from blox_env.datasets.store.encoding import Encoding, best_mode, quiet_nan
 from blox_env.datasets.store.integrity import ChecksumMixin, corrupt, guard, read_index
 from blox_env.datasets.store.location import resolve_location, zarr_store
 from blox_env.datasets.store.lock import WriterLock
+from blox_env.datasets.store.proxies import PROXY_PREFIX, ProxyMixin
 from blox_env.datasets.store.queries import QueryMixin
 from blox_env.datasets.store.reads import ReadMixin
 from blox_env.datasets.store.schema import (
@@ -78,7 +79,7 @@ class RunInfo(NamedTuple):
     attrs: dict[str, Any]
 
 
-class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMixin, ChecksumMixin):
+class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMixin, ChecksumMixin, ProxyMixin):
     """A benchmark store. Open with :func:`open_store` / :meth:`open`, create with :meth:`create`.
 
     ``rng`` (seed or Generator) drives ``seed=None`` queries, which pick one of a
@@ -352,13 +353,21 @@ class BloxStore(QueryMixin, ReadMixin, StoreWriter, TraceMixin, BlockwiseTreeMix
 
     # ------------------------------------------------------------------ vectorised query
     def get(self, metric: str, archs: Any = None, *, seed: SeedArg = None, epoch: int | None = None,
-            best: bool | None = None, run: str | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+            best: bool | None = None, run: str | None = None, rng: np.random.Generator | None = None,
+            init_seed: int | str | None = None) -> np.ndarray:
         """One metric for many models as float64 (NaN where missing); ``archs=None`` means every row.
+
+        ``proxy:<name>`` reads a zero-cost proxy at ``init_seed`` (an initialisation seed or ``"mean"``, the
+        default; see :mod:`.proxies`); ``init_seed`` is refused for every other metric.
 
         Curves: value at ``epoch`` (default: last), or with ``best=True`` the best of
         the first ``epoch`` values (max, min for losses); ``best`` defaults to True
         for ``val_top1`` only. ``train_time_s`` scales with ``epoch / epochs``.
         """
+        if isinstance(metric, str) and metric.startswith(PROXY_PREFIX):
+            return self._proxy_query(metric, archs, init_seed=init_seed, seed=seed)
+        if init_seed is not None:
+            raise InvalidArgumentError(f"init_seed is for proxy:<name> metrics only, not {metric!r}")
         rows = np.arange(len(self)) if archs is None else self.rows(archs)
         if metric in STATIC_METRICS or metric.startswith("latency/"):
             path = metric if metric.startswith("latency/") else f"static/{metric}"
