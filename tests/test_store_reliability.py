@@ -19,18 +19,18 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from store_workers import N_ROWS, read_loop, rewrite_loop
 
 from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.datasets.store.encoding import Encoding
 from blox_env.datasets.store.verify import verify_store
 from blox_env.datasets.synthetic import synthetic_store
-from blox_env.errors import BloxError, StoreBusyError, StoreCorruptError
+from blox_env.errors import StoreBusyError, StoreCorruptError
 from blox_env.space import SubSpace
 
 SPACE = SubSpace(((0, 9, 30), (1, 12, 36), (2, 21, 44)))  # 27 models
@@ -261,41 +261,6 @@ def test_metadata_linked_to_dev_zero_is_refused(store_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- item 13: no torn values beside a writer
-N_ROWS = 27
-
-
-def _writer(path: str, seconds: float, ready: mp.Event) -> None:  # type: ignore[valid-type]
-    """Rewrite whole arrays in a loop: test_top1 = k everywhere (k = 1, 2, ...), and one trace of k records."""
-    st = BloxStore.open(path, mode="a")
-    enc = Encoding("count", "uint16", denominator=10_000)
-    end = time.monotonic() + seconds
-    k = 0
-    ready.set()
-    while time.monotonic() < end:
-        k = k % 90 + 1
-        st.write_metric(RUN, "test_top1", np.full((2, N_ROWS), float(k)), encoding=enc)
-        st.write_trace("t", [{"cost": float(k), "metrics": {"val_top1": float(k)}}] * k, replace=True)
-    st.close()
-
-
-def _reader(path: str, seconds: float, out: mp.Queue) -> None:  # type: ignore[valid-type]
-    torn, errors, reads = [], [], 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            st = open_store(path)
-            v = st.get("test_top1", seed="mean")
-            if not (np.isfinite(v).all() and np.all(v == v[0]) and float(v[0]).is_integer()):
-                torn.append(v.tolist())
-            tr = st.read_trace("t")
-            n = len(tr["cost"])
-            if not (len(tr["metrics/val_top1"]) == n and np.all(tr["cost"] == n)
-                    and np.all(tr["metrics/val_top1"] == n)):
-                torn.append({k: c.tolist() for k, c in tr.items()})
-            reads += 1
-        except BloxError as exc:  # the old writers: "damaged... re-import", "no trace 't'"
-            errors.append(f"{type(exc).__name__}: {exc}")
-    out.put((reads, torn, errors))
 
 
 def test_reader_beside_a_writer_never_sees_torn_values(store_path: Path) -> None:
@@ -306,8 +271,8 @@ def test_reader_beside_a_writer_never_sees_torn_values(store_path: Path) -> None
     st.close()
     ctx = mp.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()
-    writer = ctx.Process(target=_writer, args=(str(store_path), 6.0, ready))
-    reader = ctx.Process(target=_reader, args=(str(store_path), 4.0, out))
+    writer = ctx.Process(target=rewrite_loop, args=(str(store_path), 6.0, ready))
+    reader = ctx.Process(target=read_loop, args=(str(store_path), 4.0, out))
     writer.start()
     assert ready.wait(60)
     reader.start()

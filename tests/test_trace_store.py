@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_workers import hold_lock
 
 from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.datasets.store.location import bundled_mini_path
@@ -222,19 +223,11 @@ def test_torn_traces_are_detected_and_not_listed_as_finished(bench: BloxStore, t
 
 
 # ---------------------------------------------------------------------- one writer at a time
-def _hold_lock(path: str, bench: str, seconds: float, ready: mp.Event) -> None:  # type: ignore[valid-type]
-    ts = BloxStore.open_traces(path, benchmark=open_store(bench))
-    ready.set()
-    time.sleep(seconds)
-    ts.write_trace("first", RECORDS)
-    ts.close()
-
-
 def test_a_second_writer_is_refused_naming_the_holder_or_waits(bench: BloxStore, tmp_path: Path) -> None:
     path = tmp_path / "t.zarr"
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    holder = ctx.Process(target=_hold_lock, args=(str(path), bench.location, 3.0, ready))
+    holder = ctx.Process(target=hold_lock, args=(str(path), bench.location, 3.0, ready))
     holder.start()
     try:
         assert ready.wait(120)
@@ -259,7 +252,7 @@ def test_a_trace_store_opened_directly_still_has_one_writer(bench: BloxStore, tm
     BloxStore.open_traces(path, benchmark=bench).close()
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    holder = ctx.Process(target=_hold_lock, args=(str(path), bench.location, 2.0, ready))
+    holder = ctx.Process(target=hold_lock, args=(str(path), bench.location, 2.0, ready))
     holder.start()
     try:
         assert ready.wait(120)
