@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "predictors": ("torch", "dgl", "sklearn"),
     "rl": ("torch", "stable_baselines3"),
     "distributed": ("ray",),
+    "ray-tune": ("ray", "pandas", "pyarrow"),  # ray.tune refuses to import without pandas and pyarrow
     "integrations": ("ConfigSpace", "optuna"),
     "syne-tune": ("syne_tune", "pandas", "fastparquet", "huggingface_hub"),
     "dehb": ("dehb", "ConfigSpace", "distributed", "loguru", "pandas"),

@@ -7,6 +7,8 @@
   ``BloxOneShot-v0`` (:func:`optuna_search`);
 - :mod:`.syne_tune`: a store as a Syne Tune tabular blackbox, its export to Syne Tune's on-disk format, and
   Syne Tune's simulator backend over it (the ``syne-tune`` extra);
+- :mod:`.ray_tune`: live (training) or tabular search on Ray Tune with ASHA, every trial recorded by the driver in a
+  trace store (the ``ray-tune`` extra; :func:`~blox_env.integrations.ray_tune.tune_search`);
 - DEHB and SMAC run on :func:`configuration_space` / :func:`objective` directly (the ``dehb`` and ``smac``
   extras; see ``examples/dehb_blox.py`` and ``examples/smac_blox.py``).
 
@@ -25,6 +27,9 @@ _EXPORTS = {
     "objective": "blox_env.integrations.configspace",
     "OptunaSearchResult": "blox_env.integrations.optuna_study",
     "optuna_search": "blox_env.integrations.optuna_study",
+    "TraceCallback": "blox_env.integrations.ray_tune",
+    "TuneSearch": "blox_env.integrations.ray_tune",
+    "tune_search": "blox_env.integrations.ray_tune",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,6 +36,8 @@ __all__ = ["CURVES", "TrainResult", "evaluate", "fit", "init_model", "model_conf
 
 CURVES = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
 Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``on_epoch(epoch, values)``: called after each epoch of :func:`fit` (see there).
+EpochHook = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
@@ -121,12 +123,14 @@ def _ce(logits: torch.Tensor, y: torch.Tensor, _x: torch.Tensor) -> torch.Tensor
 
 def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device: torch.device,
         criterion: Criterion = _ce, arch_index: int = -1, progress: bool = False,
-        keep_weights: bool = False) -> TrainResult:
+        keep_weights: bool = False, on_epoch: EpochHook | None = None) -> TrainResult:
     """Train ``model`` with the recipe's optimiser and schedule; select the best epoch on validation.
 
     Best epoch: highest val top-1, ties broken by lower val loss. Test metrics are
     computed once, with the best epoch's weights. ``criterion(logits, y, x)``
-    lets fine-tuning add knowledge distillation.
+    lets fine-tuning add knowledge distillation. ``on_epoch(epoch, values)`` is called after each epoch
+    (counted from 1) with that epoch's :data:`CURVES` values and the cumulative ``train_time_s``, so a
+    caller can report progress (Ray Tune) or stop the run by raising.
     """
     start = time.perf_counter()
     model.to(device)
@@ -180,6 +184,8 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
                 best_key, best_epoch = (v1, -vl), epoch + 1
                 best_state = _copy_state(model, best_state, in_place=fast)
             bar.update()
+            if on_epoch is not None:
+                on_epoch(epoch + 1, {**{k: curves[k][-1] for k in CURVES}, "train_time_s": train_time})
     if best_state is not None:
         model.load_state_dict(best_state)
     tl, t1, t5 = evaluate(model, data.test, data=data, batch_size=recipe.eval_batch_size, device=device)
@@ -188,14 +194,14 @@ def fit(model: nn.Module, data: ImageData, *, recipe: Recipe, seed: int, device:
 
 
 def train_model(arch: Arch, data: ImageData, *, recipe: Recipe, seed: int, device: str | torch.device | None = None,
-                progress: bool = False, keep_weights: bool = False) -> TrainResult:
-    """Train the model of ``arch`` normally on ``data`` with ``recipe``."""
+                progress: bool = False, keep_weights: bool = False, on_epoch: EpochHook | None = None) -> TrainResult:
+    """Train the model of ``arch`` normally on ``data`` with ``recipe`` (``on_epoch``: see :func:`fit`)."""
     if not isinstance(arch, Arch):
         raise InvalidArgumentError(f"arch must be an Arch, got {type(arch).__name__}")
     dev = resolve_device(device if device is not None else recipe.device)
     model = init_model(arch, model_config_for(data, recipe), seed=seed)
     return fit(model, data, recipe=recipe, seed=seed, device=dev, arch_index=arch.index, progress=progress,
-               keep_weights=keep_weights)
+               keep_weights=keep_weights, on_epoch=on_epoch)
 
 
 def result_record(result: TrainResult) -> dict[str, Any]:
