@@ -150,3 +150,52 @@ def test_job_resumes_after_kill_9_without_lost_or_duplicate_rows(tmp_path: Path)
         for s in (0, 1):
             a, b = st.get(f"proxy:{n}", init_seed=s), ref.get(f"proxy:{n}", init_seed=s)
             assert np.array_equal(a, b) or all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b)), n
+
+
+def test_report_against_scipy_and_the_cli(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from scipy.stats import kendalltau, spearmanr
+
+    from blox_env.proxies.report import PUBLISHED, proxy_report, report_markdown
+
+    path = _store(tmp_path / "s.zarr")
+    rng = np.random.default_rng(0)
+    with BloxStore.open(path, mode="a") as st:
+        st.create_proxies(["snip", "synflow"], init_seeds=[0, 1])
+        acc = st.get("test_top1", seed="mean")
+        for s in (0, 1):
+            st.write_proxies(st.index, init_seed=s,
+                             values={"snip": acc + rng.normal(0, 1, 12), "synflow": rng.normal(0, 1, 12)},
+                             seconds={"snip": np.full(12, 0.5), "synflow": np.full(12, 0.25)})
+    st = open_store(path)
+    rep = proxy_report(st)
+    snip = st.get("proxy:snip", init_seed=1)
+    assert rep["proxies"]["snip"]["per_seed"][1]["spearman"] == pytest.approx(spearmanr(snip, acc).statistic)
+    assert rep["proxies"]["snip"]["per_seed"][1]["kendall"] == pytest.approx(kendalltau(snip, acc).statistic)
+    assert rep["proxies"]["snip"]["seed_stability"] == pytest.approx(
+        spearmanr(st.get("proxy:snip", init_seed=0), snip).statistic)
+    train = np.nanmean(st.get("train_time_s", seed="mean"))
+    assert rep["proxies"]["synflow"]["cost_in_trainings"] == pytest.approx(0.25 / train)
+    assert rep["static"]["params"]["spearman"] == pytest.approx(spearmanr(st.get("params"), acc).statistic)
+    text = report_markdown(rep)
+    assert "| snip |" in text and f"{PUBLISHED['nb201_cifar10']['snip']:.2f}" in text
+    from typer.testing import CliRunner
+
+    from blox_env.cli.root import app
+
+    res = CliRunner().invoke(app, ["proxies", "report", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "| synflow |" in res.output
+
+
+def test_job_restricted_to_some_models(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from blox_env.build.proxies import build_proxies
+
+    path = _store(tmp_path / "s.zarr")
+    pick = open_store(path).index[[1, 5, 6]]
+    report = build_proxies(path, data="gaussian", proxies=["params"], init_seeds=(0, 1), batch_size=4, archs=pick,
+                           progress=False)
+    assert report.pairs_computed == 6
+    done = open_store(path).proxy_done()
+    assert done.sum() == 6 and done[:, [1, 5, 6]].all()

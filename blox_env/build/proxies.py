@@ -78,9 +78,11 @@ def _versions() -> dict[str, str]:
 
 def build_proxies(store: str | Path, *, data: str = "digits", proxies: Any = None, init_seeds: Any = (0, 1, 2),
                   batch_size: int = 64, data_seed: int = 0, executor: str = "serial", jobs: int = 2,
-                  every: int = 32, limit: int | None = None, progress: bool = True) -> ProxyBuildReport:
+                  every: int = 32, limit: int | None = None, archs: Any = None,
+                  progress: bool = True) -> ProxyBuildReport:
     """Compute every missing (model, init seed) of ``store``'s proxies and write them; reruns resume.
 
+    ``archs`` restricts the job to those models of the store (e.g. a random sample for a quick study);
     ``limit`` stops after that many models (for timing or tests). Every argument is checked before the
     store is touched.
     """
@@ -106,6 +108,7 @@ def build_proxies(store: str | Path, *, data: str = "digits", proxies: Any = Non
                                    "build into a folder copy, then package it")
     st = BloxStore.open(path, mode="r")
     cfg_attrs = dict(st.attrs.get("model_config") or vars(ModelConfig()))
+    only = None if archs is None else np.unique(st.rows(archs))
     st.close(checksums=False)
     cfg = ModelConfig(**cfg_attrs)
     is_gaussian = data.strip().lower() == "gaussian"
@@ -128,6 +131,8 @@ def build_proxies(store: str | Path, *, data: str = "digits", proxies: Any = Non
         done = st.proxy_done(list(names))
         before = int(done.sum())
         pending = np.flatnonzero(~done.all(axis=0))
+        if only is not None:
+            pending = np.intersect1d(pending, only)
         if limit is not None:
             pending = pending[:limit]
         config = tuple(sorted(cfg_attrs.items()))

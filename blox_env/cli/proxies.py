@@ -1,4 +1,5 @@
-"""``blox build-proxies``: the 13 zero-cost proxies of every model of a store, as store columns (resumable)."""
+"""``blox build-proxies``: the 13 zero-cost proxies of every model of a store, as store columns (resumable);
+``blox proxies report``: how well each ranks the store's models."""
 
 from __future__ import annotations
 
@@ -37,6 +38,26 @@ def build_proxies(
                   f"{report.pairs_before} already done, {report.models} models, {report.seconds:.1f} s")
 
 
+def report(
+    store: Annotated[str, typer.Argument(help="store holding proxies (folder, .zip or URL)")],
+    metric: Annotated[str, typer.Option(help="accuracy to rank against (seed mean)")] = "test_top1",
+    run: Annotated[str | None, typer.Option(help="training run (default: the store's)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Spearman / Kendall of each proxy and of params/FLOPs with normal accuracy, seed stability, cost."""
+    require("train", feature="`blox proxies report`")
+    import json
+
+    from blox_env.datasets.store.core import open_store
+    from blox_env.proxies.report import proxy_report, report_markdown
+
+    result = proxy_report(open_store(store), metric=metric, run=run)
+    print(json.dumps(result, default=str) if as_json else report_markdown(result))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``blox build-proxies``."""
+    """Add ``blox build-proxies`` and ``blox proxies report``."""
     app.command("build-proxies")(build_proxies)
+    group = typer.Typer(help="Zero-cost proxies: reports on a store's proxy columns.", no_args_is_help=True)
+    group.command("report")(report)
+    app.add_typer(group, name="proxies")
