@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,10 @@ ref = np.full(10, 1.1)
 """
 
 
+#: the children's working folder: never the repo root, whose blox_env/ would shadow an installed wheel
+HERE = Path(__file__).resolve().parent
+
+
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
@@ -43,7 +48,8 @@ def _limit_memory() -> None:
 def run_child(code: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh Python with a memory limit; a hang fails the test after ``timeout`` s."""
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=_limit_memory)
+                          timeout=timeout, preexec_fn=_limit_memory,
+                          cwd=HERE)
 
 
 def sphere_points(n: int, k: int, seed: int = 0) -> np.ndarray:
@@ -86,7 +92,7 @@ from blox_env.pareto import hypervolume
 print("computing", flush=True)
 hypervolume(pts, reference=ref, method="exact")
 print("finished", flush=True)
-""")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory)
+""")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory, cwd=HERE)
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "computing"

@@ -153,7 +153,8 @@ def _limited(code: str, *, timeout: float = 120, mem: int = 2 << 30) -> subproce
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          timeout=timeout, preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          cwd=Path(__file__).resolve().parent)  # never the repo root: it would shadow an install
 
 
 def _dev_zero_chunk(store_path: Path) -> Path:

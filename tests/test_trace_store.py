@@ -274,7 +274,8 @@ def test_a_killed_writer_never_blocks_the_next(bench: BloxStore, tmp_path: Path)
         ts.write_trace("a", [{{"cost": 1.0}}])
         os._exit(9)
         """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent)  # never the repo root: it would shadow an install
     assert out.returncode == 9, out.stderr[-2000:]
     left = path / "traces" / ".blox-tmp-random-s0-0123abcd"  # what a writer killed mid-trace leaves
     left.mkdir()

@@ -51,7 +51,7 @@ def download(
     for path in download_official(tag, dest=dest, names=name, fmt=fmt, repo=repo, offline=offline,
                                   manifest=manifest, timeout=timeout, retries=retries,
                                   progress=not quiet):  # origins and notes (e.g. no checksum known) go to stderr
-        console.print(str(path), markup=False, highlight=False)
+        console.print(str(path), markup=False, highlight=False, soft_wrap=True)  # a path is never broken
 
 
 def import_(
