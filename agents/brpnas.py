@@ -9,6 +9,7 @@
    (each candidate's mean win probability against the evaluated models) and
    rank it, best first.
 3. Picks of one iteration (``k = per_iteration``, capped by the pool):
+
    - ``ceil(k / 2)`` exploitation picks: the top of the ranking;
    - ``floor(k / 2)`` exploration picks from the *best region*, the next
      ``region = min(len(rest), region_factor * k)`` candidates of the ranking
@@ -17,6 +18,7 @@
      decreasing in rank, so better-ranked candidates are likelier. This is the
      paper's "half from the top, half sampled proportionally to the ranking"
      rule made concrete.
+
    The picks are asked in that order (top first).
 
 Round fits (the agent's cost): the first iteration trains a fresh predictor

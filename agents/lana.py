@@ -3,7 +3,7 @@
 LANA (Molchanov et al., 2022) scores a model by the sum over stages of a
 per-block signature (e.g. ``-lana_delta``: minus the teacher's accuracy change
 when the block replaces the teacher's; lower is better) and picks the best
-models under a resource limit by solving
+models under a resource limit by solving::
 
     min  sum_{s,k} scores[s, k] * x[s, k]
     s.t. sum_k x[s, k] = 1                      (one block per stage)

@@ -60,7 +60,7 @@ class StageGraph(NamedTuple):
     """Minimised graph of one stage; node 0 is the stage input, the last node its reduction.
 
     ``ops`` holds the op id of each inner node (A and/or B, in that order);
-    ``edges`` are (src, dst) pairs over [input, *inner, reduction].
+    ``edges`` are (src, dst) pairs over ``[input, *inner, reduction]``.
     """
 
     ops: tuple[int, ...]

@@ -20,7 +20,7 @@ from blox_env.errors import InvalidArgumentError
 
 __all__ = ["PUBLISHED", "proxy_report", "report_markdown"]
 
-#: |Spearman rho| with test accuracy on all 15,625 NAS-Bench-201 models, batch 64 (Abdelfattah et al.,
+#: ``|Spearman rho|`` with test accuracy on all 15,625 NAS-Bench-201 models, batch 64 (Abdelfattah et al.,
 #: "Zero-Cost Proxies for Lightweight NAS", ICLR 2021, Table 1; the numbers as printed by their released
 #: notebook, github.com/SamsungLabs/zero-cost-nas, notebooks/nasbench201_correlations.ipynb).
 PUBLISHED = {

@@ -189,7 +189,7 @@ class BatchOutcome(NamedTuple):
 class BatchedRuns:
     """``num_envs`` independent search runs over one tabular backend's rows, evaluated with array operations.
 
-    The same rule as :class:`SearchRun` (:func:`charge_amount`, :func:`~blox_env.rewards.base.resolve_missing`);
+    The same rule as :class:`SearchRun` (:func:`charge_amount`, :func:`~blox_env.runs.budget.resolve_missing`);
     repeat tracking keeps one byte per (run, row) once a repeat can be free.
     """
 
