@@ -8,7 +8,6 @@ in-process (same seed, one thread).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -231,9 +230,49 @@ def test_tabular_asha_search_reports_the_stores_values_and_traces_every_epoch(st
         assert columns["metrics/val_top1_best"][i] == store.get("val_top1", [index], seed=1, epoch=e, best=True)[0]
         assert columns["metrics/train_time_s"][i] == store.get("train_time_s", [index], seed=1, epoch=e)[0]
         assert columns["metrics/params"][i] == store.get("params", [index])[0]
-        assert math.isnan(columns["metrics/test_top1"][i]) if "metrics/test_top1" in columns else True
         assert columns["seed"][i] == 1
+    assert "metrics/test_top1" not in columns  # a run cut to 4 of 12 epochs has no test values
     traces.close()
+
+
+@pytest.mark.slow
+def test_tabular_full_protocol_reports_the_stores_test_values_with_the_last_epoch(store, local_ray,
+                                                                                 tmp_path: Path) -> None:
+    from blox_env.integrations.ray_tune import tune_search
+
+    search = tune_search(traces=tmp_path / "traces.zarr", benchmark=store, num_samples=2, scheduler="fifo",
+                         storage_path=tmp_path / "ray", reuse_actors=True)
+    traces = BloxStore.open_traces(search.traces, benchmark=store, mode="r")
+    columns, attrs = trace_rows(traces, search.trace)
+    traces.close()
+    assert check_trace_equals_result_grid(search, columns, attrs) == 24 and attrs["scheduler"] == {
+        "class": "FIFOScheduler"}
+    for i in np.flatnonzero(columns["epoch"] == 12):
+        index = int(columns["arch_index"][i])
+        for m in ("test_top1", "test_top5", "test_loss", "wall_time_s"):
+            assert columns[f"metrics/{m}"][i] == store.get(m, [index], seed=0)[0], m
+    assert np.isnan(columns["metrics/test_top1"][columns["epoch"] < 12]).all()
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_recorded_with_its_status(store, local_ray, tmp_path: Path) -> None:
+    from ray import tune
+
+    from blox_env.integrations.ray_tune import TraceCallback, trainable, trial_spec
+
+    spec = trial_spec(benchmark=store, epochs=2)
+    traces = BloxStore.open_traces(tmp_path / "traces.zarr", benchmark=store)
+    callback = TraceCallback(traces, "bad", benchmark=store, attrs={"seed": 0})
+    space = {"stage0": tune.choice([0]), "stage1": tune.choice([1]), "stage2": tune.choice([1])}  # block 0: outside
+    grid = tune.Tuner(trainable(spec), param_space=space, tune_config=tune.TuneConfig(num_samples=1),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), callbacks=[callback],
+                                                verbose=0)).fit()
+    assert grid.num_errors == 1 and "is outside the search's space" in str(grid[0].error)
+    attrs = traces.trace_attrs("bad")
+    traces.close()
+    assert attrs["status"] == "complete" and attrs["length"] == 0
+    assert [(t["status"], t["epochs_reported"], t["arch_index"]) for t in attrs["trials"]] == [
+        ("ERROR", 0, 0 + 45 * 1 + 2025 * 1)]
 
 
 @pytest.mark.slow
@@ -279,7 +318,14 @@ def test_example_runs_at_tiny_settings(local_ray, tmp_path: Path) -> None:
     spec.loader.exec_module(module)
     out = module.main(["--traces", str(tmp_path / "t.zarr"), "--store", "blox-mini", "--trials", "3", "--epochs",
                        "2", "--storage", str(tmp_path / "ray")])
-    assert out["trials"] == 3 and 3 <= out["records"] <= 6
+    assert out["trials"] == 3 and 3 <= out["records"] <= 6 and out["trace"] == "blox-tabular-s0"
     assert set(out["config"]) == {"stage0", "stage1", "stage2"} and 0 <= out["val_top1_best"] <= 100
-    assert out["trace"] == "blox-tabular-s0"
+    # live, a trial holding both CPUs: its torch threads follow the trial's CPUs
+    out = module.main(["--traces", str(tmp_path / "t.zarr"), "--store", "blox-mini", "--live", "--trials", "1",
+                       "--recipe", "digits_mini", "--epochs", "1", "--cpus", "2", "--storage", str(tmp_path / "ray")])
+    assert out["trials"] == 1 and out["records"] == 1 and out["trace"] == "blox-live-s0"
+    traces = BloxStore.open_traces(out["traces"], benchmark=open_store("blox-mini"), mode="r")
+    columns = traces.read_trace("blox-live-s0")
+    traces.close()
+    assert list(columns["metrics/torch_threads"]) == [2.0]
 

@@ -18,9 +18,9 @@ A researcher who runs Tune on a laptop or a Ray cluster searches BLOX with the u
 ``val_loss``, ``val_top5``, ``train_loss``, ``train_top1``, ``train_top5``, ``train_time_s`` (cumulative
 training seconds), ``params``, ``flops``, ``arch_index`` and ``epoch``; the report of the protocol's last epoch
 adds ``test_top1``, ``test_top5``, ``test_loss`` (at the best epoch's weights), ``best_epoch`` and
-``wall_time_s``. Tabular mode reports the store's values (``seed``: one of the run's seeds), a truncated run
-(``epochs`` below the run's) no test values; live mode reports what it measures, so the live ``train_time_s``
-is this trial's own clock.
+``wall_time_s`` (tabular: those the run records). Tabular mode reports the store's values (``seed``: one of the
+run's seeds), a truncated run (``epochs`` below the run's) no test values; live mode reports what it measures
+(its ``train_time_s`` is this trial's own clock) and ``torch_threads``.
 
 **Determinism and resources.** A live trial trains with ``seed`` (the model's initialisation, data order and
 augmentation; the data split is the data spec's), so a configuration trains the same wherever Tune places it;
@@ -91,7 +91,8 @@ MODES = ("live", "tabular")
 #: Final values, reported with the protocol's last epoch.
 FINAL = ("test_top1", "test_top5", "test_loss", "best_epoch", "wall_time_s")
 #: Every metric a trial may report (the trace's ``metrics/<name>`` columns).
-METRICS = (*CURVE_METRICS, "val_top1_best", "train_time_s", "params", "flops", "arch_index", "epoch", *FINAL)
+METRICS = (*CURVE_METRICS, "val_top1_best", "train_time_s", "params", "flops", "arch_index", "epoch", *FINAL,
+           "torch_threads")
 #: Direction of each metric a search may optimise (``metric=``).
 DIRECTIONS = {"val_top1": "max", "val_top1_best": "max", "val_top5": "max", "train_top1": "max",
               "train_top5": "max", "val_loss": "min", "train_loss": "min"}
@@ -321,13 +322,15 @@ def _live_trial(arch: Arch, spec: TrialSpec) -> None:
     from blox_env.training.train import model_config_for, train_model
 
     cpus, gpus = _trial_resources()
-    torch.set_num_threads(max(1, int(cpus)))
+    threads = max(1, int(cpus))
+    torch.set_num_threads(threads)
     use_cuda = spec.device == "cuda" or (spec.device == "auto" and gpus > 0 and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES to this trial's GPU(s)
     recipe = Recipe(**spec.recipe)  # type: ignore[arg-type]
     data = load_data(spec.data, **spec.data_kwargs)  # type: ignore[arg-type]
     cost = static_costs(arch, model_config_for(data, recipe))
-    static = {"params": float(cost.params), "flops": float(cost.macs), "arch_index": float(arch.index)}
+    static = {"params": float(cost.params), "flops": float(cost.macs), "arch_index": float(arch.index),
+              "torch_threads": float(threads)}
     best = -math.inf
     last: dict[str, float] = {}
 
