@@ -324,6 +324,9 @@ def _live_trial(arch: Arch, spec: TrialSpec) -> None:
     cpus, gpus = _trial_resources()
     threads = max(1, int(cpus))
     torch.set_num_threads(threads)
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"device='cuda' but this trial sees no CUDA device (Ray gave it {gpus:g} GPU(s), "
+                                   f"torch {torch.__version__}): use device='auto' or a CUDA build of torch")
     use_cuda = spec.device == "cuda" or (spec.device == "auto" and gpus > 0 and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES to this trial's GPU(s)
     recipe = Recipe(**spec.recipe)  # type: ignore[arg-type]
