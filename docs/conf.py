@@ -58,7 +58,8 @@ autodoc_default_options = {"members": True, "undoc-members": True, "show-inherit
 autodoc_typehints = "signature"
 autodoc_member_order = "bysource"
 autodoc_class_signature = "mixed"
-autodoc_preserve_defaults = True
+# Not autodoc_preserve_defaults: it sets ``__signature__`` on the documented functions, and Typer reads the
+# signatures of the CLI commands (their option help would vanish from the CLI reference).
 
 # Every reference must resolve...
 nitpicky = True

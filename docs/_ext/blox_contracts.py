@@ -22,7 +22,7 @@ def contract_lines(pyproject: Path = PYPROJECT) -> list[str]:
     for c in data["tool"]["importlinter"]["contracts"]:
         lines += [f"**{c['name']}** (``{c['id']}``, {c['type']})", ""]
         if c["type"] == "layers":
-            lines += ["::", ""] + [f"    {layer}" for layer in c["layers"]] + [""]
+            lines += [".. code-block:: text", ""] + [f"    {layer}" for layer in c["layers"]] + [""]
         for key in ("source_modules", "forbidden_modules", "modules", "containers"):
             if c.get(key):
                 lines += [f"- {key.replace('_', ' ')}: " + ", ".join(f"``{m}``" for m in c[key])]
