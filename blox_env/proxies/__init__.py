@@ -24,8 +24,9 @@ Conventions (one place; the store's ``proxies/`` attributes record them, :data:`
 - **Sign**: every score is "higher is better" as returned: ``jacov`` is the negated Mellor et al. (2020)
   penalty, ``grasp`` is the published ``-theta * Hg`` summed, ``plain`` is ``theta * g`` summed (it may
   correlate negatively; it is reported as defined).
-- **synflow overflow**: computed in float64 (up to 1.8e308; full-width BLOX models score about 1e40 - 1e70);
-  a non-finite result is returned as NaN (missing), never as inf.
+- **synflow overflow**: computed in float64 (up to 1.8e308; full-width BLOX models score about 1e33 - 1e40
+  at 32x32x3, Blox-mini's about 1e10 - 1e24), no per-layer scaling needed; a non-finite result is returned as
+  NaN (missing), never as inf.
 - **Determinism**: same arch, batch, ``init_seed`` and thread count give the same numbers.
 """
 
