@@ -250,3 +250,14 @@ def test_broken_reference_fails_the_build(tmp_path: Path) -> None:
     broken = _sphinx(src, tmp_path / "broken")
     assert broken.returncode != 0
     assert "blox_env.bench.spec_kee" in broken.stderr and "no-such-page" in broken.stderr, broken.stderr
+
+
+def test_architecture_names_every_package() -> None:
+    """Every package the distribution installs has its row on the architecture page (the layering itself is
+    rendered from pyproject.toml's contracts at build time, so it cannot drift)."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    missing = [p for p in packages if f"`{p}`" not in text and p != "blox_env"]
+    assert not missing, f"docs/architecture.md does not name {missing}"
