@@ -105,8 +105,8 @@ def _resolves(name: str) -> bool:
         try:
             obj = importlib.import_module(".".join(parts[:k]))
         except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] in ("torch", "dgl", "sklearn", "stable_baselines3", "ray", "syne_tune"):
-                return True  # a module of an extra that is not installed here
+            if not (exc.name or "blox_env").startswith("blox_env"):
+                return True  # a module of an extra that is not installed here (the core-only CI run)
             continue
         for attr in parts[k:]:
             obj = getattr(obj, attr, None)
