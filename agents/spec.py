@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -61,6 +63,9 @@ def resolve_agent(name: str) -> type:
         raise InvalidArgumentError(f"unknown agent {name!r}: allowed {', '.join(AGENTS)}, or an import path "
                                    "'module:Class' of your own agent (e.g. 'mypkg.agents:MyAgent')")
     module_name, _, attr = name.partition(":")
+    here = os.getcwd()
+    if here not in {os.path.abspath(p) for p in sys.path}:
+        sys.path.append(here)  # the working folder, as `python -m` has it (the `blox` script's path has not)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

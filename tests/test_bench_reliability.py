@@ -299,6 +299,14 @@ def test_a_users_own_agent_by_import_path(tmp_path: Path, store) -> None:
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| mypkg.agents:MyAgent |" in proc.stdout and "| random |" in proc.stdout
+    script = Path(sys.executable).parent / "blox"  # the console script: the working folder is not on its path
+    if script.exists():
+        plain = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        own = subprocess.run([str(script), "bench", "--store", store.location, "--agents", "mypkg.agents:MyAgent",
+                              "--seeds", "1", "--budgets", "5", "--cost-unit", "evaluations", "--executor", "serial",
+                              "--plot", str(tmp_path / "q.png")], capture_output=True, text=True, timeout=300,
+                             env=plain, cwd=tmp_path)
+        assert own.returncode == 0 and "| mypkg.agents:MyAgent |" in own.stdout, own.stderr
     bad = subprocess.run([sys.executable, "-m", "blox_env.cli", "bench", "--agents", "mypkg.agents:Nope"],
                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "has no attribute 'Nope'" in bad.stderr
