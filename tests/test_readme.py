@@ -78,9 +78,18 @@ PYTHON = [b for b in BLOCKS if b.lang in ("python", "py")]
 RUNNABLE = [b for b in PYTHON if b.mark is not None and b.mark[0] == "runnable"]
 
 
-def test_readme_has_blocks_of_each_kind() -> None:
-    assert len(RUNNABLE) >= 8, [b.line for b in RUNNABLE]
-    assert {b.mark[1] for b in RUNNABLE if b.mark} == {"", "train", "predictors", "integrations"}
+def test_readme_is_short_and_shows_the_three_jobs() -> None:
+    """The README is the front page (the details are the documentation site's, whose test counts the blocks of
+    each kind): at most ~200 lines, the two Quick start commands, one runnable block per job users come for."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    quick = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(quick) == 2 and quick[0].endswith("&& blox bench") and quick[1].endswith("&& pytest"), quick
+    codes = [b.code for b in RUNNABLE]
+    assert any('gym.make("Blox-v0"' in c for c in codes)                           # RL on Blox-v0
+    assert any("BaseAgent" in c and "run_bench" in c for c in codes)               # your own agent, benchmarked
+    assert any("Predictor" in c and ".fit(" in c for c in codes)                   # a graph predictor
+    assert "@inproceedings{chau2022blox" in text and "CC BY-NC 4.0" in text
     assert any(b.lang == "bash" for b in BLOCKS)
 
 
@@ -172,8 +181,8 @@ def _resolve(argv: list[str]) -> tuple[list[str], object, list[str]]:
 
 
 def test_readme_has_blox_commands() -> None:
-    assert len(COMMANDS) >= 20
-    assert {tuple(_resolve(argv)[0][:1]) for _, argv in COMMANDS} >= {("space",), ("data",), ("train",), ("bench",)}
+    assert len(COMMANDS) >= 4
+    assert {tuple(_resolve(argv)[0][:1]) for _, argv in COMMANDS} >= {("data",), ("bench",), ("predictors",)}
 
 
 @pytest.mark.parametrize(("line", "argv"), COMMANDS, ids=[f"line{n}" for n, _ in COMMANDS])
@@ -219,7 +228,7 @@ def repo_paths(text: str) -> list[str]:
 
 def test_repo_paths_in_readme_exist() -> None:
     paths = repo_paths(README.read_text(encoding="utf-8"))
-    assert "blox_env/build/mini.py" in paths and "examples/ppo_blox.py" in paths
+    assert "blox_env/data/blox-mini.zip" in paths and "examples/custom_agent.py" in paths
     missing = [p for p in paths if not (ROOT / p).exists()]
     assert not missing, f"README.md names paths that a clone does not have: {missing}"
 
@@ -234,7 +243,7 @@ def _is_module(name: str) -> bool:
 def test_dotted_names_in_readme_resolve() -> None:
     names = sorted({m.group(1) for m in re.finditer(r"`(blox_env(?:\.\w+)+)(?:\(\))?`",
                                                        README.read_text(encoding="utf-8"))})
-    assert len(names) > 10
+    assert len(names) >= 2
     bad = []
     for name in names:
         parts = name.split(".")
