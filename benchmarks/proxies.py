@@ -10,6 +10,16 @@ model construction included) and in process CPU seconds (on a shared machine the
 uncontended cost of one core). The projection multiplies the sample's mean by the space: all 91,125
 models for ``cifar``, the bundled Blox-mini's 729 models x 3 init seeds for ``mini`` (``projected_hours_fit``
 sums a least-squares ``seconds = a + b * MACs`` instead). Prints one JSON line.
+
+Measured 2026-12-06 on the shared 2-core CPU development box (torch 2.13, 1 torch thread per process):
+
+- ``cifar`` (3 models: fewest, median, most MACs): 26.4 s wall (18.3 s CPU) per model for all 13; grasp
+  8.1 s, fisher 2.6, jacov / plain / grad_norm / snip / epe_nas 2.2-2.4 each, zen 1.9, nwot 1.8, synflow 0.17,
+  flops 0.04, params and l2_norm 0.02. Two processes side by side: 26.2 and 26.6 s per model each, so 13.2 s
+  per model on 2 cores. All 91,125 models, one init seed: about 668 h (28 days) on 1 core, 334 h (14 days) on
+  2 cores (2 processes). Two torch threads in one process were slower on this shared box (66-334 s per model).
+- ``mini`` (9 models x 3 seeds): 0.368 s per (model, init seed) for all 13: the bundled table (729 x 3) is
+  about 13.4 min of one core.
 """
 
 from __future__ import annotations
