@@ -161,8 +161,11 @@ def _interval(ci: Sequence[float]) -> str:
     return f"[{fmt(ci[0], 3)}, {fmt(ci[1], 3)}]"
 
 
-def _claim_line(q: dict[str, Any]) -> list[str]:
-    """The question's summary line, then one line per claim: the paper, ours with its interval, the verdict."""
+def _claim_line(q: dict[str, Any] | None) -> list[str]:
+    """The question's summary line, then one line per claim: the paper, ours with its interval, the verdict
+    (nothing for a question without claims, e.g. results assembled by hand without ``questions``)."""
+    if not q:
+        return []
     out = [f"**Paper:** {q['paper']}. **Ours:** {q['ours']}. **Verdict:** {q['verdict']}.", ""]
     for c in q.get("claims", []):
         read = f"; read as ours {c['side']} {c['threshold']:g}" if c.get("side") else "; quoted: inside our interval?"
@@ -223,7 +226,7 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
                   + " | ".join(fmt(v) for v in n["matrix"][i]) + " |")
     md += ["", f"Spearman between a teacher's normal accuracy and the mean accuracy of its students: "
            f"{fmt(n['q1_teacher_quality_vs_student_mean'])}; mean diagonal (a model as its own teacher) minus "
-           f"off-diagonal: {fmt(n['q1_diagonal_minus_offdiagonal'])} points.", "", *_claim_line(claims["Q1"]),
+           f"off-diagonal: {fmt(n['q1_diagonal_minus_offdiagonal'])} points.", "", *_claim_line(claims.get("Q1")),
            f"![Q1]({figs['q1']})", ""]
     md += ["## Q2: fine-tuned vs normal accuracy", "", "| teacher | ours (FT full) | ours (FT short) |",
            "| --- | --- | --- |"]
@@ -242,7 +245,7 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
         vals = [next(r["rho"] for r in n["q3"] if (r["teacher"], r["distill_epochs"], r["signature"], r["oracle"])
                      == g and r["stage"] == s) for s in range(3)]
         md.append(f"| {g[0]} | {g[1]} | {g[2]} | {g[3]} | " + " | ".join(fmt(v) for v in vals) + " |")
-    md += ["", *_claim_line(claims["Q3"]), f"![Q3]({figs['q3']})", ""]
+    md += ["", *_claim_line(claims.get("Q3")), f"![Q3]({figs['q3']})", ""]
     md += ["## Q4: predictors on fine-tuned accuracy", ""]
     if stats:
         sizes = sorted({k[1] for k in stats})
@@ -257,12 +260,12 @@ def write_study(res: StudyResults, tables: Any, out_dir: str | Path) -> Path:
     md += ["## Q5: short vs full fine-tuning", "", "| teacher | Spearman(FT short, FT full) |", "| --- | --- |"]
     md += [f"| {t} | {fmt(n['q5'][t])} |" for t in full]
     md += ["", "Search with FT-short, then FT-full down the ranking until the budget or the target: rows "
-           "`FT-short + FT-full` in Table 2.", "", *_claim_line(claims["Q5"]), f"![Q5]({figs['q5']})", ""]
+           "`FT-short + FT-full` in Table 2.", "", *_claim_line(claims.get("Q5")), f"![Q5]({figs['q5']})", ""]
     if "q6" in n:
         md += ["## Q6: does the teacher matter?", "",
                f"Spearman(fine-tuned with {full[0]}, with {full[-1]}): FT{full_e} {fmt(n['q6'])}, FT{short_e} "
                f"{fmt(n['q6_short'])}. Iterative teacher: Table 2's `iterative teacher` row.", "",
-               *_claim_line(claims["Q6"]), f"![Q6]({figs['q6']})", ""]
+               *_claim_line(claims.get("Q6")), f"![Q6]({figs['q6']})", ""]
     md += _table2_section(res, t2_claims, figs)
     md += ["Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()) + "."]
     if res.benchmark:
@@ -313,7 +316,7 @@ def _table2_section(res: StudyResults, t2_claims: Sequence[dict[str, Any]], figs
         if "stand_in_evaluations" in r:
             how = ("promoted teachers trained, distilled and fine-tuned live (results recorded in the store)"
                    if r.get("live") else
-                   "tables only: a promoted teacher that is no tabulated full teacher is stood in for by the "
+                   "Tables only: a promoted teacher that is no tabulated full teacher is stood in for by the "
                    f"tabulated full teacher nearest in normal accuracy ({r['stand_in_evaluations']} of "
                    f"{r['promoted_evaluations']} step-4 fine-tunes used a stand-in: an approximation of the paper's "
                    "strategy, not a reproduction of it)")
