@@ -199,3 +199,21 @@ def test_job_restricted_to_some_models(tmp_path: Path) -> None:
     assert report.pairs_computed == 6
     done = open_store(path).proxy_done()
     assert done.sum() == 6 and done[:, [1, 5, 6]].all()
+
+
+def test_cli_build_proxies(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from blox_env.cli.root import app
+
+    path = _store(tmp_path / "s.zarr")
+    args = ["build-proxies", str(path), "--data", "gaussian", "--proxies", "params,l2_norm", "--init-seeds", "4",
+            "--batch-size", "4", "--limit", "3", "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "3 (model, init seed) pairs computed, 0 already done, 12 models" in res.output
+    st = open_store(path)
+    assert st.proxy_init_seeds() == (4,) and st.proxy_done().sum() == 3
+    bad = CliRunner().invoke(app, [*args[:2], "--proxies", "snp"])
+    assert bad.exit_code != 0 and "unknown proxy 'snp'" in str(bad.exception or bad.output)

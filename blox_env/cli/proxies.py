@@ -35,7 +35,7 @@ def build_proxies(
                  batch_size=batch_size, data_seed=data_seed, executor=executor, jobs=jobs, every=every, limit=limit,
                  progress=progress)
     console.print(f"{report.store}: {report.pairs_computed} (model, init seed) pairs computed, "
-                  f"{report.pairs_before} already done, {report.models} models, {report.seconds:.1f} s")
+                  f"{report.pairs_before} already done, {report.models} models, {report.seconds:.1f} s", soft_wrap=True)
 
 
 def report(
