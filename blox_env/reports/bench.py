@@ -235,8 +235,9 @@ def table_notes(spec: BenchSpec, *, best_index: int, best_report: float) -> list
         "plain": "",
         "two-stage": " Two-stage counts both phases: the screening with short fine-tuning (most records, each cheap) "
         "and the full fine-tunes down its ranking.",
-        "iterative": " Iterative counts every phase of every round: the screening searches with short fine-tuning "
-        "and the full fine-tunes, under each promoted teacher.",
+        "iterative": " Iterative counts every step of the paper's strategy: the screening search with short "
+        "fine-tuning, the normal training of the top candidates (step 3) and their full fine-tunes under each "
+        "promoted teacher (steps 4-5).",
     }
     notes = [
         f"regret @ {big} = the benchmark's best minus the agent's mean `{r}` at that budget; the benchmark's best "
