@@ -31,11 +31,11 @@ import numpy as np
 
 from blox_env.datasets.store.blockwise import BlockwiseTables, oracle_block_scores
 from blox_env.errors import InvalidArgumentError
-from blox_env.reports.study_claims import question_claims, table2_conclusions
+from blox_env.reports.study_claims import question_claims, spearman, table2_conclusions
 from blox_env.space import indices_to_blocks
 
 __all__ = ["METHODS", "Method", "StudyConfig", "StudyResults", "add_plan_figures", "cost_on_plan",
-           "iterative_progress", "macs_limit_kwargs", "plan_40", "run_searches", "spearman", "study_numbers",
+           "iterative_progress", "macs_limit_kwargs", "plan_40", "run_searches", "study_numbers",
            "table2_rows", "teacher_summary"]
 
 
@@ -134,17 +134,6 @@ class StudyResults:
     teacher_info: dict[str, Any] = field(default_factory=dict)  # teacher_summary(tables): M1-M5 and the rule
     questions: dict[str, Any] = field(default_factory=dict)  # study_claims.question_claims + "Table 2" conclusions
     short_predictor_rows: list[dict[str, Any]] = field(default_factory=list)  # DONNA / LANA, shortest distillation
-
-
-def spearman(a: Any, b: Any) -> float:
-    """Spearman's rho over the pairs where both values are finite (NaN with fewer than 3 pairs)."""
-    from scipy.stats import spearmanr
-
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return float("nan")
-    return float(spearmanr(x[ok], y[ok]).statistic)
 
 
 def study_numbers(tables: BlockwiseTables) -> dict[str, Any]:

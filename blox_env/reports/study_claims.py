@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from blox_env.datasets.store.blockwise import BlockwiseTables
 
 __all__ = ["HIGH", "N_BOOT", "PAPER_TABLE2", "PAPER_TARGET", "THRESHOLDS", "bootstrap_ci", "claim", "diff_ci", "fmt",
-           "mean_ci", "question_claims", "quoted_verdict", "spearman_ci", "summary_verdict", "table2_claims",
-           "table2_conclusions", "threshold_verdict"]
+           "mean_ci", "question_claims", "quoted_verdict", "spearman", "spearman_ci", "summary_verdict",
+           "table2_claims", "table2_conclusions", "threshold_verdict"]
 
 #: Spearman at or above which we read the paper's "correlate well" / "highly correlated" as met.
 HIGH = 0.7
@@ -61,6 +61,17 @@ PAPER_TABLE2: dict[str, dict[str, float | None]] = {
     "FT10 + FT200 iterative (M5)": {"acc_at_40": 76.67, "cost_to_target": 30},
     "FT10 + FT200 retrained with M1 (M5)": {"acc_at_40": 76.88, "cost_to_target": 30},
 }
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rho over the pairs where both values are finite (NaN with fewer than 3 pairs)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(spearmanr(x[ok], y[ok]).statistic)
+
+
 def reasons(numbers: dict[str, Any]) -> dict[str, str]:
     """Why Blox-mini can differ from the paper, cited by the verdicts; the figures are the store's own."""
     models, epochs = numbers.get("models"), numbers.get("normal_epochs")
@@ -98,7 +109,6 @@ def bootstrap_ci(replicate: Callable[[np.random.Generator], float], *, n_boot: i
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from blox_env.reports.study import spearman
 
     return spearman(x, y)
 
@@ -221,7 +231,6 @@ def question_claims(tables: BlockwiseTables, numbers: dict[str, Any], predictor_
     ``short_predictor_rows``: DONNA / LANA evaluated with the shortest distillation's signatures (Q4's second
     finding).
     """
-    from blox_env.reports.study import spearman
 
     store = tables.store
     why = reasons(numbers)

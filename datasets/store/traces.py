@@ -283,7 +283,6 @@ class TraceMixin:
         it). The lock is released by ``close()``. Temporary trace groups left by a killed writer are removed
         (with the lock held, no other writer can be building them).
         """
-        from blox_env.datasets.store.core import BloxStore
         from blox_env.datasets.store.location import (
             atomic_directory,
             bundled_mini_path,
@@ -293,7 +292,7 @@ class TraceMixin:
         )
         from blox_env.datasets.store.lock import WriterLock
 
-        if not isinstance(benchmark, BloxStore):
+        if not isinstance(benchmark, cls):
             raise InvalidArgumentTypeError(f"benchmark must be an open BloxStore, got {type(benchmark).__name__}")
         if benchmark.is_trace_store:
             raise InvalidArgumentError(f"benchmark {benchmark.location} is a trace store, not a benchmark: pass the "
@@ -316,7 +315,7 @@ class TraceMixin:
             raise InvalidArgumentError(f"{path} is a file: a trace store is a folder (a zip cannot be updated "
                                        "safely); choose a folder such as traces.zarr")
         if mode == "r":
-            store = BloxStore.open(path, mode="r")
+            store = cls.open(path, mode="r")
             store.check_traces_of(benchmark, writable=False)
             return store
         parent = path.absolute().parent
@@ -332,7 +331,7 @@ class TraceMixin:
                 identity = {**benchmark.benchmark_identity(), "location": benchmark.location}
                 tmp = atomic_directory(path, overwrite=True)  # not a store here: replaces only an empty folder
                 try:
-                    new = BloxStore.create(tmp, index=benchmark.index, name=f"{benchmark.name} traces",
+                    new = cls.create(tmp, index=benchmark.index, name=f"{benchmark.name} traces",
                                            provenance={"benchmark": identity}, overwrite=True)
                     new.set_attrs(kind=TRACE_KIND, benchmark=identity)
                     new.close()
@@ -340,7 +339,7 @@ class TraceMixin:
                 except BaseException:
                     discard_directory(tmp)
                     raise
-            store = BloxStore.open(path, mode="a")
+            store = cls.open(path, mode="a")
             try:
                 store.adopt_lock(lock)
                 store.check_traces_of(benchmark)
