@@ -129,7 +129,8 @@ class TeacherBackends:
     given (``live(arch, ft_epochs)`` returns a backend, e.g. the one
     :func:`~blox_env.rewards.live.live_teacher_backends` makes, which trains the teacher, distils its blocks
     and fine-tunes with the tables' own recipe, writing every result to its store); without ``live`` the
-    tabulated full teacher nearest in seed-mean normal ``metric`` stands in (``exact`` False; the strategy's trace records both, so reports can label the approximation).
+    tabulated full teacher nearest in seed-mean normal ``metric`` stands in (``exact`` False; the strategy's
+    trace records both, so reports can label the approximation).
     Backends are cached; a search run charges each teacher's blocks once (SharedCharges keys carry the teacher).
     """
 
