@@ -32,7 +32,7 @@ def test_notes_state_the_reference_and_why_regret_can_be_negative() -> None:
 
 @pytest.mark.parametrize(
     ("strategy", "phrase"),
-    [("two-stage", "Two-stage counts both phases"), ("iterative", "Iterative counts every phase")],
+    [("two-stage", "Two-stage counts both phases"), ("iterative", "Iterative counts every step")],
 )
 def test_blockwise_notes_explain_scores_and_phases(strategy: str, phrase: str) -> None:
     spec = BenchSpec.from_options(agents=("random",), seeds=1, budgets=(10.0,), mode="blockwise", strategy=strategy)
