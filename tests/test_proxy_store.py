@@ -217,3 +217,20 @@ def test_cli_build_proxies(tmp_path: Path) -> None:
     assert st.proxy_init_seeds() == (4,) and st.proxy_done().sum() == 3
     bad = CliRunner().invoke(app, [*args[:2], "--proxies", "snp"])
     assert bad.exit_code != 0 and "unknown proxy 'snp'" in str(bad.exception or bad.output)
+
+
+def test_the_bundled_blox_mini_carries_all_13_proxies_at_3_init_seeds() -> None:
+    from blox_env.proxies import PROXIES
+
+    store = open_store("blox-mini")
+    assert sorted(store.proxy_names()) == sorted(PROXIES) and tuple(store.proxy_init_seeds()) == (0, 1, 2)
+    attrs = store.proxy_attrs()
+    assert attrs["data"] == "digits" and attrs["batch_size"] == 64 and "conventions" in attrs and "versions" in attrs
+    for name in PROXIES:
+        for seed in (0, 1, 2):
+            values = store.get(f"proxy:{name}", init_seed=seed)
+            seconds = store.get_proxy(name, None, init_seed=seed, time=True)
+            assert values.shape == (len(store),) and np.isfinite(values).all(), name
+            assert np.isfinite(seconds).all() and (seconds >= 0).all(), name
+    with pytest.raises(InvalidArgumentError, match="init_seed"):
+        store.get("proxy:snip", seed=0)  # the training seed is not the initialisation seed
