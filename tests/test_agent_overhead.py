@@ -1,4 +1,4 @@
-"""Agent overhead (issue 25): BRP-NAS's bounded warm-started refits, local search's neighbour tables.
+"""Agent overhead: BRP-NAS's bounded warm-started refits, local search's neighbour tables.
 
 The speed itself is measured by ``benchmarks/harness.py``; these tests pin what the speed-ups must
 not change: local search asks the same models as a brute-force neighbour enumeration, BRP-NAS's

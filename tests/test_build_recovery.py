@@ -1,4 +1,4 @@
-"""Builder crash windows (issue 13, defect 5): a kill at any setup write, then a rerun equal to a clean build.
+"""Builder crash windows: a kill at any setup write, then a rerun equal to a clean build.
 
 Every write the builder's setup makes goes through one of the instrumented calls below (zarr group and
 array creation, attribute writes, array writes, the store's write methods, the final rename). A kill

@@ -1,4 +1,4 @@
-"""CLI output is plain text (issue 13, defect 10): file and user data are never parsed as rich markup."""
+"""CLI output is plain text: file and user data are never parsed as rich markup."""
 
 from __future__ import annotations
 

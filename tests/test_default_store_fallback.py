@@ -1,4 +1,5 @@
-"""Issue 13, defect 11 (second half) and the live-run allocation window: failed commands never break the default."""
+"""Failed commands never break the default store (an empty or leftover default folder falls back to Blox-mini) and a
+live run killed while allocating its arrays completes on a rerun."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 29: DEHB and SMAC3 run for real on ``configuration_space()`` / ``objective()`` (no mocks).
+"""DEHB and SMAC3 run for real on ``configuration_space()`` / ``objective()`` (no mocks).
 
 Multi-fidelity (epochs as the budget), seeded, tiny runs on the bundled Blox-mini; every evaluation and the
 incumbent are checked against the store's own reads (seed mean, as ``objective()`` reads by default).

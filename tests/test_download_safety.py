@@ -1,4 +1,4 @@
-"""Downloads with no expected size or checksum (issue 13, defect 7): nothing truncated or corrupt is kept.
+"""Downloads with no expected size or checksum: nothing truncated or corrupt is kept.
 
 A loopback HTTP server (127.0.0.1, ephemeral port, 5 s socket timeouts, shut down after each test)
 answers 200 with one of three framings: ``Content-Length``, close-delimited (no length at all) or

@@ -1,4 +1,4 @@
-"""Issue 13: missing costs never switch the budget off (defect 2); every env argument is validated (defect 8)."""
+"""Missing costs never switch the budget off; every env argument is validated."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _expect(exc: pytest.ExceptionInfo, *builtins: type) -> None:
         assert isinstance(exc.value, b)
 
 
-# ---------------------------------------------------------------------------------------- defect 2: missing costs
+# ---------------------------------------------------------------------------------------- missing costs
 @pytest.mark.parametrize("env_id", IDS)
 def test_missing_cost_is_refused_by_default_naming_the_model(nan_store, env_id: str) -> None:
     store, _, missing = nan_store
@@ -242,7 +242,7 @@ def test_blockwise_missing_distillation_time_is_never_charged_as_zero(bw_path: P
         play(env, (0, 0, 0))
 
 
-# ---------------------------------------------------------------------------------------- defect 8: arguments
+# ---------------------------------------------------------------------------------------- arguments
 TYPE, VALUE = "type", "value"
 BAD_ARGS = [
     ("benchmark", 42, TYPE), ("benchmark", [1], TYPE),

@@ -1,4 +1,4 @@
-"""Issue 15: a feature whose extra is missing raises one clear MissingDependencyError at the point of use."""
+"""A feature whose extra is missing raises one clear MissingDependencyError at the point of use."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Import safety (issue 13): overwrite only replaces a store, stale temporaries, partial releases, provenance."""
+"""Import safety: overwrite only replaces a store, stale temporaries, partial releases, provenance."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _imp(folder: Path, out: Path, **kw) -> Path:
     return import_release(folder, out=out, progress=False, allow_partial=True, **kw)
 
 
-# ---------------------------------------------------------------- defect 3: --overwrite replaces only a store
+# ---------------------------------------------------------------- --overwrite replaces only a store
 
 
 def test_overwrite_refuses_the_release_folder_itself(rel: Path) -> None:
@@ -118,7 +118,7 @@ def test_cli_overwrite_onto_the_release_folder_keeps_it(rel: Path) -> None:
     assert _snapshot(rel) == before
 
 
-# ---------------------------------------------------------------- defect 6: stale temporary siblings
+# ---------------------------------------------------------------- stale temporary siblings
 
 _CHILD = textwrap.dedent("""
     import os, signal, sys

@@ -1,4 +1,4 @@
-"""Issue 18: the space as a ConfigSpace ConfigurationSpace with an objective, and Optuna driving the env.
+"""The space as a ConfigSpace ConfigurationSpace with an objective, and Optuna driving the env.
 
 Everything runs on the bundled Blox-mini (9 blocks per stage, 12 epochs, seeds 0, 1 and 2); values are checked
 against the store's own reads. Tests that need ConfigSpace/Optuna skip when the ``integrations`` extra is missing.

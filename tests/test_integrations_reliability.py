@@ -1,4 +1,4 @@
-"""Issue 26 (integrations): an objective epoch beyond the fidelity, every built-in Optuna sampler, seed ranges.
+"""Integrations refuse bad input: an objective epoch beyond the fidelity, every built-in Optuna sampler, seeds.
 
 On the bundled Blox-mini (9 blocks per stage, 12 epochs, seeds 0, 1, 2); values checked against the store.
 """
@@ -29,7 +29,7 @@ def _mean(store, metric: str, index: int, epoch: int | None = None) -> float:
     return float(np.mean([store.get(metric, [index], seed=s, epoch=epoch)[0] for s in MINI_SEEDS]))
 
 
-# ------------------------------------------------------------------------------------------ item 12
+# ------------------------------------------------------------------------------ an objective epoch beyond the fidelity
 def test_an_objective_epoch_beyond_the_fidelity_is_refused(store) -> None:
     from blox_env.integrations import BloxObjective, objective
 
@@ -46,7 +46,7 @@ def test_an_objective_epoch_beyond_the_fidelity_is_refused(store) -> None:
     assert out["cost"] == pytest.approx(_mean(store, "train_time_s", 20710, 12))
 
 
-# ------------------------------------------------------------------------------------------ item 14
+# --------------------------------------------------------------------------------------- every built-in Optuna sampler
 def _samplers(store) -> dict[str, object]:
     import optuna
 
@@ -127,7 +127,7 @@ def test_a_grid_sampler_under_a_budget_stops_at_the_budget(store) -> None:
     assert r.trials[-1]["cumulative_cost"] == pytest.approx(r.total_cost)
 
 
-# ------------------------------------------------------------------------------------------ item 16
+# --------------------------------------------------------------------------------------------------------- seed ranges
 @pytest.mark.parametrize("seed", [-1, 2**32, 2**63])
 def test_out_of_range_seeds_are_refused_naming_the_range(store, seed: int) -> None:
     from blox_env.integrations import configuration_space, optuna_search

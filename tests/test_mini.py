@@ -74,7 +74,8 @@ def test_mini_covers_its_sub_space_for_every_seed(mini) -> None:
 
 
 def test_mini_meets_the_discrimination_bars(mini) -> None:
-    """Issue 17's bars: test-accuracy range >= 30 points (seed mean), Spearman >= 0.6 between every two seeds."""
+    """The bundled store's bars: test-accuracy range >= 30 points (seed mean), Spearman >= 0.6 between any two
+    seeds."""
     test = mini.get("test_top1", seed="mean")
     assert test.max() - test.min() >= 30.0
     for a, b in combinations(MINI_SEEDS, 2):

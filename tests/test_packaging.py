@@ -1,4 +1,4 @@
-"""The wheel cannot forget a package: pyproject's explicit package list equals the tree (issue 15)."""
+"""The wheel cannot forget a package: pyproject's explicit package list equals the tree."""
 
 from __future__ import annotations
 

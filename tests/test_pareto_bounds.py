@@ -1,4 +1,4 @@
-"""Hypervolume stays bounded (issue 26, item 8): exact up to a stated size, refused or estimated above it.
+"""Hypervolume stays bounded: exact up to a stated size, refused or estimated above it.
 
 The cases whose old behaviour hangs inside moocore's C code (where Ctrl-C is not seen) run in a child
 process with a timeout and a memory limit, so that a regression fails the test instead of hanging the suite.

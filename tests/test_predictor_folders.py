@@ -1,4 +1,4 @@
-"""Damaged or edited predictor folders (issue 13, defect 9): one clear error naming the folder, nothing allocated.
+"""Damaged or edited predictor folders: one clear error naming the folder, nothing allocated.
 
 The fixture is the fastest torch predictor with a weights file (a one-layer MLP, one epoch); each
 test copies its folder and damages one thing. Graph predictors share the checks: their implied

@@ -1,4 +1,4 @@
-"""Data provenance in every report (issue 15): `blox data info`, `blox bench` (header and report), the study and
+"""Data provenance in every report: `blox data info`, `blox bench` (header and report), the study and
 the predictor evaluation name the benchmark; the official-data note appears for official imports only."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 29: BLOX searched on Ray Tune, live and tabular, every trial recorded by the driver in a trace store.
+"""BLOX searched on Ray Tune, live and tabular, every trial recorded by the driver in a trace store.
 
 Ray Tune itself runs (no mocks) on a local Ray of 2 CPUs, shut down after the module. The trace written by
 :class:`~blox_env.integrations.ray_tune.TraceCallback` is compared with Tune's own ``ResultGrid`` (every reported

@@ -383,7 +383,7 @@ def test_our_writer_emits_the_original_bytes(tmp_path: Path) -> None:
     assert zlib.decompress(ours) == original_raw(names, types, rows)
 
 
-# --------------------------------------------------------------------------- resource bombs (defect 9)
+# --------------------------------------------------------------------------- resource bombs
 
 
 def _peak_mb(fn: Any) -> float:

@@ -1,4 +1,4 @@
-"""The release resolver against a loopback server that mimics GitHub's releases API (issue 29).
+"""The release resolver against a loopback server that mimics GitHub's releases API.
 
 The server (127.0.0.1, ephemeral port, 5 s socket timeouts, shut down after each test) answers
 ``/repos/{owner}/{repo}/releases/latest``, ``/releases/tags/{tag}`` and ``/releases`` like the API

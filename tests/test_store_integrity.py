@@ -1,4 +1,4 @@
-"""Store integrity (issue 13, defect 4): damaged stores never read as plausible numbers.
+"""Store integrity: damaged stores never read as plausible numbers.
 
 Faults are injected into the files of a real store on disk: deleted, truncated
 and garbage chunks; empty, invalid and incomplete ``zarr.json``; edited shapes;

@@ -1,12 +1,12 @@
-"""Store reliability (issue 26, items 6, 7 and 13): edited metadata, unbounded files, torn writes.
+"""Store reliability: edited metadata, unbounded files, torn writes.
 
-- Item 6: an edited ``attributes.encoding`` (denominator, delta, emptied) in an array's ``zarr.json`` read as
+- an edited ``attributes.encoding`` (denominator, delta, emptied) in an array's ``zarr.json`` read as
   silently wrong numbers and passed ``verify --deep``; a store whose checksum table was removed verified "OK,
   0 checksums verified". Now the checksums cover each array's metadata.
-- Item 7: a chunk that is a symbolic link to ``/dev/zero`` made reads and ``blox data info`` read without limit.
+- a chunk that is a symbolic link to ``/dev/zero`` made reads and ``blox data info`` read without limit.
   Those cases run in a subprocess with an address-space limit and a timeout, so the old behaviour cannot hurt
   the machine.
-- Item 13: a reader beside a writer saw torn values (NaN or mixed) or "damaged... re-import".
+- a reader beside a writer saw torn values (NaN or mixed) or "damaged... re-import".
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ EDITS = {
 }
 
 
-# ---------------------------------------------------------------------- item 6: metadata under the checksums
+# ---------------------------------------------------------------------- metadata under the checksums
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_edited_encoding_never_reads_as_numbers(store_path: Path, edit: str) -> None:
     metric, change = EDITS[edit]
@@ -145,7 +145,7 @@ def test_closing_after_a_write_records_metadata_checksums(store_path: Path) -> N
     assert report.ok and not report.meta_unchecked
 
 
-# ---------------------------------------------------------------------- item 7: bounded reads
+# ---------------------------------------------------------------------- bounded reads
 def _limited(code: str, *, timeout: float = 120, mem: int = 2 << 30) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter limited to ``mem`` bytes of address space and ``timeout`` seconds."""
 
@@ -261,7 +261,7 @@ def test_metadata_linked_to_dev_zero_is_refused(store_path: Path) -> None:
     assert "REFUSED" in out.stdout and "/dev/zero, outside the store" in out.stdout and "VERIFY False" in out.stdout
 
 
-# ---------------------------------------------------------------------- item 13: no torn values beside a writer
+# ---------------------------------------------------------------------- no torn values beside a writer
 
 
 def test_reader_beside_a_writer_never_sees_torn_values(store_path: Path) -> None:

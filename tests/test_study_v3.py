@@ -1,4 +1,4 @@
-"""Issue 28 (the study, v3): the teacher rule, DONNA / LANA paying what they read, the paper's iterative
+"""The study: the teacher rule, DONNA / LANA paying what they read, the paper's iterative
 strategy (steps 1-5), the 40-unit plan's cost to target, bootstrap intervals and the verdict rule."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 29: Blox-mini as a Syne Tune blackbox, Syne Tune's simulator on it, and the on-disk export.
+"""Blox-mini as a Syne Tune blackbox, Syne Tune's simulator on it, and the on-disk export.
 
 Syne Tune itself runs (no mocks): its ``BlackboxTabular``, ``UserBlackboxBackend``, ``Tuner`` with the
 simulator callback, ``RandomSearch`` and ``ASHA``, and its own loader for the exported folder. Every reported

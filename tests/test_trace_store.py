@@ -1,4 +1,4 @@
-"""Trace stores (issue 26, items 4 and 5): search traces live in a store of their own, tied to one benchmark.
+"""Trace stores: search traces live in a store of their own, tied to one benchmark.
 
 Before: ``blox bench --traces`` appended into any store (the packaged zip included), silently replaced earlier
 traces (of another benchmark too), two writers tore ``traces/random-s0`` (6 of 14 columns, no attributes) and
