@@ -112,96 +112,55 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
     from blox_env.rewards.factory import make_tabular_backend
 
     spec = task.spec
+    search, bw = spec.search, spec.blockwise
     store = open_store(task.store)
     budget = max(spec.budget.budgets)
-    blockwise = {"mode": "blockwise", "teacher": spec.blockwise.teacher} if spec.mode == "blockwise" else {}
+    blockwise = {"mode": "blockwise", "teacher": bw.teacher} if spec.mode == "blockwise" else {}
+    # what every search of the task shares (the budget rule's options and the seed)
+    common = {"cost_unit": spec.budget.cost_unit, "seed": task.seed, "metric": search.metric}
 
     def backend_at(ft_epochs: int | None) -> Any:
         extra = {**blockwise, "ft_epochs": ft_epochs} if blockwise else {}
-        return make_tabular_backend(store, metric=spec.search.metric, seed_mode=spec.search.seed_mode, **extra)
+        return make_tabular_backend(store, metric=search.metric, seed_mode=search.seed_mode, **extra)
 
-    if spec.blockwise.strategy == "plain":
-        backend = backend_at(spec.blockwise.ft_epochs)
+    if bw.strategy == "plain":
+        backend = backend_at(bw.ft_epochs)
         agent = make_search_agent(task.agent, backend, seed=task.seed, spec=spec)
         run, fields = prepaid_run(agent, backend, spec=spec, budget=budget, seed=task.seed)
+        plain = {**common, "budget": budget, "charge_repeats": spec.budget.charge_repeats, "run": run, "fields": fields}
         if spec.simulated:
-            return run_parallel_search(
-                agent,
-                backend,
-                sim_workers=spec.sim.sim_workers,
-                mode=spec.sim.mode,
-                budget=budget,
-                budget_kind=spec.budget.kind,
-                cost_unit=spec.budget.cost_unit,
-                seed=task.seed,
-                metric=spec.search.metric,
-                charge_repeats=spec.budget.charge_repeats,
-                run=run,
-                fields=fields,
-            )
-        return run_search(
-            agent,
-            backend,
-            budget=budget,
-            cost_unit=spec.budget.cost_unit,
-            seed=task.seed,
-            metric=spec.search.metric,
-            charge_repeats=spec.budget.charge_repeats,
-            run=run,
-            fields=fields,
-        )
+            return run_parallel_search(agent, backend, sim_workers=spec.sim.sim_workers, mode=spec.sim.mode,
+                                       budget_kind=spec.budget.kind, **plain)
+        return run_search(agent, backend, **plain)
     # strategies plan their phases for a budget: one run per budget, records tagged with ``plan_budget``;
     # the backends are made once (each plan's SearchRun starts their shared charges anew)
-    target = spec.search.target if spec.blockwise.stop_at_target else None
+    target = search.target if bw.stop_at_target else None
     trace: list[dict[str, Any]] = []
-    if spec.blockwise.strategy == "two-stage":
-        full = make_tabular_backend(
-            store,
-            metric=spec.search.metric,
-            seed_mode=spec.search.seed_mode,
-            mode="blockwise",
-            teacher=spec.blockwise.full_teacher or spec.blockwise.teacher,
-            ft_epochs=None,
-        )
+    if bw.strategy == "two-stage":
+        full = make_tabular_backend(store, metric=search.metric, seed_mode=search.seed_mode, mode="blockwise",
+                                    teacher=bw.full_teacher or bw.teacher, ft_epochs=None)
         short = backend_at(min(full.tables.ft_epochs))
         for plan in sorted(spec.budget.budgets):
             agent = make_search_agent(task.agent, short, seed=task.seed, spec=spec)
-            part = two_stage_search(
-                agent,
-                short,
-                full,
-                budget=plan,
-                cost_unit=spec.budget.cost_unit,
-                seed=task.seed,
-                metric=spec.search.metric,
-                target=target,
-                **spec.blockwise.strategy_kwargs,
-            )
+            part = two_stage_search(agent, short, full, budget=plan, target=target, **common, **bw.strategy_kwargs)
             trace += [{**r, "plan_budget": plan} for r in part]
         return trace
     from blox_env.rewards.blockwise import TeacherBackends
 
     live_store = live = None
-    if spec.blockwise.live_store is not None:  # promoted teachers trained live, recorded beside the tables
+    if bw.live_store is not None:  # promoted teachers trained live, recorded beside the tables
         from blox_env.datasets.store.core import BloxStore
         from blox_env.rewards.live import live_teacher_backends
 
-        live_store = BloxStore.open(spec.blockwise.live_store, mode="a")
+        live_store = BloxStore.open(bw.live_store, mode="a")
         live = live_teacher_backends(live_store)
     try:
-        teachers = TeacherBackends(live_store or store, metric=spec.search.metric, live=live)
+        teachers = TeacherBackends(live_store or store, metric=search.metric, live=live)
         for plan in sorted(spec.budget.budgets):
             part = iterative_teacher_search(
-                lambda s, short: make_search_agent(task.agent, short, seed=s, spec=spec),
-                teachers,
-                start_teacher=teachers.tables.teachers[spec.blockwise.teacher],
-                budget=plan,
-                cost_unit=spec.budget.cost_unit,
-                seed=task.seed,
-                metric=spec.search.metric,
-                target=target,
-                **spec.blockwise.strategy_kwargs,
-            )
+                lambda s, short: make_search_agent(task.agent, short, seed=s, spec=spec), teachers,
+                start_teacher=teachers.tables.teachers[bw.teacher], budget=plan, target=target, **common,
+                **bw.strategy_kwargs)
             trace += [{**r, "plan_budget": plan} for r in part]
     finally:
         if live_store is not None:

@@ -45,23 +45,10 @@ def run_search(agent: Any, backend: RewardBackend, *, budget: float, cost_unit: 
     budget = check_search_budget(budget, cost_unit)
     seed = check_seed("seed", seed)
     if type(sim_workers) is not int or sim_workers != 1 or mode != "async":
-        return run_parallel_search(
-            agent,
-            backend,
-            sim_workers=sim_workers,
-            mode=mode,
-            budget=budget,
-            budget_kind="compute",
-            cost_unit=cost_unit,
-            seed=seed,
-            metric=metric,
-            charge_repeats=charge_repeats,
-            max_evaluations=max_evaluations,
-            run=run,
-            stop_at=stop_at,
-            fields=fields,
-            key=key,
-        )
+        return run_parallel_search(agent, backend, sim_workers=sim_workers, mode=mode, budget=budget,
+                                   budget_kind="compute", cost_unit=cost_unit, seed=seed, metric=metric,
+                                   charge_repeats=charge_repeats, max_evaluations=max_evaluations, run=run,
+                                   stop_at=stop_at, fields=fields, key=key)
     if run is None:
         run = SearchRun(budget=budget, cost_unit=cost_unit, charge_repeats=charge_repeats, metric=metric, seed=seed)
     limit = budget if stop_at is None else min(stop_at, budget)

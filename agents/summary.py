@@ -69,8 +69,8 @@ def best_at(trace: Sequence[dict[str, Any]], budget: float, report_metric: str,
     As in the environments, the evaluation that crosses the budget still counts. Only
     full-fidelity evaluations are eligible when the trace mixes fidelities, and only records
     with ``select`` true (strategies mark their screening phases false; a strategy's rows, which carry a
-    ``phase``, are eligible by ``select`` alone: e.g. normal trainings next to full fine-tunes). ``report`` maps a model
-    index to the value reported for it (e.g. the seed-mean normal test accuracy, so that
+    ``phase``, are eligible by ``select`` alone: e.g. normal trainings next to full fine-tunes). ``report`` maps
+    a model index to the value reported for it (e.g. the seed-mean normal test accuracy, so that
     blockwise and conventional searches are scored alike); by default the record's ``report_metric``.
     """
     return float(best_at_each(trace, [budget], report_metric, report)[0])
@@ -136,42 +136,37 @@ def summarise_traces(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spe
     ``label`` names the rows (default: the agent, plus the strategy when it is not plain).
     """
     rows = []
+    budgets, metric, clock = spec.budget.budgets, spec.search.report_metric, spec.budget.clock
     for agent in spec.search.agents:
         runs = full_runs = [traces[(agent, s)] for s in range(spec.search.seeds) if (agent, s) in traces]
         name = label or (agent if spec.blockwise.strategy == "plain" else f"{agent}+{spec.blockwise.strategy}")
         row: dict[str, Any] = {"agent": name, "seeds": len(runs)}
-        by_budget = np.array(
-            [
-                best_at_each(t, spec.budget.budgets, spec.search.report_metric, report, clock=spec.budget.clock)
-                for t in runs
-            ]
-        ).reshape(len(runs), len(spec.budget.budgets))
-        for j, b in enumerate(spec.budget.budgets):
+        by_budget = np.array([best_at_each(t, budgets, metric, report, clock=clock)
+                              for t in runs]).reshape(len(runs), len(budgets))
+        for j, b in enumerate(budgets):
             row[f"best@{b:g}"], row[f"answered@{b:g}"] = mean_se(by_budget[:, j])
             row[f"regret@{b:g}"] = float(best_report - row[f"best@{b:g}"][0])
         runs = [planned(t, np.inf) for t in runs]  # costs to reach: the run planned for the largest budget
-        reach_best = [_to_best(t, best_index, spec.budget.clock) for t in runs]
+        reach_best = [_to_best(t, best_index, clock) for t in runs]
         row["cost_to_best_median"] = float(np.median(reach_best))
         row["found_best"] = int(np.isfinite(reach_best).sum())
         if spec.simulated:  # both clocks: simulated wall-clock and total compute to the best model, compute spent
-            row["sim_wall_to_best_median"] = float(np.median([_to_best(t, best_index, "sim_wall_clock") for t in runs]))
-            row["compute_to_best_median"] = float(np.median([_to_best(t, best_index, "cumulative_cost") for t in runs]))
+            row["sim_wall_to_best_median"] = float(np.median([_to_best(t, best_index, "sim_wall_clock")
+                                                              for t in runs]))
+            row["compute_to_best_median"] = float(np.median([_to_best(t, best_index, "cumulative_cost")
+                                                             for t in runs]))
             row["compute_total_mean"] = float(np.mean([t[-1]["cumulative_cost"] if t else 0.0 for t in runs]))
-            row["sim_wall_total_mean"] = float(
-                np.mean([clock_values(t[-1:], "sim_wall_clock")[0] if t else 0.0 for t in runs])
-            )
+            row["sim_wall_total_mean"] = float(np.mean([clock_values(t[-1:], "sim_wall_clock")[0] if t else 0.0
+                                                        for t in runs]))
         if spec.search.target is not None:
-            reach = [
-                cost_to_reach(t, spec.search.target, spec.search.report_metric, report, clock=spec.budget.clock)
-                for t in runs
-            ]
+            reach = [cost_to_reach(t, spec.search.target, metric, report, clock=clock) for t in runs]
             row["cost_to_target_median"] = float(np.median(reach))
             row["reached_target"] = int(np.isfinite(reach).sum())
         if spec.mode == "blockwise":  # the answer's own (fine-tuned) score, as the paper's Table 2 reports it
-            for b in spec.budget.budgets:
-                row[f"finetuned@{b:g}"], _ = mean_se([best_at(t, b, spec.search.report_metric) for t in full_runs])
+            for b in budgets:
+                row[f"finetuned@{b:g}"], _ = mean_se([best_at(t, b, metric) for t in full_runs])
             if spec.search.target is not None:
-                reach = [cost_to_reach(t, spec.search.target, spec.search.report_metric) for t in runs]
+                reach = [cost_to_reach(t, spec.search.target, metric) for t in runs]
                 row["cost_to_target_finetuned_median"] = float(np.median(reach))
                 row["reached_target_finetuned"] = int(np.isfinite(reach).sum())
         row["evaluations_mean"] = float(np.mean([len(t) for t in runs]))

@@ -35,27 +35,17 @@ def main() -> None:
                 walls, computes = [], []
                 for seed in range(args.seeds):
                     backend = TabularReward(store)
-                    trace = run_parallel_search(
-                        make_agent(name, backend.space, seed=seed),
-                        backend,
-                        sim_workers=workers,
-                        mode=mode,
-                        budget=20000.0,
-                        budget_kind="compute",
-                        cost_unit="seconds",
-                        seed=seed,
-                        metric="val_top1",
-                    )
+                    trace = run_parallel_search(make_agent(name, backend.space, seed=seed), backend,
+                                                sim_workers=workers, mode=mode, budget=20000.0, budget_kind="compute",
+                                                cost_unit="seconds", seed=seed, metric="val_top1")
                     hit = next((r for r in trace if r["arch_index"] == best), None)
                     if hit is not None:
                         walls.append(hit["sim_wall_clock"])
                         computes.append(hit["compute_committed"])
                 wall = float(np.median(walls))
                 base = wall if base is None else base
-                print(
-                    f"| {name} | {workers} | {mode} | {len(walls)}/{args.seeds} | {wall:.0f} s | "
-                    f"{base / wall:.1f}x | {np.median(computes):.0f} s |"
-                )
+                print(f"| {name} | {workers} | {mode} | {len(walls)}/{args.seeds} | {wall:.0f} s | "
+                      f"{base / wall:.1f}x | {np.median(computes):.0f} s |")
 
 
 if __name__ == "__main__":

@@ -22,25 +22,18 @@ def test_notes_state_the_reference_and_why_regret_can_be_negative() -> None:
     assert "select on validation, report test" in scores
     assert evaluations.startswith("evaluations: trace records per search at the largest budget")
     assert "(they are free)" in evaluations and "phase" not in evaluations
-    with_target = table_notes(
-        BenchSpec.from_options(agents=("random",), seeds=2, budgets=(10.0,), target=93.0),
-        best_index=1,
-        best_report=94.0,
-    )
+    with_target = table_notes(BenchSpec.from_options(agents=("random",), seeds=2, budgets=(10.0,), target=93.0),
+                              best_index=1, best_report=94.0)
     assert any(n.startswith("cost to 93: the first cumulative cost after which") for n in with_target)
 
 
-@pytest.mark.parametrize(
-    ("strategy", "phrase"),
-    [("two-stage", "Two-stage counts both phases"), ("iterative", "Iterative counts every step")],
-)
+@pytest.mark.parametrize(("strategy", "phrase"), [("two-stage", "Two-stage counts both phases"),
+                                                   ("iterative", "Iterative counts every step")])
 def test_blockwise_notes_explain_scores_and_phases(strategy: str, phrase: str) -> None:
     spec = BenchSpec.from_options(agents=("random",), seeds=1, budgets=(10.0,), mode="blockwise", strategy=strategy)
     notes = table_notes(spec, best_index=1, best_report=90.0)
-    assert any(
-        n.startswith("blockwise mode: answers are chosen on fine-tuned `val_top1`") and "lower normal accuracy" in n
-        for n in notes
-    )
+    assert any(n.startswith("blockwise mode: answers are chosen on fine-tuned `val_top1`") and
+               "lower normal accuracy" in n for n in notes)
     assert phrase in notes[-1]
     assert "seed noise" not in notes[0]  # blockwise answers are scored by seed means
     assert notes_markdown(notes).startswith("Notes:\n\n1. regret")
@@ -48,21 +41,8 @@ def test_blockwise_notes_explain_scores_and_phases(strategy: str, phrase: str) -
 
 def test_bench_prints_and_reports_the_notes(tmp_path: Path) -> None:
     report = tmp_path / "r.md"
-    args = [
-        "bench",
-        "--agents",
-        "random",
-        "--seeds",
-        "1",
-        "--budgets",
-        "10,20",
-        "--executor",
-        "serial",
-        "--plot",
-        str(tmp_path / "p.png"),
-        "--report",
-        str(report),
-    ]
+    args = ["bench", "--agents", "random", "--seeds", "1", "--budgets", "10,20", "--executor", "serial",
+            "--plot", str(tmp_path / "p.png"), "--report", str(report)]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     for text in (result.output, report.read_text()):

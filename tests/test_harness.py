@@ -64,9 +64,8 @@ def test_search_stops_when_the_space_is_exhausted(store) -> None:
 
 
 def test_summary_recomputed_by_hand(store) -> None:
-    spec = BenchSpec.from_options(
-        agents=("random", "evolution"), seeds=3, budgets=(10.0, 30.0), cost_unit="evaluations", seed_mode=0, target=60.0
-    )
+    spec = BenchSpec.from_options(agents=("random", "evolution"), seeds=3, budgets=(10.0, 30.0),
+                                  cost_unit="evaluations", seed_mode=0, target=60.0)
     traces = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
     val = store.get("val_top1", seed="mean")
     best_index = int(store.index[int(np.argmax(val))])
@@ -90,13 +89,8 @@ def test_summary_recomputed_by_hand(store) -> None:
 
 def test_constraint_respected_in_the_harness(store, tmp_path) -> None:
     limit = float(np.median(store.get("params")))
-    spec = BenchSpec.from_options(
-        agents=("random", "evolution", "local"),
-        seeds=2,
-        budgets=(20.0,),
-        cost_unit="evaluations",
-        constraint={"params": limit},
-    )
+    spec = BenchSpec.from_options(agents=("random", "evolution", "local"), seeds=2, budgets=(20.0,),
+                                  cost_unit="evaluations", constraint={"params": limit})
     traces = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
     assert all(r["metrics"]["params"] <= limit for t in traces.values() for r in t)
     png = plot_anytime(traces, tmp_path / "a.png", spec=spec, best=80.0)
@@ -104,28 +98,10 @@ def test_constraint_respected_in_the_harness(store, tmp_path) -> None:
 
 
 def test_bench_cli_and_bad_specs(store, tmp_path) -> None:
-    res = CliRunner().invoke(
-        app,
-        [
-            "bench",
-            "--store",
-            store.location,
-            "--agents",
-            "random,evolution",
-            "--seeds",
-            "2",
-            "--budgets",
-            "50,100",
-            "--executor",
-            "serial",
-            "--report",
-            str(tmp_path / "r.md"),
-            "--plot",
-            str(tmp_path / "p.png"),
-            "--traces",
-            str(tmp_path / "t.zarr"),
-        ],
-    )
+    res = CliRunner().invoke(app, ["bench", "--store", store.location, "--agents", "random,evolution",
+                                   "--seeds", "2", "--budgets", "50,100", "--executor", "serial",
+                                   "--report", str(tmp_path / "r.md"), "--plot", str(tmp_path / "p.png"),
+                                   "--traces", str(tmp_path / "t.zarr")])
     assert res.exit_code == 0, res.output
     assert "| random |" in res.output and (tmp_path / "r.md").read_text().count("| evolution |") == 1
     tstore = open_store(tmp_path / "t.zarr")
@@ -151,26 +127,16 @@ def test_sb3_agent_searches_through_ask_tell(store) -> None:
 
 
 def _rec(index: int, objective: float, report: float, cost: float, *, select: bool = True) -> dict:
-    return {
-        "arch_index": index,
-        "objective": objective,
-        "metrics": {"test_top1": report},
-        "fidelity": 8,
-        "cumulative_cost": cost,
-        "select": select,
-    }
+    return {"arch_index": index, "objective": objective, "metrics": {"test_top1": report}, "fidelity": 8,
+            "cumulative_cost": cost, "select": select}
 
 
 def test_cost_to_target_counts_only_an_answer_that_stays_above_it() -> None:
     """By hand: the answer is the best-objective eligible model so far; a transient hit does not count."""
-    trace = [
-        _rec(1, 50.0, 70.0, 10.0),
-        _rec(2, 60.0, 91.0, 20.0),  # answer 2: 91 >= 90 (transient)
-        _rec(3, 65.0, 85.0, 30.0),  # answer 3 (better objective, worse test): 85 < 90
-        _rec(4, 99.0, 99.0, 35.0, select=False),  # not eligible: changes nothing
-        _rec(5, 70.0, 92.0, 40.0),
-        _rec(6, 55.0, 10.0, 50.0),
-    ]  # answer 5 from cost 40 on, then it stays
+    trace = [_rec(1, 50.0, 70.0, 10.0), _rec(2, 60.0, 91.0, 20.0),  # answer 2: 91 >= 90 (transient)
+             _rec(3, 65.0, 85.0, 30.0),  # answer 3 (better objective, worse test): 85 < 90
+             _rec(4, 99.0, 99.0, 35.0, select=False),  # not eligible: changes nothing
+             _rec(5, 70.0, 92.0, 40.0), _rec(6, 55.0, 10.0, 50.0)]  # answer 5 from cost 40 on, then it stays
     assert list(answers(trace, "test_top1")) == [70.0, 91.0, 85.0, 85.0, 92.0, 92.0]
     assert cost_to_reach(trace, 90.0, "test_top1") == 40.0
     assert cost_to_reach(trace, 60.0, "test_top1") == 10.0
@@ -196,12 +162,8 @@ def test_partial_store_is_refused_up_front(tmp_path) -> None:
     BloxStore.create(tmp_path / "p.zarr", index=index).close()
     assert len({Arch.from_index(i).blocks[0] for i in index}) == 2  # the rows still span the 2 x 2 x 1 space
     with pytest.raises(InvalidArgumentError, match="holds 3 of the 4 models"):
-        run_benchmark(
-            str(tmp_path / "p.zarr"),
-            spec=BenchSpec.from_options(agents=("random",), seeds=1, budgets=(10.0,)),
-            executor="serial",
-            progress=False,
-        )
+        run_benchmark(str(tmp_path / "p.zarr"), executor="serial", progress=False,
+                      spec=BenchSpec.from_options(agents=("random",), seeds=1, budgets=(10.0,)))
 
 
 def test_asha_runs_in_the_harness_with_the_backends_epoch_range(store) -> None:

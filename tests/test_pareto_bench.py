@@ -130,9 +130,8 @@ def test_spec_options_are_checked() -> None:
 def test_mo_agents_get_the_spec_objectives() -> None:
     store = open_store(None)
     device = next(m for m in store.metrics() if m.startswith("latency/"))
-    spec = BenchSpec.from_options(
-        agents=("nsga2", "random"), objectives=("val_top1", f"latency:{device.split('/')[1]}")
-    )
+    latency = f"latency:{device.split('/')[1]}"
+    spec = BenchSpec.from_options(agents=("nsga2", "random"), objectives=("val_top1", latency))
     backend = make_tabular_backend(store, metric="val_top1")
     agent = make_search_agent("nsga2", backend, seed=0, spec=spec)
     assert agent.objectives == parse_objectives(spec.search.objectives, store=store)
@@ -141,9 +140,8 @@ def test_mo_agents_get_the_spec_objectives() -> None:
 
 def test_summarise_pareto_on_the_bundled_store() -> None:
     store = open_store(None)
-    spec = BenchSpec.from_options(
-        agents=("mo-random", "nsga2"), seeds=3, budgets=(60.0, 200.0), objectives=("val_top1", "params")
-    )
+    spec = BenchSpec.from_options(agents=("mo-random", "nsga2"), seeds=3, budgets=(60.0, 200.0),
+                     objectives=("val_top1", "params"))
     traces = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
     again = run_benchmark(store.location, spec=spec, executor="serial", progress=False)
     assert [r["arch_index"] for r in traces[("nsga2", 1)]] == [r["arch_index"] for r in again[("nsga2", 1)]]
@@ -169,7 +167,8 @@ def test_simulated_workers_through_the_harness() -> None:
     assert trace[-1]["sim_wall_clock"] < trace[-1]["cumulative_cost"] / 2
     row = summarise_traces(par_traces, spec=par, best_index=trace[0]["arch_index"], best_report=90.0)[0]
     assert row["sim_wall_to_best_median"] <= row["compute_to_best_median"]
-    assert row["compute_total_mean"] == pytest.approx(np.mean([t[-1]["cumulative_cost"] for t in par_traces.values()]))
+    assert row["compute_total_mean"] == pytest.approx(np.mean([t[-1]["cumulative_cost"] for t in
+                                                               par_traces.values()]))
     # a wall-clock budget of 100 with 4 workers buys about 4x the compute of a compute budget of 100
     wall = BenchSpec.from_options(agents=("random",), seeds=1, budgets=(100.0,), sim_workers=4, budget_kind="wall")
     wtrace = run_benchmark(store.location, spec=wall, executor="serial", progress=False)[("random", 0)]
@@ -178,21 +177,8 @@ def test_simulated_workers_through_the_harness() -> None:
 
 def test_cli_bench_objectives_writes_table_plots_and_report(tmp_path: Path) -> None:
     report = tmp_path / "mo.md"
-    args = [
-        "bench",
-        "--objectives",
-        "val_top1,params",
-        "--seeds",
-        "2",
-        "--budgets",
-        "50,150",
-        "--executor",
-        "serial",
-        "--plot",
-        str(tmp_path / "p.png"),
-        "--report",
-        str(report),
-    ]
+    args = ["bench", "--objectives", "val_top1,params", "--seeds", "2", "--budgets", "50,150", "--executor",
+            "serial", "--plot", str(tmp_path / "p.png"), "--report", str(report)]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for name in ("mo-random", "nsga2", "parego"):
@@ -204,23 +190,8 @@ def test_cli_bench_objectives_writes_table_plots_and_report(tmp_path: Path) -> N
 
 
 def test_cli_bench_sim_workers_and_the_renamed_option(tmp_path: Path) -> None:
-    args = [
-        "bench",
-        "--agents",
-        "random",
-        "--seeds",
-        "1",
-        "--budgets",
-        "50",
-        "--executor",
-        "serial",
-        "--plot",
-        str(tmp_path / "p.png"),
-        "--sim-workers",
-        "4",
-        "--worker-mode",
-        "sync",
-    ]
+    args = ["bench", "--agents", "random", "--seeds", "1", "--budgets", "50", "--executor", "serial",
+            "--plot", str(tmp_path / "p.png"), "--sim-workers", "4", "--worker-mode", "sync"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "median simulated wall-clock / compute to best" in result.output

@@ -47,70 +47,33 @@ def best_model(store: BloxStore, *, metric: str = "val_top1", report_metric: str
 def agent_curves_on_grid(traces: dict[tuple[str, int], list[dict[str, Any]]], *, spec: BenchSpec, points: int = 60,
                    report: Mapping[int, float] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Cost grid and, per agent, ``[seeds, points]`` best-so-far report metric (select on validation)."""
-    groups = {
-        agent: [traces[(agent, s)] for s in range(spec.search.seeds) if (agent, s) in traces]
-        for agent in spec.search.agents
-    }
-    return group_curves(
-        groups,
-        budget=max(spec.budget.budgets),
-        report_metric=spec.search.report_metric,
-        points=points,
-        report=report,
-        clock=spec.budget.clock,
-    )
+    seeds, agents = spec.search.seeds, spec.search.agents
+    groups = {agent: [traces[(agent, s)] for s in range(seeds) if (agent, s) in traces] for agent in agents}
+    return group_curves(groups, budget=max(spec.budget.budgets), report_metric=spec.search.report_metric, points=points,
+                        report=report, clock=spec.budget.clock)
 
 
-def group_curves(
-    groups: Mapping[str, Sequence[Sequence[dict[str, Any]]]],
-    *,
-    budget: float,
-    report_metric: str,
-    points: int = 60,
-    report: Mapping[int, float] | None = None,
-    clock: str = "cumulative_cost",
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def group_curves(groups: Mapping[str, Sequence[Sequence[dict[str, Any]]]], *, budget: float, report_metric: str,
+                 points: int = 60, report: Mapping[int, float] | None = None, clock: str = "cumulative_cost",
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Anytime curves of labelled groups of traces (``[runs, points]`` each) on one grid of ``clock``."""
     grid = np.linspace(0, budget, points + 1)[1:]
-    curves = {
-        label: np.array([best_at_each(t, grid, report_metric, report, clock=clock) for t in runs])
-        for label, runs in groups.items()
-    }
+    curves = {label: np.array([best_at_each(t, grid, report_metric, report, clock=clock) for t in runs])
+              for label, runs in groups.items()}
     return grid, curves
 
 
-def plot_anytime(
-    traces: dict[tuple[str, int], list[dict[str, Any]]],
-    path: str | Path,
-    *,
-    spec: BenchSpec,
-    best: float | None = None,
-    title: str = "",
-    report: Mapping[int, float] | None = None,
-) -> Path:
+def plot_anytime(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *, spec: BenchSpec,
+                 best: float | None = None, title: str = "", report: Mapping[int, float] | None = None) -> Path:
     """Best-so-far vs the budget clock: mean over seeds with a ±1 standard-error band, one line per agent (PNG)."""
     grid, curves = agent_curves_on_grid(traces, spec=spec, report=report)
-    return plot_curves(
-        grid,
-        curves,
-        path,
-        budgets=spec.budget.budgets,
-        best=best,
-        title=title or "anytime performance",
-        xlabel=spec.budget_name(),
-        ylabel=f"{spec.search.report_metric} of the best-{spec.search.metric} model found",
-    )
+    return plot_curves(grid, curves, path, budgets=spec.budget.budgets, best=best, title=title or "anytime performance",
+                       xlabel=spec.budget_name(), ylabel=_found(spec))
 
 
-def plot_anytime_other_clock(
-    traces: dict[tuple[str, int], list[dict[str, Any]]],
-    path: str | Path,
-    *,
-    spec: BenchSpec,
-    best: float | None = None,
-    title: str = "",
-    report: Mapping[int, float] | None = None,
-) -> Path:
+def plot_anytime_other_clock(traces: dict[tuple[str, int], list[dict[str, Any]]], path: str | Path, *,
+                             spec: BenchSpec, best: float | None = None, title: str = "",
+                             report: Mapping[int, float] | None = None) -> Path:
     """Simulated workers: the anytime curves against the clock the budgets are *not* on (compute when budgets are
     simulated wall-clock, and the other way round), to the end of the longest search (PNG)."""
     from blox_env.agents.summary import clock_values
@@ -118,39 +81,23 @@ def plot_anytime_other_clock(
     other = "sim_wall_clock" if spec.budget.clock == "cumulative_cost" else "cumulative_cost"
     end = max((float(clock_values(t[-1:], other)[0]) for t in traces.values() if t), default=1.0)
     groups = {a: [traces[(a, s)] for s in range(spec.search.seeds) if (a, s) in traces] for a in spec.search.agents}
-    grid, curves = group_curves(
-        groups, budget=max(end, 1e-9), report_metric=spec.search.report_metric, report=report, clock=other
-    )
+    grid, curves = group_curves(groups, budget=max(end, 1e-9), report_metric=spec.search.report_metric, report=report,
+                                clock=other)
     unit = spec.budget.cost_unit
-    xlabel = (
-        f"simulated wall-clock ({unit}), {spec.sim.sim_workers} {spec.sim.mode} workers"
-        if other == "sim_wall_clock"
-        else f"total compute ({unit}, summed over evaluations)"
-    )
-    return plot_curves(
-        grid,
-        curves,
-        path,
-        budgets=(),
-        best=best,
-        title=title or "anytime performance",
-        xlabel=xlabel,
-        ylabel=f"{spec.search.report_metric} of the best-{spec.search.metric} model found",
-    )
+    workers = f"{spec.sim.sim_workers} {spec.sim.mode} workers"
+    xlabel = (f"simulated wall-clock ({unit}), {workers}" if other == "sim_wall_clock"
+              else f"total compute ({unit}, summed over evaluations)")
+    return plot_curves(grid, curves, path, budgets=(), best=best, title=title or "anytime performance",
+                       xlabel=xlabel, ylabel=_found(spec))
 
 
-def plot_curves(
-    grid: np.ndarray,
-    curves: Mapping[str, np.ndarray],
-    path: str | Path,
-    *,
-    budgets: Sequence[float],
-    best: float | None,
-    title: str,
-    xlabel: str,
-    ylabel: str,
-    best_label: str = "benchmark best",
-) -> Path:
+def _found(spec: BenchSpec) -> str:
+    """The y label of the anytime plots: what the curves show."""
+    return f"{spec.search.report_metric} of the best-{spec.search.metric} model found"
+
+
+def plot_curves(grid: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path, *, budgets: Sequence[float],
+                best: float | None, title: str, xlabel: str, ylabel: str, best_label: str = "benchmark best") -> Path:
     """Mean ± standard-error band (over the runs with a value) per labelled curve set, budget lines, the best (PNG)."""
     from blox_env.reports.plotting import new_axes, save_axes
 
@@ -178,11 +125,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec) -> str:
     """The summary table as Markdown."""
     bw = spec.mode == "blockwise"  # both scores: the fine-tuned model returned / the architecture trained normally
     score = "fine-tuned / normal " if bw else ""
-    head = (
-        ["agent"]
-        + [f"{score}{spec.search.report_metric} @ {b:g}" for b in spec.budget.budgets]
-        + [f"regret @ {max(spec.budget.budgets):g}", "median cost to best model (found)"]
-    )
+    head = ["agent"] + [f"{score}{spec.search.report_metric} @ {b:g}" for b in spec.budget.budgets] + \
+           [f"regret @ {max(spec.budget.budgets):g}", "median cost to best model (found)"]
     if spec.search.target is not None:
         head.append(f"median cost to {spec.search.target:g}{' (fine-tuned / normal)' if bw else ''} (reached)")
     if spec.simulated:
@@ -194,25 +138,17 @@ def markdown_table(rows: Sequence[dict[str, Any]], *, spec: BenchSpec) -> str:
         return f"{pair[0]:.2f} ± {pair[1]:.2f}"
 
     for r in rows:
-        cells = [r["agent"]] + [
-            (f"{ms(r[f'finetuned@{b:g}'])} / " if bw else "") + ms(r[f"best@{b:g}"]) for b in spec.budget.budgets
-        ]
-        cells += [
-            f"{r[f'regret@{max(spec.budget.budgets):g}']:.2f}",
-            f"{_fmt_cost(r['cost_to_best_median'])} ({r['found_best']}/{r['seeds']})",
-        ]
+        cells = [r["agent"]] + [(f"{ms(r[f'finetuned@{b:g}'])} / " if bw else "") + ms(r[f"best@{b:g}"])
+                                for b in spec.budget.budgets]
+        cells += [f"{r[f'regret@{max(spec.budget.budgets):g}']:.2f}",
+                  f"{_fmt_cost(r['cost_to_best_median'])} ({r['found_best']}/{r['seeds']})"]
         if spec.search.target is not None:
-            ft = (
-                f"{_fmt_cost(r['cost_to_target_finetuned_median'])} ({r['reached_target_finetuned']}/{r['seeds']}) / "
-                if bw
-                else ""
-            )
+            ft = (f"{_fmt_cost(r['cost_to_target_finetuned_median'])} ({r['reached_target_finetuned']}/{r['seeds']})"
+                  " / " if bw else "")
             cells.append(f"{ft}{_fmt_cost(r['cost_to_target_median'])} ({r['reached_target']}/{r['seeds']})")
         if spec.simulated:
-            cells += [
-                f"{_fmt_cost(r['sim_wall_to_best_median'])} / {_fmt_cost(r['compute_to_best_median'])}",
-                _fmt_cost(r["compute_total_mean"]),
-            ]
+            cells += [f"{_fmt_cost(r['sim_wall_to_best_median'])} / {_fmt_cost(r['compute_to_best_median'])}",
+                      _fmt_cost(r["compute_total_mean"])]
         cells.append(f"{r['evaluations_mean']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -225,19 +161,17 @@ def table_notes(spec: BenchSpec, *, best_index: int, best_report: float) -> list
     "evaluations" of a multi-phase strategy read as bugs; each note states what the code computes.
     """
     r, m, big = spec.search.report_metric, spec.search.metric, f"{max(spec.budget.budgets):g}"
-    seeds = (
-        "each search sees one seed's run of a model (its `val_top1` and `test_top1` from the same, randomly "
-        "drawn seed) while the reference is a seed mean, so seed noise can lift an answer above it"
-        if spec.search.seed_mode == "random" and spec.mode != "blockwise"
-        else "answers are scored by seed means too, so only that selection on validation makes it negative"
-    )
+    seeds = ("each search sees one seed's run of a model (its `val_top1` and `test_top1` from the same, randomly "
+             "drawn seed) while the reference is a seed mean, so seed noise can lift an answer above it"
+             if spec.search.seed_mode == "random" and spec.mode != "blockwise" else
+             "answers are scored by seed means too, so only that selection on validation makes it negative")
     phases = {
         "plain": "",
         "two-stage": " Two-stage counts both phases: the screening with short fine-tuning (most records, each cheap) "
-        "and the full fine-tunes down its ranking.",
+                     "and the full fine-tunes down its ranking.",
         "iterative": " Iterative counts every step of the paper's strategy: the screening search with short "
-        "fine-tuning, the normal training of the top candidates (step 3) and their full fine-tunes under each "
-        "promoted teacher (steps 4-5).",
+                     "fine-tuning, the normal training of the top candidates (step 3) and their full fine-tunes "
+                     "under each promoted teacher (steps 4-5).",
     }
     notes = [
         f"regret @ {big} = the benchmark's best minus the agent's mean `{r}` at that budget; the benchmark's best "
@@ -253,31 +187,22 @@ def table_notes(spec: BenchSpec, *, best_index: int, best_report: float) -> list
         + phases.get(spec.blockwise.strategy, ""),
     ]
     if spec.simulated:
-        notes.insert(
-            2,
-            f"simulated workers: each search ran on {spec.sim.sim_workers} {spec.sim.mode} simulated "
-            f"worker(s), each evaluation occupying its worker for its recorded cost on a simulated "
-            f'clock (no process ran in parallel). "Simulated wall-clock to best" is when the best '
-            f'model\'s result would have been known; "compute" sums the cost of every evaluation '
-            f"(total compute = workers x busy time); both are in {spec.budget.cost_unit}.",
-        )
+        notes.insert(2, f"simulated workers: each search ran on {spec.sim.sim_workers} {spec.sim.mode} simulated "
+                        f"worker(s), each evaluation occupying its worker for its recorded cost on a simulated "
+                        f"clock (no process ran in parallel). \"Simulated wall-clock to best\" is when the best "
+                        f"model's result would have been known; \"compute\" sums the cost of every evaluation "
+                        f"(total compute = workers x busy time); both are in {spec.budget.cost_unit}.")
     if spec.search.target is not None:
         when = "cumulative cost" if spec.budget.kind == "compute" else "simulated wall-clock time"
-        notes.insert(
-            2,
-            f"cost to {spec.search.target:g}: the first {when} after which the search's answer keeps "
-            f"a `{r}` of at least {spec.search.target:g} to the end of the search (a transient hit does not "
-            f"count); the median over all seeds, a search that never gets there counting as infinite.",
-        )
+        notes.insert(2, f"cost to {spec.search.target:g}: the first {when} after which the search's answer keeps "
+                        f"a `{r}` of at least {spec.search.target:g} to the end of the search (a transient hit does "
+                        f"not count); the median over all seeds, a search that never gets there counting as infinite.")
     if spec.mode == "blockwise":
-        notes.insert(
-            2,
-            f"blockwise mode: answers are chosen on fine-tuned `{m}` (after distillation from "
-            f"teacher {spec.blockwise.teacher}) and scored twice: the fine-tuned model's own `{r}` (the paper's "
-            f"Table 2 score) / the architecture's normal `{r}` (seed mean); a later, better-fine-tuning "
-            f"model can have a lower normal accuracy, so the normal score can fall as the budget grows. "
-            f"Regret is on the normal score.",
-        )
+        notes.insert(2, f"blockwise mode: answers are chosen on fine-tuned `{m}` (after distillation from "
+                        f"teacher {spec.blockwise.teacher}) and scored twice: the fine-tuned model's own `{r}` (the "
+                        f"paper's Table 2 score) / the architecture's normal `{r}` (seed mean); a later, "
+                        f"better-fine-tuning model can have a lower normal accuracy, so the normal score can fall as "
+                        f"the budget grows. Regret is on the normal score.")
     return notes
 
 
@@ -286,35 +211,23 @@ def notes_markdown(notes: Sequence[str]) -> str:
     return "Notes:\n\n" + "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1))
 
 
-def write_report(
-    path: str | Path,
-    *,
-    rows: Sequence[dict[str, Any]],
-    spec: BenchSpec,
-    plot: str | Path,
-    store_name: str,
-    best_index: int,
-    best_report: float,
-    seconds: float,
-    benchmark: dict[str, Any] | None = None,
-) -> Path:
+def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: BenchSpec, plot: str | Path,
+                 store_name: str, best_index: int, best_report: float, seconds: float,
+                 benchmark: dict[str, Any] | None = None) -> Path:
     """A Markdown report: setup, the table, the anytime plot, and (``benchmark``) which data it ran on."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_rel = Path(plot).name if Path(plot).parent == out.parent else str(plot)
+    search = spec.search
     text = (
         f"# Search benchmark on {store_name}\n\n"
-        f"{len(spec.search.agents)} agents x {spec.search.seeds} seeds, budgets "
+        f"{len(search.agents)} agents x {search.seeds} seeds, budgets "
         f"{', '.join(f'{b:g}' for b in spec.budget.budgets)} "
-        f"{spec.budget.cost_unit}: {spec.budget_name()}; search metric `{spec.search.metric}` (seed mode "
-        f"{spec.search.seed_mode!r}), reported `{spec.search.report_metric}` of the best-`{spec.search.metric}` "
-        "model found. "
-        f"Benchmark best (by mean `{spec.search.metric}`): model {best_index}, "
-        f"{spec.search.report_metric} {best_report:.2f}. "
-        f"Real run time {seconds:.0f} s.{_blockwise_note(spec)}\n\n"
-        + markdown_table(rows, spec=spec)
-        + "\n\n"
-        + notes_markdown(table_notes(spec, best_index=best_index, best_report=best_report))
+        f"{spec.budget.cost_unit}: {spec.budget_name()}; search metric `{search.metric}` (seed mode "
+        f"{search.seed_mode!r}), reported `{search.report_metric}` of the best-`{search.metric}` model found. "
+        f"Benchmark best (by mean `{search.metric}`): model {best_index}, {search.report_metric} {best_report:.2f}. "
+        f"Real run time {seconds:.0f} s.{_blockwise_note(spec)}\n\n" + markdown_table(rows, spec=spec)
+        + "\n\n" + notes_markdown(table_notes(spec, best_index=best_index, best_report=best_report))
         + f"\n\n![anytime]({plot_rel})\n"
     )
     if benchmark is not None:  # one line under the title (with the official-data note), the details at the end
@@ -330,9 +243,7 @@ def write_report(
 def _blockwise_note(spec: BenchSpec) -> str:
     if spec.mode != "blockwise":
         return ""
-    return (
-        f" Blockwise mode (teacher {spec.blockwise.teacher}, strategy {spec.blockwise.strategy}): searches read "
-        "fine-tuned "
-        "accuracies and pay fine-tuning, each distilled block and the teacher once per search; each answer is "
-        f"reported by its fine-tuned `{spec.search.report_metric}` and its normal one (seed mean)."
-    )
+    bw = spec.blockwise
+    return (f" Blockwise mode (teacher {bw.teacher}, strategy {bw.strategy}): searches read fine-tuned "
+            "accuracies and pay fine-tuning, each distilled block and the teacher once per search; each answer is "
+            f"reported by its fine-tuned `{spec.search.report_metric}` and its normal one (seed mean).")

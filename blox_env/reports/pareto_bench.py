@@ -100,16 +100,12 @@ def write_report(path: str | Path, *, rows: Sequence[dict[str, Any]], spec: Benc
         from blox_env.datasets.store.provenance import benchmark_summary
 
         data = f"Data: {benchmark_summary(benchmark)}\n\n"
-    text = (
-        f"# Multi-objective search benchmark on {store_name}\n\n{data}"
-        f"{len(spec.search.agents)} agents x {spec.search.seeds} seeds; budgets "
-        f"{', '.join(f'{b:g}' for b in spec.budget.budgets)} "
-        f"{spec.budget.cost_unit}: {spec.budget_name()}. Searches select on their own single-seed evaluations "
-        f"(seed mode {spec.search.seed_mode!r}). Run time {seconds:.0f} s (real).\n\n"
-        + markdown_table(rows, spec=spec)
-        + "\n\n"
-        + notes_markdown(table_notes(spec, ref=ref))
-        + f"\n\n{links}\n"
-    )
+    text = (f"# Multi-objective search benchmark on {store_name}\n\n{data}"
+            f"{len(spec.search.agents)} agents x {spec.search.seeds} seeds; budgets "
+            f"{', '.join(f'{b:g}' for b in spec.budget.budgets)} "
+            f"{spec.budget.cost_unit}: {spec.budget_name()}. Searches select on their own single-seed evaluations "
+            f"(seed mode {spec.search.seed_mode!r}). Run time {seconds:.0f} s (real).\n\n"
+            + markdown_table(rows, spec=spec) + "\n\n" + notes_markdown(table_notes(spec, ref=ref))
+            + f"\n\n{links}\n")
     out.write_text(text)
     return out
