@@ -1,7 +1,7 @@
 """Code blocks of Markdown pages (the docs site's pages), parsed on their own: a regex over the Markdown.
 
-Shared by the tests that keep documentation true (``tests/test_docs.py``). The conventions are the README's
-(``tests/test_readme.py``):
+Shared by the tests that keep documentation true (``tests/test_docs.py`` for the site, ``tests/test_readme.py``
+for the README). The conventions:
 
 - every ```python block carries an HTML comment on the line before its fence: ``<!-- runnable -->`` (the light
   core and the bundled Blox-mini), ``<!-- runnable: train -->`` (needs torch), ``<!-- runnable: predictors -->``
@@ -113,3 +113,21 @@ def resolve_command(app: Any, argv: list[str]) -> tuple[list[str], Any, list[str
         path.append(rest[0])
         cmd = cmd.commands[rest.pop(0)]
     return path, cmd, rest
+
+
+def command_problem(app: Any, argv: list[str]) -> str | None:
+    """Why ``blox <argv>`` would not run as written (a group, not a command; an unknown option; arguments that do
+    not parse), or None when it parses; nothing is run."""
+    text = "blox " + " ".join(argv)
+    path, cmd, rest = resolve_command(app, argv)
+    if hasattr(cmd, "commands"):
+        return f"`{text}` names a group, not a command"
+    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    unknown = [tok for tok in rest if tok.startswith("--") and tok.split("=", 1)[0] not in known]
+    if unknown:
+        return f"`{text}`: no option {unknown[0]} (has {sorted(known)})"
+    try:  # the whole line parses (types, counts of arguments) without running the command
+        cmd.make_context("blox " + " ".join(path), list(rest))
+    except Exception as exc:  # noqa: BLE001 - any parse error is the answer
+        return f"`{text}` does not parse: {exc}"
+    return None

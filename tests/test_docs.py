@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 
 import pytest
-from markdown_blocks import NEEDS, Block, blox_commands, parse_blocks, resolve_command
+from markdown_blocks import NEEDS, Block, blox_commands, command_problem, parse_blocks, resolve_command
 from typer.testing import CliRunner
 
 from blox_env.cli.root import app
@@ -82,17 +82,8 @@ def test_runnable_block_runs(page: Path, block: Block, tmp_path: Path, monkeypat
 
 @pytest.mark.parametrize(("page", "line", "argv"), COMMANDS, ids=[_id(p, n) for p, n, _ in COMMANDS])
 def test_blox_command_parses(page: Path, line: int, argv: list[str]) -> None:
-    text = "blox " + " ".join(argv)
-    path, cmd, rest = resolve_command(app, argv)
-    assert not hasattr(cmd, "commands"), f"{_id(page, line)}: `{text}` names a group, not a command"
-    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
-    for tok in rest:
-        if tok.startswith("--"):
-            assert tok.split("=", 1)[0] in known, f"{_id(page, line)}: `{text}`: no option {tok}"
-    try:  # the whole line parses (types, counts of arguments) without running the command
-        cmd.make_context("blox " + " ".join(path), list(rest))
-    except Exception as exc:  # noqa: BLE001 - any parse error fails, naming the line
-        pytest.fail(f"{_id(page, line)}: `{text}` does not parse: {exc}")
+    problem = command_problem(app, argv)
+    assert problem is None, f"{_id(page, line)}: {problem}"
 
 
 # ------------------------------------------------------------------------------------------ names and paths

@@ -1,6 +1,7 @@
 """README.md is true: its Python blocks run, its ``blox`` command lines parse, its repo paths exist.
 
-The README is parsed here on its own (a regex over the Markdown), not through any project code:
+The README is parsed by :mod:`markdown_blocks` (a regex over the Markdown, shared with the docs' test), not
+through any project code:
 
 - every ```python block carries an HTML comment on the line before its fence: ``<!-- runnable -->``
   (the light core and the bundled Blox-mini), ``<!-- runnable: train -->`` (needs torch),
@@ -20,59 +21,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
-import shlex
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import typer
+from markdown_blocks import NEEDS, Block, blox_commands, command_problem, parse_blocks, resolve_command
 from typer.testing import CliRunner
 
 from blox_env.cli.root import app
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-FENCE = re.compile(r"^```(\w*)\s*$")
-MARK = re.compile(r"^<!--\s*(runnable|not-runnable)(?::\s*(.*?))?\s*-->\s*$")
-#: what each ``runnable: KIND`` needs importable
-NEEDS = {"": (), "train": ("torch",), "predictors": ("torch", "dgl"), "integrations": ("ConfigSpace", "optuna")}
-
-
-@dataclass(frozen=True)
-class Block:
-    """One fenced code block: language, 1-based line of its opening fence, code, marker and section."""
-
-    lang: str
-    line: int
-    code: str
-    mark: tuple[str, str] | None
-    section: str
-
-
-def parse_blocks(text: str) -> list[Block]:
-    """Every fenced block of a Markdown text, with the marker comment on the line before its fence."""
-    lines = text.splitlines()
-    blocks, section, i = [], "", 0
-    while i < len(lines):
-        if lines[i].startswith("#") and not lines[i].startswith("#!"):
-            section = lines[i].lstrip("#").strip()
-        fence = FENCE.match(lines[i])
-        if fence is None:
-            i += 1
-            continue
-        start, body = i, []
-        i += 1
-        while i < len(lines) and not lines[i].startswith("```"):
-            body.append(lines[i])
-            i += 1
-        prev = MARK.match(lines[start - 1].strip()) if start else None
-        mark = (prev.group(1), prev.group(2) or "") if prev else None
-        blocks.append(Block(fence.group(1), start + 1, "\n".join(body) + "\n", mark, section))
-        i += 1
-    return blocks
-
-
 BLOCKS = parse_blocks(README.read_text(encoding="utf-8"))
 PYTHON = [b for b in BLOCKS if b.lang in ("python", "py")]
 RUNNABLE = [b for b in PYTHON if b.mark is not None and b.mark[0] == "runnable"]
@@ -123,66 +82,14 @@ def test_runnable_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.M
 # ------------------------------------------------------------------------------------------ bash blocks
 #: command lines that cannot be parsed offline, with the reason (none at present)
 UNCHECKED: dict[str, str] = {}
-_SEPARATORS = {"&&", "||", ";", "|"}
-_REDIRECTS = {">", ">>", "<", "2>", "&>"}
-
-
-def blox_commands(blocks: list[Block]) -> list[tuple[int, list[str]]]:
-    """``(README line, argv after 'blox')`` of every ``blox`` command in bash blocks (comments, chains and
-    redirections stripped, continuation lines joined)."""
-    out = []
-    for b in blocks:
-        if b.lang not in ("bash", "sh", "shell", "console"):
-            continue
-        joined: list[tuple[int, str]] = []
-        pending, first = "", 0
-        for k, raw in enumerate(b.code.splitlines()):
-            if not pending:
-                first = b.line + 1 + k
-            if raw.rstrip().endswith("\\"):
-                pending += raw.rstrip()[:-1] + " "
-                continue
-            joined.append((first, pending + raw))
-            pending = ""
-        for line, text in joined:
-            lex = shlex.shlex(text, posix=True, punctuation_chars=";&|<>")
-            lex.whitespace_split = True
-            lex.commenters = "#"
-            tokens, command = list(lex), []
-            commands = []
-            skip = False
-            for tok in tokens:
-                if skip:
-                    skip = False
-                    continue
-                if tok in _SEPARATORS:
-                    commands.append(command)
-                    command = []
-                elif tok in _REDIRECTS:
-                    skip = True
-                else:
-                    command.append(tok)
-            commands.append(command)
-            out += [(line, c[1:]) for c in commands if c and c[0] == "blox"]
-    return out
-
 
 COMMANDS = blox_commands(BLOCKS)
 
 
-def _resolve(argv: list[str]) -> tuple[list[str], object, list[str]]:
-    """(command path, click command, the rest of argv) of a ``blox`` argv."""
-    cmd = typer.main.get_command(app)
-    path, rest = [], list(argv)
-    while hasattr(cmd, "commands") and rest and rest[0] in cmd.commands:
-        path.append(rest[0])
-        cmd = cmd.commands[rest.pop(0)]
-    return path, cmd, rest
-
-
 def test_readme_has_blox_commands() -> None:
     assert len(COMMANDS) >= 4
-    assert {tuple(_resolve(argv)[0][:1]) for _, argv in COMMANDS} >= {("data",), ("bench",), ("predictors",)}
+    groups = {tuple(resolve_command(app, argv)[0][:1]) for _, argv in COMMANDS}
+    assert groups >= {("data",), ("bench",), ("predictors",)}
 
 
 @pytest.mark.parametrize(("line", "argv"), COMMANDS, ids=[f"line{n}" for n, _ in COMMANDS])
@@ -190,18 +97,11 @@ def test_blox_command_parses(line: int, argv: list[str]) -> None:
     text = "blox " + " ".join(argv)
     if text in UNCHECKED:
         pytest.skip(UNCHECKED[text])
-    path, cmd, rest = _resolve(argv)
-    assert not hasattr(cmd, "commands"), f"README.md:{line}: `{text}` names a group, not a command"
+    problem = command_problem(app, argv)
+    assert problem is None, f"README.md:{line}: {problem}"
+    path, _, _ = resolve_command(app, argv)
     result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, f"README.md:{line}: `blox {' '.join(path)} --help` failed:\n{result.output}"
-    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
-    for tok in rest:
-        if tok.startswith("--"):
-            assert tok.split("=", 1)[0] in known, f"README.md:{line}: `{text}`: no option {tok} (has {sorted(known)})"
-    try:  # the whole line parses (types, counts of arguments) without running the command
-        cmd.make_context("blox " + " ".join(path), list(rest))
-    except Exception as exc:  # noqa: BLE001 - any parse error fails, naming the line
-        pytest.fail(f"README.md:{line}: `{text}` does not parse: {exc}")
 
 
 # ------------------------------------------------------------------------------------------ paths and names
@@ -271,3 +171,10 @@ def test_parser_sees_markers_and_lines() -> None:
     assert [(b.lang, b.line, b.mark, b.section) for b in blocks] == [
         ("python", 4, ("runnable", "train"), "T"), ("bash", 8, None, "T")]
     assert blox_commands(blocks) == [(9, ["a"]), (9, ["b", "-x"])]
+
+
+def test_command_check_catches_groups_unknown_options_and_bad_values() -> None:
+    assert command_problem(app, ["bench", "--seeds", "2", "--budgets", "5,10"]) is None
+    assert "names a group" in command_problem(app, ["data"])
+    assert "no option --nope" in command_problem(app, ["bench", "--nope", "1"])
+    assert "does not parse" in command_problem(app, ["bench", "--seeds", "two"])
