@@ -136,16 +136,7 @@ class ProxyMixin:
 
     def _write_proxy_rows(self: BloxStore, path: str, pos: int, rows: np.ndarray, values: np.ndarray) -> None:
         arr, enc, _ = self._array(path)
-        data = enc.pack(values)
-        self._touch(path)
-        chunk = rows // arr.chunks[1]
-        for c in np.unique(chunk).tolist():  # read-modify-write the span of rows inside each chunk
-            sel = np.flatnonzero(chunk == c)
-            lo, hi = int(rows[sel].min()), int(rows[sel].max()) + 1
-            block = np.asarray(arr[pos, lo:hi])
-            block[rows[sel] - lo] = data[sel]
-            arr[pos, lo:hi] = block
-        self._invalidate(path)
+        self._write_array_rows(path, arr, pos, np.asarray(rows), enc.pack(values))
 
     def write_proxies(self: BloxStore, archs: Any, *, init_seed: int, values: dict[str, Sequence[float]],
                       seconds: dict[str, Sequence[float]]) -> None:

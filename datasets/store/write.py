@@ -231,12 +231,17 @@ class StoreWriter:
         data = enc.pack(np.asarray(values, dtype=np.float64))
         if len(data) != len(rows):
             raise InvalidArgumentError(f"write_rows needs one value per model: {len(rows)} models, {len(data)} values")
+        self._write_array_rows(path, arr, pos, np.asarray(rows), data)
+
+    def _write_array_rows(self: BloxStore, path: str, arr: Any, pos: int, rows: np.ndarray, data: np.ndarray) -> None:
+        """Write packed ``data`` at ``rows`` of slice ``pos`` of ``[S, N]`` array ``arr`` (at ``path``): one
+        read-modify-write of the span of rows inside each chunk touched."""
         self._touch(path)
         if len(rows) == 1:
             arr[pos, int(rows[0])] = data[0]
         else:
-            chunk = np.asarray(rows) // arr.chunks[1]
-            for c in np.unique(chunk).tolist():  # read-modify-write the span of rows inside each chunk
+            chunk = rows // arr.chunks[1]
+            for c in np.unique(chunk).tolist():
                 sel = np.flatnonzero(chunk == c)
                 lo, hi = int(rows[sel].min()), int(rows[sel].max()) + 1
                 block = np.asarray(arr[pos, lo:hi])
