@@ -341,14 +341,17 @@ class ChecksumMixin:
 
     def record_checksums(self: BloxStore, paths: Iterable[str] | None = None, *,
                          skip_damaged: bool = False) -> dict[str, Any]:
-        """Compute and store the checksums of ``paths`` (default: every table array) of a writable store.
+        """Compute and store the checksums of ``paths`` (default: every table array and every recorded path) of a
+        writable store.
 
         Paths that no longer exist lose their entry; with ``skip_damaged`` an array that fails to decode
         is left unchecked (with a :class:`StoreDamageWarning`) instead of raising. Returns the checksum table.
         """
         self.check_writable()
-        todo = table_array_paths(self._group, self.location) if paths is None else list(paths)
         old = self.attrs.get(CHECKSUMS_ATTR) or {}
+        # every table array, and every recorded path (so that entries of removed arrays go)
+        todo = sorted(set(table_array_paths(self._group, self.location)) | set(old)) if paths is None \
+            else list(paths)
         sums = dict(old)
         for path in todo:
             node = self._node(path)
