@@ -21,7 +21,7 @@ follows the same rules per group and runs ``unrolled`` or ``pointwise`` as one b
 
 Every path computes the same sums of the same products as the convolution (plus exact zeros where the
 window meets the padding); only the summation order differs, so results agree within float rounding
-(``tests/test_fast_kernels.py`` states the tolerances). The choice is a fixed rule table (see
+(``tests/space/test_fast_kernels.py`` states the tolerances). The choice is a fixed rule table (see
 :func:`conv_strategy`) read off ``benchmarks/kernels.py``, not a per-process measurement: a measured choice
 would depend on the machine's load at start-up, and since the paths round differently (and a training
 amplifies rounding), a seeded run would no longer give the same numbers from one process to the next.

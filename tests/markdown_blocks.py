@@ -1,7 +1,7 @@
 """Code blocks of Markdown pages (the docs site's pages), parsed on their own: a regex over the Markdown.
 
-Shared by the tests that keep documentation true (``tests/test_docs.py`` for the site, ``tests/test_readme.py``
-for the README). The conventions:
+Shared by the tests that keep documentation true (``tests/project/test_docs.py`` for the site,
+``tests/project/test_readme.py`` for the README). The conventions:
 
 - every ```python block carries an HTML comment on the line before its fence: ``<!-- runnable -->`` (the light
   core and the bundled Blox-mini), ``<!-- runnable: train -->`` (needs torch), ``<!-- runnable: predictors -->``

@@ -1,4 +1,5 @@
-"""Tasks for pool workers in tests/test_pool.py (importable by name in spawned workers: tests/ is on sys.path)."""
+"""Tasks for pool workers in tests/builder/test_pool.py (importable by name in spawned workers: tests/ is on
+sys.path)."""
 
 from __future__ import annotations
 

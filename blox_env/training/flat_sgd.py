@@ -6,7 +6,7 @@ re-points every parameter to a view of one contiguous tensor and every gradient 
 so a step is 3-5 whole-buffer ops and ``zero_grad`` one ``zero_`` (autograd accumulates into the
 existing gradient views in place). The element-wise arithmetic is SGD's own (weight decay, momentum with
 dampening 0, Nesterov; the same operations in the same order), so the weights agree with
-``torch.optim.SGD`` to the last bit in practice (``tests/test_fast_kernels.py``). Parameters keep their
+``torch.optim.SGD`` to the last bit in practice (``tests/space/test_fast_kernels.py``). Parameters keep their
 shapes and names; ``state_dict`` is unchanged.
 """
 

@@ -15,7 +15,7 @@ from blox_env.datasets.store.location import bundled_mini_path
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreCorruptError, StoreReadOnlyError
 from blox_env.space import Arch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INDEX = [3, 17, 2025, 4051, 91_124]
 TEACHER = Arch.from_index(2025)
 WEIGHTS = FlatWeights(np.arange(7, dtype=np.float32) / 4, ["w", "b", "s"], [[2, 3], [], [0]],

@@ -222,7 +222,7 @@ def test_the_syne_tune_example_runs(store, tmp_path, capsys, scheduler: str) -> 
     import runpy
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "syne_tune_blox.py"
+    example = Path(__file__).resolve().parents[2] / "examples" / "syne_tune_blox.py"
     out = runpy.run_path(str(example), run_name="example")["main"](
         ["--store", "blox-mini", "--scheduler", scheduler, "--trials", "8", "--out", str(tmp_path / "st"),
          "--export", str(tmp_path / "bb")])

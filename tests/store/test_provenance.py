@@ -31,7 +31,7 @@ from blox_env.reports.bench import write_report
 from blox_env.reports.study import StudyResults, study_numbers
 from blox_env.space import SubSpace
 
-MINI = Path(__file__).resolve().parents[1] / "blox_env" / "data" / "blox-mini.zip"
+MINI = Path(__file__).resolve().parents[2] / "blox_env" / "data" / "blox-mini.zip"
 KINDS = ("mini", "official", "synthetic")
 
 

@@ -38,7 +38,7 @@ def test_every_error_is_exported_from_the_top() -> None:
         assert issubclass(getattr(errors, name), errors.BloxError)
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_FOLDERS = ("blox_env", "datasets", "predictors", "agents")
 
 

@@ -17,7 +17,7 @@ import pytest
 from blox_env.datasets.store.core import open_store
 from blox_env.extras import missing_modules
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MINI_SEEDS = (0, 1, 2)
 needs_dehb = pytest.mark.skipif(bool(missing_modules("dehb")),
                                 reason='needs the dehb extra: pip install "blox-env[dehb]"')

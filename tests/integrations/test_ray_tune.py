@@ -312,7 +312,7 @@ def test_live_asha_search_trains_four_trials_on_digits_and_traces_every_epoch(st
 def test_example_runs_at_tiny_settings(local_ray, tmp_path: Path) -> None:
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "ray_tune_blox.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "ray_tune_blox.py"
     spec = importlib.util.spec_from_file_location("ray_tune_blox", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

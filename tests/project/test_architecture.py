@@ -24,7 +24,7 @@ from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.rewards import TabularReward
 from blox_env.space import SubSpace
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONCRETE_BACKENDS = ("TabularReward", "BlockwiseTabularReward", "LiveReward", "SurrogateReward")
 PROBED = re.compile(r"^(self\.)?(backend|agent|short|full|short_backend|full_backend|b)$")
 

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from blox_env.cli.root import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BLOCKS = parse_blocks(README.read_text(encoding="utf-8"))
 PYTHON = [b for b in BLOCKS if b.lang in ("python", "py")]

@@ -35,7 +35,7 @@ from blox_env.space import SubSpace
 
 SPACE = SubSpace(((0, 9, 30), (1, 12, 36), (2, 21, 44)))  # 27 models
 RUN = "synthetic"
-MINI = Path(__file__).resolve().parents[1] / "blox_env" / "data" / "blox-mini.zip"
+MINI = Path(__file__).resolve().parents[2] / "blox_env" / "data" / "blox-mini.zip"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from blox_env.cli.root import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 #: generated reports (written by ``blox bench --report``, ``blox study``...) and build output: not pages written here
 GENERATED = ("_build", "api/generated", "bench", "predictors", "study")
