@@ -31,6 +31,7 @@ from blox_env.agents.random_search import RandomSearch
 from blox_env.agents.reinforce import Reinforce
 from blox_env.agents.sb3_agent import SB3Agent
 from blox_env.agents.scalarised import MOBRPNAS, ParEGOLocalSearch
+from blox_env.agents.screening import ProxyScreenedEvolution
 from blox_env.errors import InvalidArgumentError
 from blox_env.space import SubSpace
 
@@ -53,6 +54,7 @@ __all__ = [
     "MultiObjectiveAgent",
     "NSGA2Evolution",
     "ParEGOLocalSearch",
+    "ProxyScreenedEvolution",
     "RandomSearch",
     "RegularizedEvolution",
     "Reinforce",
@@ -65,10 +67,12 @@ __all__ = [
     "run_parallel_search",
 ]
 
-#: Agents by name. ``donna`` and ``lana`` also need ``signatures=`` (the harness takes them from a blockwise backend).
+#: Agents by name. ``donna`` and ``lana`` also need ``signatures=`` (the harness takes them from a blockwise backend);
+#: ``proxy-evolution`` a backend that answers a zero-cost proxy (``blox bench --proxy NAME``).
 AGENTS: dict[str, type[BaseAgent]] = {
     "random": RandomSearch,
     "evolution": RegularizedEvolution,
+    "proxy-evolution": ProxyScreenedEvolution,
     "local": LocalSearch,
     "reinforce": Reinforce,
     "sh": SuccessiveHalving,

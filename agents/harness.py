@@ -121,7 +121,8 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
 
     def backend_at(ft_epochs: int | None) -> Any:
         extra = {**blockwise, "ft_epochs": ft_epochs} if blockwise else {}
-        return make_tabular_backend(store, metric=search.metric, seed_mode=search.seed_mode, **extra)
+        proxy = {"proxy": search.proxy} if search.proxy is not None else {}
+        return make_tabular_backend(store, metric=search.metric, seed_mode=search.seed_mode, **extra, **proxy)
 
     if bw.strategy == "plain":
         backend = backend_at(bw.ft_epochs)

@@ -128,9 +128,14 @@ class SearchSpec:
     #: Multi-objective: objective specs (``blox_env.objectives.parse_objectives``) for the agents that take them.
     objectives: tuple[str, ...] | None = None
     agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: A zero-cost proxy of the store the backend answers at the proxy fidelity (for ``proxy-evolution``); None: none.
+    proxy: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", _names("agents", self.agents, "agent names or 'module:Class' paths"))
+        if self.proxy is not None and (not isinstance(self.proxy, str) or not self.proxy):
+            raise InvalidArgumentError(f"proxy must be the name of one of the store's zero-cost proxies (e.g. "
+                                       f"'synflow') or None, got {self.proxy!r}")
         for a in self.agents:
             resolve_agent(a)
         object.__setattr__(self, "seeds", _count("seeds", self.seeds, low=1, high=MAX_SEEDS))
@@ -288,6 +293,8 @@ class BenchSpec:
                 f"simulated workers run plain searches; strategy {bw.strategy!r} runs its "
                 "phases one evaluation at a time (use sim_workers=1, async, a compute budget)"
             )
+        if self.search.proxy is not None and self.mode != "normal":
+            raise InvalidArgumentError("proxy= (the zero-cost proxy fidelity) runs in mode='normal'")
         if self.search.objectives is not None and self.mode != "normal":
             raise InvalidArgumentError(
                 "multi-objective benchmarks run in mode='normal' (the blockwise tables score one accuracy)"

@@ -43,7 +43,9 @@ Traces = dict[tuple[str, int], list[dict[str, Any]]]
 def spec_key(spec: BenchSpec) -> str:
     """12 hex digits naming what a search depends on besides its agent and seed (the resume key)."""
     data = spec.to_dict()
-    data["search"] = {k: v for k, v in data["search"].items() if k not in ("agents", "seeds")}
+    # options at their defaults that older specs did not have stay out, so that their traces still resume
+    data["search"] = {k: v for k, v in data["search"].items()
+                      if k not in ("agents", "seeds") and not (k == "proxy" and v is None)}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -189,6 +191,9 @@ def record_metrics(store: Any, spec: BenchSpec) -> list[str]:
 def check_against_store(spec: BenchSpec, store: Any) -> None:
     """Everything about ``spec`` that depends on the benchmark: objectives (store columns and record metrics,
     one objective per column, no ``@epoch``), the report metric, the constraint's columns."""
+    if spec.search.proxy is not None and spec.search.proxy not in store.proxy_names():
+        held = ", ".join(store.proxy_names()) or "none (compute them with `blox build-proxies`)"
+        raise InvalidArgumentError(f"unknown proxy {spec.search.proxy!r}: store {store.name} holds {held}")
     recorded = record_metrics(store, spec)
     if spec.search.report_metric not in recorded:
         raise InvalidArgumentError(f"report_metric {spec.search.report_metric!r} is not recorded by a search on "

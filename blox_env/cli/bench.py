@@ -70,6 +70,8 @@ def bench(
     ft_epochs: Annotated[int | None, typer.Option(help="blockwise fine-tuning length (default: full)")] = None,
     strategy: Annotated[str, typer.Option(help="plain | two-stage (FT-short + FT-full) | iterative (teacher)")]
     = "plain",
+    proxy: Annotated[str | None, typer.Option(help="zero-cost proxy of the store answered at fidelity 0, charged its "
+                                                   "recorded seconds (for proxy-evolution), e.g. synflow")] = None,
 ) -> None:
     """Run agents x seeds on a tabular benchmark under cost budgets; print the summary table.
 
@@ -93,7 +95,7 @@ def bench(
     spec = BenchSpec.from_options(
         agents=names, seeds=seeds, budgets=parse_list("budgets", budgets, float, "100,300,600"), cost_unit=cost_unit,
         target=target, mode=mode, objectives=objs, sim_workers=sim_workers, worker_mode=worker_mode,
-        budget_kind=budget_kind, **blockwise)
+        budget_kind=budget_kind, proxy=proxy, **blockwise)
     outputs = BenchOutputs(report=report, plot=plot)
     st = open_store(store)
     data = describe_benchmark(st)

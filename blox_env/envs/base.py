@@ -28,7 +28,7 @@ from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArg
 from blox_env.objectives import Objective
 from blox_env.rewards.base import Evaluation, RewardBackend, local_to_indices
 from blox_env.rewards.factory import make_backend
-from blox_env.runs import CostLedger, SearchRun
+from blox_env.runs import PROXY_FIDELITY, CostLedger, SearchRun
 from blox_env.space import Arch
 
 __all__ = ["BloxSearchEnv", "announce_default_store", "constraint_grid", "evaluation_info", "observation_space",
@@ -75,6 +75,15 @@ def reward_value(metrics: Mapping[str, Any], metric: str, *, normalize: bool,
     if normalize and is_accuracy(metric):
         return value / 100.0
     return value
+
+
+def proxy_metric(backend: RewardBackend, cfg: EnvConfig) -> str:
+    """The reward metric at the proxy fidelity: ``proxy:<name>`` of the backend's proxy, which must be the one the
+    config names (a ``backend=`` object answers its own proxy)."""
+    if backend.proxy != cfg.proxy:
+        raise InvalidArgumentError(f"proxy={cfg.proxy!r} but the reward backend answers the proxy fidelity with "
+                                   f"{backend.proxy!r}: name the backend's proxy")
+    return f"proxy:{backend.proxy}"
 
 
 def constraint_grid(backend: RewardBackend, constraint: Mapping[str, float] | None) -> np.ndarray:
@@ -150,8 +159,9 @@ class BloxSearchEnv(gym.Env):
         if cfg.verbose:
             where = backend.store.name if backend.store is not None else f"{backend.space.size:,} models"
             print(f"blox-env: {type(backend).__name__} on {where}")
-        self.metric = cfg.metric
         self.fidelity = backend.fidelity(cfg.epochs)
+        # at the proxy fidelity the reward and the run's best-so-far are the proxy's score
+        self.metric = self.run.metric = proxy_metric(backend, cfg) if self.fidelity == PROXY_FIDELITY else cfg.metric
         self.reward_fn = cfg.reward_fn
         self.render_mode = cfg.render_mode
         self.space_sizes: tuple[int, ...] = backend.space.sizes

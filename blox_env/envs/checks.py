@@ -26,13 +26,14 @@ def check_epochs(epochs: Any) -> None:
                                        f"(the full protocol), got {epochs!r} ({_type_name(epochs)})")
 
 
-def check_seed_mode(seed_mode: Any) -> None:
+def check_seed_mode(seed_mode: Any, *, name: str = "seed_mode", what: str = "an integer seed of the benchmark's run") \
+        -> None:
     """Type of ``seed_mode`` ('random' | 'mean' | a seed label; the seeds are checked by the backend)."""
     ok = isinstance(seed_mode, str) or (isinstance(seed_mode, (int, np.integer))
                                         and not isinstance(seed_mode, (bool, np.bool_)))
     if not ok:
-        raise InvalidArgumentTypeError(f"seed_mode must be 'random', 'mean' or an integer seed of the benchmark's "
-                                       f"run, got {seed_mode!r} ({_type_name(seed_mode)})")
+        raise InvalidArgumentTypeError(f"{name} must be 'random', 'mean' or {what}, got {seed_mode!r} "
+                                       f"({_type_name(seed_mode)})")
 
 
 def check_constraint(constraint: Any) -> dict[str, float] | None:

@@ -23,7 +23,7 @@ from blox_env.envs.checks import check_constraint, check_epochs, check_seed_mode
 from blox_env.envs.multi_objective import check_objectives
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.rewards.factory import BackendSpec
-from blox_env.runs.budget import COST_UNITS, check_missing_cost
+from blox_env.runs.budget import COST_UNITS, PROXY_FIDELITY, check_missing_cost
 
 __all__ = ["MISSING_METRIC_RULES", "RENDER_MODES", "EnvConfig"]
 
@@ -65,6 +65,11 @@ class EnvConfig:
     metric or objective is NaN in the store raises :class:`~blox_env.errors.MissingMetricError`
     (``"error"``, default) or gets the violation reward, flagged ``info["metric_missing"]``
     (``"violation_reward"``). ``backend_kwargs``: options of the reward backend (e.g. ``mode``, ``teacher``).
+    ``proxy``: a zero-cost proxy of the store (e.g. ``"synflow"``) answered at the proxy fidelity, ``epochs=0``:
+    each step scores the untrained model by the proxy (the reward is the proxy's score, higher is better, not
+    normalised) and is charged the proxy's recorded seconds (in epochs or evaluations: a fraction of the model's
+    normal training, :func:`~blox_env.runs.budget.proxy_cost`); ``proxy_init_seed``: ``"random"`` (default),
+    ``"mean"`` or one of the store's proxy initialisation seeds.
     """
 
     benchmark: Any = None
@@ -85,6 +90,8 @@ class EnvConfig:
     run: str | None = None
     render_mode: str | None = None
     verbose: bool = False
+    proxy: str | None = None
+    proxy_init_seed: int | str = "random"
     backend_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -112,6 +119,14 @@ class EnvConfig:
             raise err(f"render_mode must be None, 'ansi' or 'rgb_array', got {self.render_mode!r}")
         set_(self, "verbose", check_bool("verbose", self.verbose))
         set_(self, "constraint", check_constraint(self.constraint))
+        check_optional_str("proxy", self.proxy, "the name of one of the store's zero-cost proxies, e.g. 'synflow'")
+        check_seed_mode(self.proxy_init_seed, name="proxy_init_seed", what="a proxy initialisation seed of the store")
+        if self.epochs == PROXY_FIDELITY and self.proxy is None:
+            raise InvalidArgumentError("epochs=0 is the zero-cost proxy fidelity: name the proxy too, e.g. "
+                                       "proxy='synflow' (or give epochs >= 1)")
+        if self.epochs == PROXY_FIDELITY and self.objectives is not None:
+            raise InvalidArgumentError("objectives= needs a trained fidelity (epochs >= 1 or None); at epochs=0 the "
+                                       "reward is the proxy's score")
         if not isinstance(self.backend_kwargs, Mapping):
             raise InvalidArgumentTypeError(f"backend_kwargs must be a dict of reward-backend options, got "
                                            f"{self.backend_kwargs!r}")
@@ -132,5 +147,8 @@ class EnvConfig:
 
     def backend_spec(self) -> BackendSpec:
         """What :func:`~blox_env.rewards.factory.make_backend` needs to build this config's reward backend."""
+        extra = dict(self.backend_kwargs)
+        if self.proxy is not None:
+            extra.update(proxy=self.proxy, proxy_init_seed=self.proxy_init_seed)
         return BackendSpec(benchmark=self.benchmark, reward=self.reward, metric=self.metric, run=self.run,
-                           seed_mode=self.seed_mode, extra=self.backend_kwargs, missing_cost=self.missing_cost)
+                           seed_mode=self.seed_mode, extra=extra, missing_cost=self.missing_cost)

@@ -31,13 +31,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from blox_env.envs.base import constraint_grid, observation_space, reward_value
+from blox_env.envs.base import constraint_grid, observation_space, proxy_metric, reward_value
 from blox_env.envs.checks import check_reset
 from blox_env.envs.config import EnvConfig
 from blox_env.errors import InvalidActionError, InvalidArgumentError, InvalidArgumentTypeError
 from blox_env.rewards.base import RewardBackend
 from blox_env.rewards.factory import make_backend
-from blox_env.runs import BatchedRuns
+from blox_env.runs import PROXY_FIDELITY, BatchedRuns
 
 __all__ = ["BloxOneShotVectorEnv", "BloxVectorEnv"]
 
@@ -77,8 +77,8 @@ class _BatchedSearch(VectorEnv):
                                        "shared work once per run or evaluate one model at a time)")
         self.num_envs = int(num_envs)
         self.backend = backend
-        self.metric = cfg.metric
         self.fidelity = backend.fidelity(cfg.epochs)
+        self.metric = proxy_metric(backend, cfg) if self.fidelity == PROXY_FIDELITY else cfg.metric
         self.reward_fn = cfg.reward_fn
         self.sizes = np.array(backend.space.sizes)
         self._allowed: np.ndarray | None = constraint_grid(backend, cfg.constraint)

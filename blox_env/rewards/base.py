@@ -41,8 +41,8 @@ class Evaluation(NamedTuple):
     metrics: dict[str, float]
     cost: float  # in ``cost_unit``: what obtaining these metrics from scratch costs
     cost_unit: str
-    source: str  # "tabular" | "surrogate" | "live"
-    fidelity: int
+    source: str  # "tabular" | "surrogate" | "live" | "proxy:<name>" (a zero-cost proxy, fidelity 0)
+    fidelity: int  # epochs trained; 0: a zero-cost proxy of the untrained model (PROXY_FIDELITY)
     seed: int | str | None
     cost_imputed: str | None = None  # the missing_cost rule ("median" | "max") that set ``cost``; None if recorded
 
@@ -76,6 +76,7 @@ class RewardBackend(Protocol):
     tabular: bool  # True when results are read from a benchmark store's tables (``store``)
     store: BloxStore | None  # the benchmark store it reads (tabular backends); None otherwise
     batched: bool  # True when it evaluates whole batches of store rows (``batch``: the numpy vector envs)
+    proxy: str | None  # the zero-cost proxy it answers at fidelity 0 (PROXY_FIDELITY); None: no proxy fidelity
 
     def shared_work(self) -> SharedWork | None:
         """Its once-per-run work (a teacher and distilled blocks, with recorded seconds); None when it has none."""
@@ -130,6 +131,7 @@ class BaseReward:
     tabular: bool = False
     store: BloxStore | None = None
     batched: bool = False
+    proxy: str | None = None
 
     def shared_work(self) -> SharedWork | None:
         """Nothing is shared between evaluations."""

@@ -77,8 +77,10 @@ def make_backend(spec: BackendSpec) -> RewardBackend:
 
 def make_tabular_backend(store: BloxStore, *, metric: str = "val_top1", run: str | None = None,
                          seed_mode: int | str = "random", mode: str = "normal", missing_cost: str = "error",
+                         proxy: str | None = None, proxy_init_seed: int | str = "random",
                          **blockwise: Any) -> TabularReward:
-    """The tabular backend of an env or a benchmark: normal training, or a blockwise table (``mode``).
+    """The tabular backend of an env or a benchmark: normal training, or a blockwise table (``mode``); ``proxy``
+    (normal mode) adds the zero-cost proxy fidelity (``fidelity=0``, :mod:`blox_env.rewards.proxy`).
 
     ``missing_cost`` goes to the blockwise backend, which resolves missing times before charging shared work;
     the normal backend reports missing costs as NaN and the env applies the rule.
@@ -90,9 +92,13 @@ def make_tabular_backend(store: BloxStore, *, metric: str = "val_top1", run: str
         if blockwise:
             raise InvalidArgumentError(f"unknown arguments for the tabular reward: {', '.join(sorted(blockwise))} "
                                        "(teacher/ft_epochs/distill_epochs/charge_teacher need mode='blockwise')")
-        return TabularReward(store, metric=metric, run=run, seed_mode=seed_mode)
+        return TabularReward(store, metric=metric, run=run, seed_mode=seed_mode, proxy=proxy,
+                             proxy_init_seed=proxy_init_seed)
     if mode != "blockwise":
         raise InvalidArgumentError(f"mode must be 'normal' or 'blockwise', got {mode!r}")
+    if proxy is not None:
+        raise InvalidArgumentError("proxy= (the zero-cost proxy fidelity) is for mode='normal'; a blockwise table "
+                                   "has no proxy fidelity")
     allowed = {"teacher", "ft_epochs", "distill_epochs", "charge_teacher"}
     unknown = set(blockwise) - allowed
     if unknown:

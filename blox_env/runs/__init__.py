@@ -6,6 +6,7 @@ from __future__ import annotations
 from blox_env.runs.budget import (
     COST_UNITS,
     MISSING_COST_RULES,
+    PROXY_FIDELITY,
     CostLedger,
     FreeRepeatStop,
     SharedCharges,
@@ -13,11 +14,12 @@ from blox_env.runs.budget import (
     charge_amount,
     check_missing_cost,
     cost_is_missing,
+    proxy_cost,
     resolve_missing,
     unit_cost,
 )
 from blox_env.runs.search import BatchedRuns, BatchOutcome, Outcome, SearchRun
 
-__all__ = ["COST_UNITS", "MISSING_COST_RULES", "BatchOutcome", "BatchedRuns", "CostLedger", "FreeRepeatStop",
-           "Outcome", "SearchRun", "SharedCharges", "SharedWork", "charge_amount", "check_missing_cost",
-           "cost_is_missing", "resolve_missing", "unit_cost"]
+__all__ = ["COST_UNITS", "MISSING_COST_RULES", "PROXY_FIDELITY", "BatchOutcome", "BatchedRuns", "CostLedger",
+           "FreeRepeatStop", "Outcome", "SearchRun", "SharedCharges", "SharedWork", "charge_amount",
+           "check_missing_cost", "cost_is_missing", "proxy_cost", "resolve_missing", "unit_cost"]

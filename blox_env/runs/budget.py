@@ -7,6 +7,11 @@ blockwise backends and the simulated workers (shared work, :class:`SharedWork`),
 loop (:class:`FreeRepeatStop`). The rule:
 
 - **units**: ``seconds`` (recorded training time), ``epochs`` (trained), ``evaluations`` (one each);
+- **the proxy fidelity** (:data:`PROXY_FIDELITY`, fidelity 0): a zero-cost proxy scored on an untrained model,
+  below one epoch; it costs its recorded seconds ``t``, in ``epochs`` ``t`` divided by the model's seconds per
+  epoch of normal training (``t * E / T``, ``T`` the model's seed-mean recorded training time over ``E``
+  epochs), in ``evaluations`` the fraction ``t / T`` of one full evaluation (:func:`proxy_cost`); a proxy of a
+  model is paid once per run (a repeat is free unless ``charge_repeats``) and never pays for its training;
 - **charging** (:func:`charge_amount`, :class:`CostLedger`): a repeat is free unless ``charge_repeats``:
   a model is charged only for the epochs beyond the highest fidelity already paid for it (a longer
   run continues from the checkpoint; in ``evaluations`` a longer run costs one evaluation);
@@ -37,14 +42,16 @@ from blox_env.checks import check_bool, check_budget, check_choice
 from blox_env.errors import InvalidArgumentError, MissingCostError
 from blox_env.space import Arch
 
-__all__ = ["COST_UNITS", "FREE_STREAK_FACTOR", "MISSING_COST_RULES", "CostLedger", "FreeRepeatStop", "SharedCharges",
-           "SharedWork", "charge_amount", "check_missing_cost", "cost_is_missing", "impute_cost",
-           "missing_cost_error", "resolve_missing", "unit_cost"]
+__all__ = ["COST_UNITS", "FREE_STREAK_FACTOR", "MISSING_COST_RULES", "PROXY_FIDELITY", "CostLedger", "FreeRepeatStop",
+           "SharedCharges", "SharedWork", "charge_amount", "check_missing_cost", "cost_is_missing", "impute_cost",
+           "missing_cost_error", "proxy_cost", "resolve_missing", "unit_cost"]
 
 COST_UNITS = ("seconds", "epochs", "evaluations")
 MISSING_COST_RULES = ("error", "median", "max")
 #: A search with free repeats stops after this many times its feasible models' count of free evaluations in a row.
 FREE_STREAK_FACTOR = 10
+#: The fidelity of a zero-cost proxy evaluation (an untrained model scored on one minibatch: below one epoch).
+PROXY_FIDELITY = 0
 
 
 # ---------------------------------------------------------------------------------------------- units
@@ -60,6 +67,23 @@ def unit_cost(cost_unit: str, *, seconds: Any, epochs: Any) -> Any:
     if cost_unit == "evaluations":
         return 1
     raise InvalidArgumentError(f"cost_unit must be one of {', '.join(map(repr, COST_UNITS))}, got {cost_unit!r}")
+
+
+def proxy_cost(cost_unit: str, *, seconds: Any, train_seconds: Any, epochs: int) -> Any:
+    """What one proxy evaluation costs from scratch in ``cost_unit`` (see the module docstring): its recorded
+    ``seconds``; in epochs ``seconds`` over the model's seconds per epoch (``train_seconds / epochs``); in
+    evaluations the fraction ``seconds / train_seconds`` of one full training. Scalars or arrays; a missing
+    ``train_seconds`` gives a missing (NaN) cost in epochs and evaluations."""
+    if cost_unit == "seconds":
+        return seconds
+    t, full = np.asarray(seconds, dtype=np.float64), np.asarray(train_seconds, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(full > 0, t / np.where(full > 0, full, 1.0), np.nan)
+    if cost_unit == "epochs":
+        frac = frac * epochs
+    elif cost_unit != "evaluations":
+        raise InvalidArgumentError(f"cost_unit must be one of {', '.join(map(repr, COST_UNITS))}, got {cost_unit!r}")
+    return frac if frac.ndim else float(frac)
 
 
 def charge_amount(full: Any, fidelity: int, paid: Any, *, cost_unit: str, charge_repeats: bool) -> tuple[Any, Any]:

@@ -24,6 +24,7 @@ from blox_env.checks import check_bool, check_budget, check_choice
 from blox_env.errors import InvalidArgumentError
 from blox_env.runs.budget import (
     COST_UNITS,
+    PROXY_FIDELITY,
     CostLedger,
     SharedCharges,
     charge_amount,
@@ -116,14 +117,17 @@ class SearchRun:
             self._joined[id(backend)] = backend
         ev = backend.evaluate(arch, fidelity, cost_unit=self.ledger.cost_unit, rng=rng if rng is not None else self.rng)
         ev = self.resolve(ev, backend)
-        if self.metric not in ev.metrics:
+        proxy = ev.fidelity == PROXY_FIDELITY
+        if self.metric not in ev.metrics and not proxy:
             raise InvalidArgumentError(f"the search metric {self.metric!r} is not among the metrics "
                                        f"{type(backend).__name__} returns ({', '.join(sorted(ev.metrics))}): choose "
                                        "one of those; nothing was charged")
         value = score(ev) if score is not None else float(ev.metrics.get(self.metric, math.nan))
-        charged = self.ledger.charge(arch.index if key is None else (key, arch.index), ev.fidelity, ev.cost,
+        entry = arch.index if key is None else (key, arch.index)
+        # a proxy is its own work (paid once per model and proxy), never a step towards training the model
+        charged = self.ledger.charge((ev.source, entry) if proxy else entry, 1 if proxy else ev.fidelity, ev.cost,
                                      imputed=ev.cost_imputed is not None)
-        if math.isfinite(value):
+        if math.isfinite(value) and self.metric in ev.metrics:  # a proxy screen in an accuracy search is no answer
             self.ledger.observe(arch.index, value)
         return Outcome(ev, charged, value)
 
@@ -167,12 +171,14 @@ class SearchRun:
         return ev._replace(cost=float(cost[0]), cost_imputed=self.missing_cost)
 
     def record(self, outcome: Outcome, *, fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Append the trace row of ``outcome`` (``select`` says whether the model may be the search's answer)."""
+        """Append the trace row of ``outcome`` (``select`` says whether the model may be the search's answer: not a
+        proxy screen of a search whose metric the proxy is not, whose ``objective`` is NaN)."""
         ev = outcome.evaluation
+        scored = self.metric in ev.metrics
         row = {"step": len(self.trace) + 1, "arch_index": ev.arch.index, "fidelity": ev.fidelity,
-               "metrics": dict(ev.metrics), "objective": float(ev.metrics[self.metric]), "cost": outcome.charged,
-               "full_cost": ev.cost, "cumulative_cost": self.ledger.spent,
-               "wall_time_s": time.perf_counter() - self.start, "select": True, **(fields or {})}
+               "metrics": dict(ev.metrics), "objective": float(ev.metrics[self.metric]) if scored else math.nan,
+               "cost": outcome.charged, "full_cost": ev.cost, "cumulative_cost": self.ledger.spent,
+               "wall_time_s": time.perf_counter() - self.start, "select": scored, **(fields or {})}
         self.trace.append(row)
         return row
 
@@ -235,14 +241,14 @@ class BatchedRuns:
         ``missing_cost="error"`` raises :class:`MissingCostError` naming the first model and changes no run.
         """
         n = len(envs)
-        pos = backend.seed_positions(n, rng)
+        pos = backend.seed_positions(n, rng, fidelity)
         metrics = backend.batch(rows, fidelity, pos)
         full = np.broadcast_to(np.asarray(backend.cost_of(metrics, fidelity, self.cost_unit), float), (n,))
 
         def describe(k: int, n_missing: int) -> tuple[str, str]:
             i = int(index[k])
             more = f" (and {n_missing - 1} more in this step)" if n_missing > 1 else ""
-            seed = "mean" if pos is None else backend.seeds[int(pos[k])]
+            seed = "mean" if pos is None else backend.seed_label(int(pos[k]), fidelity)
             return f"{i} (hash {Arch.from_index(i).hash}){more}", backend.describe_cost(fidelity, seed)
 
         full, imputed = resolve_missing(full, rule=self.missing_cost, unit=self.cost_unit, describe=describe,
@@ -254,7 +260,9 @@ class BatchedRuns:
         return BatchOutcome(metrics, cost, imputed, values)
 
     def charge(self, envs: np.ndarray, rows: np.ndarray, fidelity: int, full: np.ndarray) -> np.ndarray:
-        """Charge run ``envs[k]`` for row ``rows[k]`` at ``fidelity`` (cost from scratch ``full[k]``)."""
+        """Charge run ``envs[k]`` for row ``rows[k]`` at ``fidelity`` (cost from scratch ``full[k]``; a vector env
+        evaluates at one fidelity, so the proxy fidelity is paid once per row as if it were one epoch)."""
+        fidelity = max(fidelity, 1)
         if self.charge_repeats:
             cost = np.array(full, dtype=float)
         else:
