@@ -191,6 +191,11 @@ def record_metrics(store: Any, spec: BenchSpec) -> list[str]:
 def check_against_store(spec: BenchSpec, store: Any) -> None:
     """Everything about ``spec`` that depends on the benchmark: objectives (store columns and record metrics,
     one objective per column, no ``@epoch``), the report metric, the constraint's columns."""
+    needs = [a for a in spec.search.agents if a == "proxy-evolution"]
+    if needs and spec.search.proxy is None:
+        raise InvalidArgumentError(f"agent {needs[0]} screens models by a zero-cost proxy: name one with proxy= "
+                                   f"(blox bench --proxy NAME; store {store.name} holds "
+                                   f"{', '.join(store.proxy_names()) or 'none'})")
     if spec.search.proxy is not None and spec.search.proxy not in store.proxy_names():
         held = ", ".join(store.proxy_names()) or "none (compute them with `blox build-proxies`)"
         raise InvalidArgumentError(f"unknown proxy {spec.search.proxy!r}: store {store.name} holds {held}")

@@ -1,0 +1,88 @@
+"""proxy-evolution: screen by a zero-cost proxy, train the best-screened first, then aging evolution; and its bench."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from blox_env import BenchSpec, run_bench
+from blox_env.agents import ProxyScreenedEvolution, make_agent
+from blox_env.agents.loop import run_search
+from blox_env.datasets.store.core import open_store
+from blox_env.errors import InvalidArgumentError
+from blox_env.rewards.tabular import TabularReward
+from blox_env.runs import PROXY_FIDELITY
+
+
+@pytest.fixture(scope="module")
+def store():
+    return open_store()
+
+
+@pytest.mark.parametrize("direction", ["max", "min"])
+def test_screens_then_trains_the_best_screened_in_order(store, direction: str) -> None:
+    backend = TabularReward(store, proxy="snip", proxy_init_seed=0)
+    agent = ProxyScreenedEvolution(backend.space, seed=3, screen=30, population=8, direction=direction)
+    trace = run_search(agent, backend, budget=60.0, cost_unit="seconds", seed=3, metric="val_top1")
+    screens, trained = trace[:30], trace[30:]
+    assert all(r["fidelity"] == PROXY_FIDELITY for r in screens)
+    assert len({r["arch_index"] for r in screens}) == 30 and all(r["fidelity"] > 0 for r in trained)
+    scores = {r["arch_index"]: r["metrics"]["proxy:snip"] for r in screens}
+    want = sorted(scores, key=lambda i: (-scores[i] if direction == "max" else scores[i], i))[:8]
+    assert [r["arch_index"] for r in trained[:8]] == want  # the population: best-screened first, in order
+    assert len(agent.history) == len(trained) and agent.screened == scores  # proxies never join the history
+    assert all(math.isnan(r["objective"]) and r["select"] is False for r in screens)
+    # screening is charged: each screen its recorded proxy seconds at init seed 0
+    expected = store.get_proxy("snip", [r["arch_index"] for r in screens], init_seed=0, time=True)
+    np.testing.assert_allclose([r["cost"] for r in screens], expected)
+
+
+def test_screen_is_capped_by_the_feasible_models(store) -> None:
+    backend = TabularReward(store, proxy="nwot", proxy_init_seed=0)
+    agent = make_agent("proxy-evolution", backend.space, seed=0, screen=10_000, population=5)
+    trace = run_search(agent, backend, budget=1e9, cost_unit="evaluations", seed=0, metric="val_top1",
+                       max_evaluations=740)
+    assert sum(r["fidelity"] == 0 for r in trace) == len(store)
+
+
+def test_bad_options(store) -> None:
+    space = TabularReward(store).space
+    with pytest.raises(InvalidArgumentError, match="direction must be 'max'"):
+        ProxyScreenedEvolution(space, seed=0, direction="up")
+    with pytest.raises(InvalidArgumentError, match="screen must be an integer >= 1"):
+        ProxyScreenedEvolution(space, seed=0, screen=0)
+
+
+def test_bench_runs_it_against_plain_evolution_and_refuses_it_without_a_proxy() -> None:
+    spec = BenchSpec.from_options(agents=("evolution", "proxy-evolution"), seeds=2, budgets=(20.0, 40.0),
+                                  proxy="synflow", agent_kwargs={"proxy-evolution": {"screen": 15}})
+    res = run_bench(spec, jobs=1, executor="serial", progress=False)
+    rows = {r["agent"]: r for r in res.rows}
+    assert rows["proxy-evolution"]["answered@40"] == 2 and np.isfinite(rows["proxy-evolution"]["best@40"][0])
+    assert all(sum(r["fidelity"] == 0 for r in res.traces[("proxy-evolution", s)]) == 15 for s in range(2))
+    assert not any(r["fidelity"] == 0 for r in res.traces[("evolution", 0)])
+    with pytest.raises(InvalidArgumentError, match="proxy-evolution.*--proxy"):
+        run_bench(BenchSpec.from_options(agents=("proxy-evolution",), seeds=1, budgets=(10.0,)), jobs=1,
+                  executor="serial", progress=False)
+    with pytest.raises(InvalidArgumentError, match="unknown proxy 'nope'"):
+        run_bench(BenchSpec.from_options(agents=("evolution",), seeds=1, budgets=(10.0,), proxy="nope"), jobs=1,
+                  executor="serial", progress=False)
+    with pytest.raises(InvalidArgumentError, match="mode='normal'"):
+        BenchSpec.from_options(agents=("evolution",), mode="blockwise", proxy="snip")
+
+
+def test_spec_key_of_a_spec_without_proxy_is_unchanged() -> None:
+    """Traces written before the proxy option existed still resume: the key hashes the spec without it."""
+    import hashlib
+    import json
+
+    from blox_env.bench import spec_key
+
+    spec = BenchSpec.from_options(agents=("evolution",), seeds=2, budgets=(10.0,))
+    data = spec.to_dict()
+    data["search"] = {k: v for k, v in data["search"].items() if k not in ("agents", "seeds", "proxy")}
+    old = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert spec_key(spec) == old
+    assert spec_key(BenchSpec.from_options(agents=("evolution",), seeds=2, budgets=(10.0,), proxy="snip")) != old
