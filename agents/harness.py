@@ -154,7 +154,7 @@ def _task(task: SearchTask) -> list[dict[str, Any]]:
         from blox_env.rewards.live import live_teacher_backends
 
         live_store = BloxStore.open(bw.live_store, mode="a")
-        live = live_teacher_backends(live_store)
+        live = live_teacher_backends(live_store, replay_only=bw.live_replay)
     try:
         teachers = TeacherBackends(live_store or store, metric=search.metric, live=live)
         for plan in sorted(spec.budget.budgets):

@@ -220,6 +220,7 @@ class BlockwiseSpec:
     full_teacher: str | None = None  # two-stage: the teacher of the full fine-tuning (default: ``teacher``)
     stop_at_target: bool = False  # strategies stop fine-tuning once an answer's objective reaches the target
     live_store: str | None = None  # iterative: promoted teachers run live in this writable store (else stand-ins)
+    live_replay: bool = False  # with live_store: only read recorded results back (a shipped record), never train
 
     def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
@@ -227,6 +228,8 @@ class BlockwiseSpec:
             raise InvalidArgumentError(f"full_teacher is an option of the two-stage strategy, not {self.strategy!r}")
         if self.live_store is not None and self.strategy != "iterative":
             raise InvalidArgumentError(f"live_store is an option of the iterative strategy, not {self.strategy!r}")
+        if self.live_replay and self.live_store is None:
+            raise InvalidArgumentError("live_replay replays the results recorded in live_store: give live_store")
 
 
 @dataclass(frozen=True, kw_only=True)

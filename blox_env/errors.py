@@ -17,6 +17,7 @@ __all__ = [
     "InvalidArchitectureError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
+    "LiveResultMissingError",
     "MissingCostError",
     "MissingMetricError",
     "MissingDependencyError",
@@ -135,6 +136,10 @@ class ImageDataFormatError(BloxError, ValueError):
 
 class UnsafePickleError(ImageDataFormatError):
     """A pickle asked for a global outside the allow-list; nothing from it was executed."""
+
+
+class LiveResultMissingError(BloxError, KeyError):
+    """A live backend replaying recorded results (``replay_only``) was asked for one that was never recorded."""
 
 
 class PredictorFolderError(InvalidArgumentError):

@@ -32,6 +32,10 @@ def study(
                                                    "extra) instead of "
                                                    "standing in a tabulated teacher")] = None,
     live_seeds: Annotated[int, typer.Option(help="searches of a live method (with --live-store)")] = 3,
+    live_record: Annotated[str | None, typer.Option(help="folder with the shipped record of a live run "
+                                                    "(live-teachers.zip and .json, written there by a --live-store "
+                                                    "run), replayed without --live-store (default: the --out "
+                                                    "folder)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
 ) -> None:
     """Q1-Q6 and a Table-2 comparison as a Markdown report with PNG figures (see docs/study/study.md)."""
@@ -47,6 +51,7 @@ def study(
                          predictor_sizes=tuple(int_list(predictor_sizes, option="--predictor-sizes")),
                          predictor_seeds=predictor_seeds, executor=executor, workers=workers, target=target,
                          live_store=live_store, live_seeds=live_seeds,
+                         live_record=None if live_store else (live_record or out),
                          predictors=tuple(p.strip() for p in predictors.split(",") if p.strip()))
     if not quiet:
         from blox_env.datasets.store.provenance import benchmark_summary, describe_benchmark
@@ -56,6 +61,12 @@ def study(
                                                                     tables.teachers.items()))
     results = run_study(st, config=config, progress=not quiet)
     path = write_study(results, tables, out)
+    if live_store is not None:  # ship what the live row read, so that a run without --live-store reproduces it
+        from blox_env.reports.study_live import export_live_record
+
+        live = [r["agent"] for r in results.summary if r.get("live") == "live"]
+        if live:
+            console.print(f"live record: {export_live_record(live_store, results.traces[live[0]], out, tables=tables)}")
     console.print(f"report: {path}")
 
 

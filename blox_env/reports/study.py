@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from blox_env.datasets.store.blockwise import BlockwiseTables, oracle_block_scores
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import InvalidArgumentError, LiveResultMissingError
 from blox_env.reports.study_claims import question_claims, spearman, table2_conclusions
 from blox_env.space import indices_to_blocks
 
@@ -98,6 +98,8 @@ class StudyConfig:
     workers: int = 2
     live_store: str | None = None  # the iterative teacher trains promoted teachers live in this writable store
     live_seeds: int = 3  # searches of a live method (each trains for real: minutes, not milliseconds)
+    #: a folder holding the shipped record of a live run (study_live): replayed when there is no live_store
+    live_record: str | None = None
     agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -234,24 +236,34 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
             kwargs.setdefault(method.agent, {}).update(lana)
             constraint = {"flops": limit}
         strategy_kwargs = {"search_fraction": config.search_fraction} if method.strategy != "plain" else {}
-        live = config.live_store if method.strategy == "iterative" else None
-        seeds = min(config.seeds, config.live_seeds) if live else config.seeds
-        spec = BenchSpec.from_options(agents=(method.agent,), seeds=seeds, budgets=budgets, target=target,
-                         mode=method.mode, teacher=method.teacher, strategy=method.strategy,
-                         ft_epochs=short_e if method.ft == "short" else None, agent_kwargs=kwargs,
-                         constraint=constraint, full_teacher=method.full_teacher,
-                         stop_at_target=method.strategy != "plain", strategy_kwargs=strategy_kwargs, live_store=live)
+        source = LiveSource.of(config, method.strategy, store_location)
+        live, seeds = source.store, source.seeds(config.seeds)
+        options = dict(agents=(method.agent,), budgets=budgets, target=target, mode=method.mode,
+                       teacher=method.teacher, strategy=method.strategy,
+                       ft_epochs=short_e if method.ft == "short" else None, agent_kwargs=kwargs, constraint=constraint,
+                       full_teacher=method.full_teacher, stop_at_target=method.strategy != "plain",
+                       strategy_kwargs=strategy_kwargs)
+        spec = BenchSpec.from_options(**options, seeds=seeds, live_store=live, live_replay=source.replay)
         if progress:
-            print(f"study: searching with {method.label} ({seeds} seeds{', live' if live else ''})", flush=True)
+            print(f"study: searching with {method.label} ({seeds} seeds{source.describe()})", flush=True)
         # live teachers write to one store: one process
         executor, workers = ("serial", 1) if live else (config.executor, config.workers)
-        result = run_benchmark(store_location, spec=spec, executor=executor, jobs=workers, progress=progress)
+        try:
+            result = run_benchmark(store_location, spec=spec, executor=executor, jobs=workers, progress=progress)
+        except LiveResultMissingError as exc:  # the shipped record lacks a result: the tables-only row, labelled
+            source = source.missed(str(exc))
+            spec = BenchSpec.from_options(**options, seeds=config.seeds)
+            result = run_benchmark(store_location, spec=spec, executor=config.executor, jobs=config.workers,
+                                   progress=progress)
+        finally:
+            source.close()
         row = summarise_traces(result, spec=spec, best_index=best_index, best_report=best_report, report=report,
                                label=method.label)[0]
         row.update(kind=method.kind, teacher=method.teacher if method.mode == "blockwise" else None,
-                   full_teacher=method.full_teacher, paper=method.paper, live=live is not None,
+                   full_teacher=method.full_teacher, paper=method.paper, live=source.label,
+                   not_reproduced=source.miss,
                    macs_limit=constraint["flops"] if constraint else None)
-        runs = [result[(method.agent, s)] for s in range(seeds)]
+        runs = [result[(method.agent, s)] for s in range(spec.search.seeds)]
         add_plan_figures(row, runs, budgets=budgets, unit=normal_training_seconds(tables), target=target,
                          report=report, blockwise=method.mode == "blockwise")
         if method.strategy == "iterative":
@@ -262,6 +274,60 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
         summary.append(row)
         traces[method.label] = runs
     return summary, traces
+
+
+@dataclass
+class LiveSource:
+    """Where the iterative row's promoted teachers come from: trained live (``store``), replayed from a shipped
+    record (``store`` a temporary replay copy, ``replay``), or stood in for by tabulated teachers (neither)."""
+
+    store: str | None = None
+    replay: bool = False
+    searches: int | None = None
+    miss: str | None = None
+    work: Any = None  # the temporary folder of a replay copy
+
+    @classmethod
+    def of(cls, config: StudyConfig, strategy: str, store_location: str) -> LiveSource:
+        if strategy != "iterative":
+            return cls()
+        if config.live_store is not None:
+            return cls(store=config.live_store, searches=config.live_seeds)
+        if config.live_record is None:
+            return cls()
+        from blox_env.reports.study_live import read_live_record, replay_store
+
+        record = read_live_record(config.live_record)
+        if record is None:
+            return cls(miss=f"no live record in {config.live_record} (run blox study --live-store FOLDER to make one)")
+        import tempfile
+
+        work = tempfile.TemporaryDirectory(prefix="blox-study-replay-")
+        path = replay_store(store_location, config.live_record, work.name)
+        return cls(store=str(path), replay=True, searches=int(record["searches"]), work=work)
+
+    def seeds(self, default: int) -> int:
+        """Searches of the row: a replay's recorded count, at most ``live_seeds`` live, else ``default``."""
+        if self.replay and self.searches is not None:
+            return self.searches
+        return default if self.searches is None else min(default, self.searches)
+
+    @property
+    def label(self) -> str | None:
+        """``"live"``, ``"replayed"`` or None (tables only)."""
+        return None if self.store is None else "replayed" if self.replay else "live"
+
+    def describe(self) -> str:
+        return {"live": ", live", "replayed": ", replayed from the shipped live record"}.get(self.label or "", "")
+
+    def missed(self, why: str) -> LiveSource:
+        self.close()
+        return LiveSource(miss=why)
+
+    def close(self) -> None:
+        if self.work is not None:
+            self.work.cleanup()
+            self.work = None
 
 
 def plan_40(budgets: Sequence[float], unit: float) -> float:

@@ -284,7 +284,9 @@ def _table2_section(res: StudyResults, t2_claims: Sequence[dict[str, Any]], figs
     """Table 2 with its setup, the per-row comparison with the paper, and the iterative teacher's note."""
     n_runs = max(len(t) for t in res.traces.values())
     live = [r["agent"] for r in res.summary if r.get("live")]
-    fewer = f" ({', '.join(live)}: {len(res.traces[live[0]])}, trained live)" if live else ""
+    how_live = {"live": "trained live", "replayed": "trained live, replayed from the shipped record"}
+    kind = next((r["live"] for r in res.summary if r.get("live")), None)
+    fewer = f" ({', '.join(live)}: {len(res.traces[live[0]])}, {how_live[kind]})" if live else ""
     md = ["## Table 2: conventional vs blockwise search", "",
           f"{n_runs} searches per method{fewer}. Costs in units of one normal training (median {res.unit:.2f} s of "
           "recorded compute, as the paper), covering fine-tuning plus each distilled block and the teacher once per "
@@ -314,12 +316,17 @@ def _table2_section(res: StudyResults, t2_claims: Sequence[dict[str, Any]], figs
         md.append("")
     for r in res.summary:
         if "stand_in_evaluations" in r:
-            how = ("promoted teachers trained, distilled and fine-tuned live (results recorded in the store)"
-                   if r.get("live") else
-                   "Tables only: a promoted teacher that is no tabulated full teacher is stood in for by the "
-                   f"tabulated full teacher nearest in normal accuracy ({r['stand_in_evaluations']} of "
-                   f"{r['promoted_evaluations']} step-4 fine-tunes used a stand-in: an approximation of the paper's "
-                   "strategy, not a reproduction of it)")
+            missed = f"Not reproduced from a live record ({r['not_reproduced']}). " if r.get("not_reproduced") else ""
+            how = {"live": "Promoted teachers trained, distilled and fine-tuned live (results recorded in the store "
+                           "and shipped beside this report: live-teachers.zip / .json)",
+                   "replayed": "Promoted teachers trained, distilled and fine-tuned live in an earlier run and "
+                               "replayed here from the record shipped beside this report (live-teachers.zip / "
+                               ".json, keyed by teacher hash, distillation and fine-tuning configuration and "
+                               "recipe)"}.get(
+                r.get("live") or "", f"{missed}Tables only: a promoted teacher that is no tabulated full teacher is "
+                "stood in for by the tabulated full teacher nearest in normal accuracy "
+                f"({r['stand_in_evaluations']} of {r['promoted_evaluations']} step-4 fine-tunes used a stand-in: an "
+                "approximation of the paper's strategy, not a reproduction of it)")
             md += [f"Iterative teacher (`{r['agent']}`), the paper's steps 1-5: step 1 searches with FT-short and the "
                    "given teacher to 75 % of the plan; step 3 trains the top 3 candidates normally (charged from the "
                    "normal tables) and promotes the best by validation accuracy; step 4 fine-tunes the candidates "

@@ -4,8 +4,12 @@
 ``mode="blockwise"`` trains the teacher once, distils the blocks the model needs
 (all missing ones in one shared pass), assembles the student and fine-tunes it
 with KD (results in ``blockwise/<teacher>/finetune/...``). A model already in the
-store is read back instead of retrained, so repeats are free and reproducible,
-and an interrupted search loses at most the model in training.
+store is read back instead of retrained (nor is its teacher retrained or its
+blocks distilled: their recorded times are what it is charged), so repeats are
+free and reproducible, and an interrupted search loses at most the model in
+training. ``replay_only=True`` never trains: a result the store does not hold
+raises :class:`~blox_env.errors.LiveResultMissingError` naming the teacher and the
+model (how a shipped record of a live study is replayed without weights).
 
 Cost: the recorded wall seconds of the model's training (fine-tuning), as for
 the tabular backend, plus, the first time a search run needs them, the wall
@@ -29,7 +33,7 @@ import numpy as np
 
 from blox_env.costs import static_costs
 from blox_env.datasets.store.core import BloxStore
-from blox_env.errors import InvalidArgumentError
+from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, LiveResultMissingError
 from blox_env.paths import blox_home
 from blox_env.rewards.base import BaseReward, Evaluation
 from blox_env.runs.budget import SharedCharges, SharedWork, unit_cost
@@ -68,12 +72,13 @@ class LiveReward(BaseReward):
                  recipe: str | Recipe = "digits_mini", mode: str = "normal", teacher: Any = None, seed: int = 0,
                  distill: DistillConfig | None = None, ft_epochs: int | None = None, alpha: float = 0.9,
                  temperature: float = 1.0, device: str = "auto", space: SubSpace = FULL_SPACE,
-                 progress: bool = False) -> None:
+                 progress: bool = False, replay_only: bool = False) -> None:
         from blox_env.datasets.images import ImageData, load_data
 
         if mode not in MODES:
             raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = mode
+        self.replay_only = bool(replay_only)
         self.data = data if isinstance(data, ImageData) else load_data(str(data), seed=seed)
         self.recipe = get_recipe(recipe)
         self.seed = int(seed)
@@ -117,6 +122,7 @@ class LiveReward(BaseReward):
                    attrs={"kind": "normal"})
         if self._stored(self.normal_run, arch):
             return 0.0
+        self._refuse_in_replay(arch, f"normal run {self.normal_run!r}")
         t = time.perf_counter()
         result = train_model(arch, self.data, recipe=self.recipe, seed=self.seed, device=self.device,
                              progress=self.progress)
@@ -166,9 +172,21 @@ class LiveReward(BaseReward):
         """Blockwise mode: the teacher's training and its distilled blocks' recorded seconds (as recorded so far)."""
         if self.library is None:
             return None
+        teacher = self.library.teacher
+        # the teacher's group attributes (kept without the weights, as in a packaged store)
+        try:
+            attrs = self.store.teacher_attrs(teacher)
+        except ArchitectureNotFoundError:  # nothing recorded for this teacher yet
+            attrs = {}
         return SharedWork(np.asarray(self.library.signatures(self.distill)["distill_time_s"], dtype=np.float64),
-                          float(self.library.attrs.get("train_time_s", 0.0)), self.library.teacher.index,
-                          teacher_name=f"model {self.library.teacher.index}")
+                          float(attrs.get("train_time_s", 0.0)), teacher.index, teacher_name=f"model {teacher.index}")
+
+    def _refuse_in_replay(self, arch: Arch, where: str) -> None:
+        if self.replay_only:
+            teacher = "" if self.teacher is None else f" with teacher {self.teacher.index} (hash {self.teacher.hash})"
+            raise LiveResultMissingError(f"no recorded result of model {arch.index} (hash {arch.hash}){teacher} in "
+                                         f"{where} of store {self.store.name!r}, and this backend only replays "
+                                         "recorded results (replay_only=True): run it live to compute it")
 
     # ---------------------------------------------------------------- Protocol
     def new_run(self, shared: SharedCharges | None = None) -> None:
@@ -190,15 +208,17 @@ class LiveReward(BaseReward):
             spent = self.train_normal(arch)
             extra = 0.0
         else:
-            spent = self.ensure_teacher()
-            spent += self.ensure_blocks([(s, b) for s, b in enumerate(arch.blocks)])
-            ensure_run(self.store, self.ft_run, seeds=[self.seed], recipe=self.ft_recipe, data=self.data,
-                       attrs={"kind": "finetune", "teacher": self.library.teacher.index,  # type: ignore[union-attr]
-                              "distill": self.distill.to_dict(), "alpha": self.alpha,
-                              "temperature": self.temperature})
-            if not self._stored(self.ft_run, arch):
+            spent = 0.0
+            if not self._stored(self.ft_run, arch):  # a recorded result needs neither the teacher nor the blocks
                 from blox_env.training.finetune import finetune
 
+                self._refuse_in_replay(arch, f"fine-tuning run {self.ft_run!r}")
+                spent += self.ensure_teacher()
+                spent += self.ensure_blocks([(s, b) for s, b in enumerate(arch.blocks)])
+                ensure_run(self.store, self.ft_run, seeds=[self.seed], recipe=self.ft_recipe, data=self.data,
+                           attrs={"kind": "finetune", "teacher": self.library.teacher.index,  # type: ignore[union-attr]
+                                  "distill": self.distill.to_dict(), "alpha": self.alpha,
+                                  "temperature": self.temperature})
                 t = time.perf_counter()
                 result = finetune(arch, self.data, library=self.library, distill=self.distill,  # type: ignore[arg-type]
                                   recipe=self.ft_recipe, seed=self.seed, alpha=self.alpha,
@@ -220,14 +240,15 @@ class LiveReward(BaseReward):
         return Evaluation(arch, metrics, cost, cost_unit, self.source, e, self.seed)
 
 
-def live_teacher_backends(store: BloxStore, *, device: str = "auto") -> Any:
+def live_teacher_backends(store: BloxStore, *, device: str = "auto", replay_only: bool = False) -> Any:
     """``(teacher, ft_epochs) -> LiveReward`` fine-tuning with any teacher exactly as ``store``'s blockwise tables do.
 
     The recipe, data and split, seed, distillation config (the tables' longest), KD ``alpha``/``temperature``
     are read from the tables' description, so a tabulated teacher's results are found under the same run
     names and a new teacher's are computed and recorded beside them. ``store`` must be writable (``mode="a"``)
     and hold the tables' teacher weights (a build folder, not the weight-less bundle); the data are loaded
-    once and shared by every backend made.
+    once and shared by every backend made. ``replay_only``: read recorded results only (see :class:`LiveReward`);
+    the store then needs no weights and may be a copy of a packaged store with the teachers' groups added.
     """
     from blox_env.datasets.images import load_data
     from blox_env.datasets.store.blockwise import BlockwiseTables
@@ -244,6 +265,7 @@ def live_teacher_backends(store: BloxStore, *, device: str = "auto") -> Any:
     def make(teacher: Arch, ft_epochs: int) -> LiveReward:
         return LiveReward(store=store, data=data, recipe=recipe, mode="blockwise", teacher=teacher, seed=seed,
                           distill=distill, ft_epochs=int(ft_epochs), alpha=float(attrs["alpha"]),
-                          temperature=float(attrs["temperature"]), device=device, space=space)
+                          temperature=float(attrs["temperature"]), device=device, space=space,
+                          replay_only=replay_only)
 
     return make
