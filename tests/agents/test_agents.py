@@ -272,7 +272,8 @@ def test_split_picks_rule() -> None:
 
 def test_registry_and_errors(backend: TabularReward) -> None:
     assert set(AGENTS) == {"random", "evolution", "local", "reinforce", "sh", "hyperband", "brpnas", "sb3", "donna",
-                           "lana", "asha", "async-evolution", "mo-random", "nsga2", "parego", "mo-brpnas"}
+                           "lana", "asha", "async-evolution", "mo-random", "nsga2", "parego", "mo-brpnas",
+                           "proxy-evolution"}
     agent = make_agent("hyperband", backend.space, seed=0, min_fidelity=2, max_fidelity=12)
     assert isinstance(agent, Hyperband) and agent.rungs == [4, 12]
     with pytest.raises(InvalidArgumentError, match="allowed random, evolution"):

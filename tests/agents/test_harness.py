@@ -18,7 +18,7 @@ from blox_env.agents.harness import (
 )
 from blox_env.agents.loop import run_search
 from blox_env.cli.root import app
-from blox_env.datasets.store.core import open_store
+from blox_env.datasets.store.core import BloxStore, open_store
 from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import InvalidArgumentError
 from blox_env.reports.bench import markdown_table, plot_anytime
@@ -32,7 +32,17 @@ SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("h") / "s.zarr"
     synthetic_store(path, space=SPACE, seeds=(0, 1), epochs=9, seed=1).close()
+    st = BloxStore.open(path, mode="a")  # a proxy table for proxy-evolution
+    st.create_proxies(["synflow"], init_seeds=[0])
+    rng = np.random.default_rng(2)
+    st.write_proxies(st.index, init_seed=0, values={"synflow": rng.normal(size=len(st))},
+                     seconds={"synflow": rng.uniform(0.01, 0.1, size=len(st))})
+    st.close()
     return open_store(path)
+
+
+def _backend(store, name: str) -> TabularReward:
+    return TabularReward(store, seed_mode=0, proxy="synflow" if name == "proxy-evolution" else None)
 
 
 def _agent(name: str, backend: TabularReward, seed: int):
@@ -44,15 +54,15 @@ def _agent(name: str, backend: TabularReward, seed: int):
 
 @pytest.mark.parametrize("name", sorted(set(AGENTS) - {"sb3"}))  # sb3: its own test below
 def test_budget_never_exceeded_but_for_the_crossing_evaluation(store, name: str) -> None:
-    backend = TabularReward(store, seed_mode=0)
+    backend = _backend(store, name)
     budget = 8 * float(np.median(store.get("train_time_s", seed=0)))
     trace = run_search(_agent(name, backend, 0), backend, budget=budget, cost_unit="seconds", seed=0,
                        metric="val_top1")
     assert trace and all(r["cumulative_cost"] < budget for r in trace[:-1])
     assert trace[-1]["cumulative_cost"] >= budget or len(trace) < 200
     assert np.isclose(trace[-1]["cumulative_cost"], sum(r["cost"] for r in trace))
-    again = run_search(_agent(name, TabularReward(store, seed_mode=0), 0), TabularReward(store, seed_mode=0),
-                       budget=budget, cost_unit="seconds", seed=0, metric="val_top1")
+    again = run_search(_agent(name, _backend(store, name), 0), _backend(store, name), budget=budget,
+                       cost_unit="seconds", seed=0, metric="val_top1")
     assert [r["arch_index"] for r in trace] == [r["arch_index"] for r in again]
 
 
