@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blox_env.datasets.store.proxies import PROXY_PREFIX
 from blox_env.datasets.store.schema import CURVE_METRICS, STATIC_METRICS, is_accuracy
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 
@@ -39,7 +40,9 @@ _COST_METRICS = ("train_time_s", "wall_time_s")
 
 
 def _is_static(column: str) -> bool:
-    return column in STATIC_METRICS or column.startswith("latency/")
+    """One value per model: the static columns, latencies and zero-cost proxies (``proxy:<name>``, read as the
+    mean over the store's initialisation seeds)."""
+    return column in STATIC_METRICS or column.startswith(("latency/", PROXY_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class Objective:
 
 def default_direction(column: str) -> str | None:
     """The usual direction of a column: "max" for accuracies, "min" for losses and costs, None if unknown."""
-    if is_accuracy(column):
+    if is_accuracy(column) or column.startswith(PROXY_PREFIX):  # proxies score higher-is-better
         return "max"
     if "loss" in column or _is_static(column) or column in _COST_METRICS:
         return "min"
@@ -100,7 +103,7 @@ def directions(objectives: Sequence[Objective]) -> tuple[str, ...]:
 
 
 def _allowed(store: BloxStore, run: str | None) -> list[str]:
-    return list(store.metrics(run))
+    return [*store.metrics(run), *(f"{PROXY_PREFIX}{n}" for n in store.proxy_names())]
 
 
 def _help(allowed: Sequence[str]) -> str:

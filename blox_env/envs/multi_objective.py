@@ -16,7 +16,8 @@ value, so a violation is dominated by every allowed model and never reaches a Pa
 Values are read from the tabular backend's columns for the evaluated model and seed: run metrics at the
 env's fidelity (``epochs``) or at the objective's own ``@epoch`` (at most the env's fidelity: the run is
 charged for the env's epochs, so an objective may not read later ones); static columns (``params``,
-``flops``, ``latency/<device>``) from the backend's static costs. Only tabular backends (normal or
+``flops``, ``latency/<device>``) from the backend's static costs, zero-cost proxies (``proxy:<name>``) from the
+store's proxy table as the mean over its initialisation seeds. Only tabular backends (normal or
 blockwise) have such columns; other backends are refused at construction.
 """
 
@@ -65,6 +66,7 @@ class ObjectiveReward:
                  normalize: bool, violation_reward: float | tuple[float, ...] | None) -> None:
         self.objectives = objectives
         self.backend = backend
+        self._proxies: dict[str, np.ndarray] = {}
         self.names = tuple(o.name for o in objectives)
         self.epochs = tuple(o.epoch if o.epoch is not None else fidelity for o in objectives)
         scale = [0.01 if normalize and is_accuracy(o.column) else 1.0 for o in objectives]
@@ -84,6 +86,14 @@ class ObjectiveReward:
         self.reward_space = spaces.Box(low=low.astype(np.float32), high=high.astype(np.float32),
                                        shape=(len(objectives),), dtype=np.float32)
 
+    def _static(self, column: str) -> np.ndarray:
+        """One value per backend row: a static cost, or a zero-cost proxy (mean over init seeds; read once)."""
+        if not column.startswith("proxy:"):
+            return np.asarray(self.backend.static_costs()[column], dtype=np.float64)
+        if column not in self._proxies:
+            self._proxies[column] = self.backend.store.get(column)
+        return self._proxies[column]
+
     @property
     def dim(self) -> int:
         return len(self.objectives)
@@ -92,7 +102,7 @@ class ObjectiveReward:
         """Every raw value of ``o`` the env can return (all models; the seeds its ``seed_mode`` can draw)."""
         b = self.backend
         if o.static:
-            return np.asarray(b.static_costs()[o.column], dtype=np.float64)
+            return self._static(o.column)
         col = b.column(o.column, epoch)
         if b.seed_mode == "mean":
             return col.mean(axis=0)
@@ -132,7 +142,7 @@ class ObjectiveReward:
         out: dict[str, float] = {}
         for o, epoch in zip(self.objectives, self.epochs):
             if o.static:
-                out[o.name] = float(b.static_costs()[o.column][row])
+                out[o.name] = float(self._static(o.column)[row])
                 continue
             col = b.column(o.column, epoch)
             out[o.name] = float(col[:, row].mean() if ev.seed == "mean" else col[b.seeds.index(ev.seed), row])

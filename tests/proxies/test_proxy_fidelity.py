@@ -153,3 +153,25 @@ def test_bad_env_proxy_options_are_refused(store) -> None:
     backend = TabularReward(store, proxy="grasp")
     with pytest.raises(InvalidArgumentError, match="proxy='snip' but the reward backend answers .*'grasp'"):
         gym.make("Blox-v0", backend=backend, epochs=0, proxy="snip")
+
+
+def test_proxies_as_objectives(store) -> None:
+    """``proxy:<name>`` is an objective column: one value per model (the mean over init seeds), maximised."""
+    from blox_env.objectives import objective_matrix, parse_objectives
+
+    objs = parse_objectives(("test_top1", "proxy:snip", "proxy:grasp:min"), store=store)
+    assert [(o.column, o.direction) for o in objs] == [("test_top1", "max"), ("proxy:snip", "max"),
+                                                       ("proxy:grasp", "min")]
+    mean = np.mean([store.get_proxy("snip", init_seed=s) for s in store.proxy_init_seeds()], axis=0)
+    matrix = objective_matrix(store, objs, seed="mean")
+    np.testing.assert_allclose(matrix[:, 1], -mean)  # maximised columns negated
+    np.testing.assert_allclose(matrix[:, 2], store.get("proxy:grasp"))
+    env = gym.make("BloxOneShot-v0", benchmark=store, objectives=("test_top1", "proxy:snip"), seed_mode=0)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.array([1, 2, 3]))
+    row = int(store.rows([info["arch_index"]])[0])
+    assert reward[1] == pytest.approx(mean[row], rel=1e-6)
+    with pytest.raises(InvalidArgumentError, match="unknown objective column 'proxy:nope'.*proxy:snip"):
+        parse_objectives(("proxy:nope",), store=store)
+    with pytest.raises(InvalidArgumentError, match="no epochs|per-epoch"):
+        parse_objectives(("proxy:snip@3",), store=store)
