@@ -10,6 +10,8 @@ constant) does not pay for torch and DGL.
 - graph: :class:`GCNPredictor`, :class:`GINPredictor`, :class:`BRPPredictor`
 - blockwise signatures: :class:`DonnaPredictor`, :class:`LanaPredictor`
 - baselines on the one-hot block encoding: :class:`MLPPredictor`, :class:`TreePredictor`, :class:`ConstantPredictor`
+- per-model extra features (zero-cost proxies from a store) for the baselines, GCN and GIN:
+  :class:`ProxyFeatures` (``features=``)
 - evaluation: :func:`evaluate_predictions`
 """
 
@@ -37,6 +39,7 @@ _EXPORTS = {
     "MLPPredictor": "predictors.baselines",
     "TreePredictor": "predictors.baselines",
     "one_hot_blocks": "predictors.baselines",
+    "ProxyFeatures": "predictors.features",
     "evaluate_predictions": "predictors.metrics",
     "precision_at_k": "predictors.metrics",
 }

@@ -253,7 +253,8 @@ def train_torch_regressor(model: torch.nn.Module, make_input: Callable[[np.ndarr
     """MSE training with AdamW and a per-epoch cosine schedule; returns seconds spent.
 
     ``make_input(positions)`` builds the model input of those training positions
-    (e.g. a batched graph); ``y`` are already-normalised targets. Shuffling uses
+    (e.g. a batched graph; a tuple is passed as the model's positional arguments, e.g.
+    ``(graph, extra_features)``); ``y`` are already-normalised targets. Shuffling uses
     a numpy Generator from ``seed``; call inside :func:`seeded_torch` for dropout.
     """
     import torch
@@ -272,7 +273,9 @@ def train_torch_regressor(model: torch.nn.Module, make_input: Callable[[np.ndarr
             if len(pos) < 2 and n >= 2:  # a lone sample gives a degenerate step; fold it into the next epoch
                 continue
             opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(model(make_input(pos)), target[torch.from_numpy(pos).to(device)])
+            inputs = make_input(pos)
+            out = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+            loss = torch.nn.functional.mse_loss(out, target[torch.from_numpy(pos).to(device)])
             if not math.isfinite(float(loss.detach())):
                 from blox_env.errors import TrainingDivergedError
 

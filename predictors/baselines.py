@@ -3,15 +3,19 @@
 The block encoding of a model is the concatenation of one one-hot vector per
 stage over the 45 canonical blocks (``3 x 45 = 135`` binary features). It
 knows nothing about the blocks' structure, which is exactly what a graph
-predictor should beat.
+predictor should beat. With ``features=ProxyFeatures(...)`` (:mod:`.features`) the
+MLP and the tree ensemble see the one-hot encoding followed by the ``k`` transformed
+zero-cost proxies of each model (``135 + k`` columns); the transform is fitted on the
+training models in ``fit`` and saved with the predictor.
 
 Saving. The MLP saves like the graph predictors (JSON + plain-tensor state
 dict). The tree model is NOT pickled: it saves its hyperparameters, seed and
 training data (model indices and targets, ``arrays.npz``) and refits on load.
 scikit-learn's tree ensembles are deterministic for fixed data,
 ``random_state`` and ``n_jobs=1``, so the loaded model predicts exactly what
-the saved one did (for the same scikit-learn version); refitting costs well
-under a second at benchmark training sizes.
+the saved one did (for the same scikit-learn version; with features, from the
+saved feature table and statistics); refitting costs well under a second at
+benchmark training sizes.
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ from blox_env.predictors.base import (
     seeded_torch,
     train_torch_regressor,
 )
+from blox_env.predictors.features import (
+    ProxyFeatures,
+    check_features,
+    features_meta,
+    read_features,
+    write_features,
+)
 from blox_env.predictors.folders import load_arrays, number
 from blox_env.space import N_BLOCKS, N_STAGES, as_indices, indices_to_blocks
 
@@ -54,6 +65,12 @@ def one_hot_blocks(archs: Any) -> np.ndarray:
     for s in range(N_STAGES):
         out[rows, s * N_BLOCKS + blocks[:, s]] = 1.0
     return out
+
+
+def _encode(idx: np.ndarray, features: ProxyFeatures | None) -> np.ndarray:
+    """One-hot blocks, then (with fitted ``features``) the transformed proxies: ``[N, 135 + k]`` float32."""
+    x = one_hot_blocks(idx)
+    return x if features is None else np.concatenate([x, features.transform(idx)], axis=1)
 
 
 @dataclass(frozen=True)
@@ -74,14 +91,19 @@ class MLPConfig:
 
 
 class MLPPredictor(BasePredictor):
-    """MLP regression on the one-hot block encoding (MSE on standardised targets, AdamW, cosine)."""
+    """MLP regression on the one-hot block encoding (MSE on standardised targets, AdamW, cosine).
 
-    def __init__(self, *, config: MLPConfig | None = None, **overrides: Any) -> None:
+    ``features``: optional per-model proxy features appended to the encoding (module docstring).
+    """
+
+    def __init__(self, *, config: MLPConfig | None = None, features: ProxyFeatures | None = None,
+                 **overrides: Any) -> None:
         base = config if config is not None else MLPConfig()
         names = {f.name for f in dataclasses.fields(MLPConfig)}
         if not isinstance(base, MLPConfig) or set(overrides) - names:
             raise InvalidArgumentError(f"give config=MLPConfig(...) and/or options among {sorted(names)}")
         self.config = dataclasses.replace(base, **overrides)
+        self.features = check_features(features)
         self.scaler = TargetScaler()
         self.model: Any = None
         self.fitted_ = False
@@ -91,29 +113,34 @@ class MLPPredictor(BasePredictor):
         from torch import nn
 
         c = self.config
-        dims = [N_STAGES * N_BLOCKS] + [c.hidden] * c.layers
+        dims = [self._in_dim()] + [c.hidden] * c.layers
         mods: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             mods += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(c.dropout)]
         mods.append(nn.Linear(dims[-1], 1))
         return nn.Sequential(*mods, nn.Flatten(0)).to(c.device)
 
+    def _in_dim(self) -> int:
+        return N_STAGES * N_BLOCKS + (0 if self.features is None else self.features.n_features)
+
     def _state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of :meth:`_build`'s state dict (``nn.Sequential`` indices), computed without building it."""
         c = self.config
-        dims = [N_STAGES * N_BLOCKS] + [c.hidden] * c.layers
+        dims = [self._in_dim()] + [c.hidden] * c.layers
         shapes = {k: s for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
                   for k, s in ((f"{3 * i}.weight", (b, a)), (f"{3 * i}.bias", (b,)))}
         return {**shapes, f"{3 * c.layers}.weight": (1, dims[-1]), f"{3 * c.layers}.bias": (1,)}
 
     def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self:
-        """Train from scratch; ``seed`` fixes initialisation, dropout and shuffling."""
+        """Train from scratch; ``seed`` fixes initialisation, dropout and shuffling; features are fitted on archs."""
         import torch
 
         idx, target = self._fit_inputs(archs, y, kw)
         s = rng_seed(seed)
         c = self.config
-        x = torch.from_numpy(one_hot_blocks(idx)).to(c.device)
+        if self.features is not None:
+            self.features = self.features.fit(idx)
+        x = torch.from_numpy(_encode(idx, self.features)).to(c.device)
         self.scaler = TargetScaler.fit(target)
         with seeded_torch(s):
             self.model = self._build()
@@ -131,19 +158,23 @@ class MLPPredictor(BasePredictor):
         self._require_fitted()
         self.model.eval()
         with torch.no_grad():
-            z = self.model(torch.from_numpy(one_hot_blocks(archs)).to(self.config.device)).cpu().numpy()
+            z = self.model(torch.from_numpy(_encode(as_indices(archs), self.features)).to(self.config.device))
+            z = z.cpu().numpy()
         return self.scaler.inverse(z)
 
     def _meta(self) -> dict[str, Any]:
-        return {"config": config_dict(self.config), "scaler": dataclasses.asdict(self.scaler)}
+        return {"config": config_dict(self.config), "scaler": dataclasses.asdict(self.scaler),
+                **features_meta(self.features)}
 
     def _write_arrays(self, folder: Path) -> None:
         save_state(folder, self.model)
+        write_features(folder, self.features)
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
-        meta_keys(meta, "config", "scaler")
-        pred = cls(config=config_from_dict(MLPConfig, meta["config"]))
+        meta_keys(meta, "config", "scaler", optional=("features",))
+        pred = cls(config=config_from_dict(MLPConfig, meta["config"]),
+                   features=read_features(folder, meta.get("features")))
         pred.scaler = scaler_from_meta(meta["scaler"])
         state = load_state(folder, pred._state_shapes())  # checked before the model is built
         pred.model = pred._build()
@@ -158,7 +189,8 @@ class TreePredictor(BasePredictor):
 
     ``kind="gbrt"`` (default): ``GradientBoostingRegressor``; ``kind="rf"``:
     ``RandomForestRegressor``. ``n_estimators``, ``max_depth`` and
-    ``learning_rate`` (boosting only) are passed through. Saved by training data
+    ``learning_rate`` (boosting only) are passed through. ``features``: optional
+    per-model proxy features appended to the encoding. Saved by training data
     and refitted on load (see the module docstring).
     """
 
@@ -167,7 +199,7 @@ class TreePredictor(BasePredictor):
     MAX_DEPTH: ClassVar[int] = 256
 
     def __init__(self, *, kind: str = "gbrt", n_estimators: int = 300, max_depth: int | None = 3,
-                 learning_rate: float = 0.05) -> None:
+                 learning_rate: float = 0.05, features: ProxyFeatures | None = None) -> None:
         if kind not in self.KINDS:
             raise InvalidArgumentError(f"kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
         if isinstance(n_estimators, bool) or not isinstance(n_estimators, int) or not (
@@ -182,6 +214,7 @@ class TreePredictor(BasePredictor):
                 0 < learning_rate < float("inf")):
             raise InvalidArgumentError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
         self.kind, self.n_estimators, self.max_depth, self.learning_rate = kind, n_estimators, max_depth, learning_rate
+        self.features = check_features(features)
         self.fitted_ = False
         self.seed_ = 0
         self.train_indices_ = np.zeros(0, dtype=np.int64)
@@ -198,10 +231,15 @@ class TreePredictor(BasePredictor):
                                      random_state=seed)
 
     def fit(self, archs: Any, y: Any, *, seed: int | np.random.Generator, **kw: Any) -> Self:
-        """Fit the ensemble; ``seed`` is its ``random_state``."""
+        """Fit the ensemble; ``seed`` is its ``random_state``; features are fitted on ``archs``."""
         idx, target = self._fit_inputs(archs, y, kw)
-        self.seed_ = rng_seed(seed)
-        self._model = self._make(self.seed_).fit(one_hot_blocks(idx), target)
+        if self.features is not None:
+            self.features = self.features.fit(idx)
+        return self._fit_ensemble(idx, target, rng_seed(seed))
+
+    def _fit_ensemble(self, idx: np.ndarray, target: np.ndarray, seed: int) -> Self:
+        self.seed_ = seed
+        self._model = self._make(self.seed_).fit(_encode(idx, self.features), target)
         self.train_indices_, self.train_targets_ = idx, target
         self.fitted_ = True
         return self
@@ -209,25 +247,30 @@ class TreePredictor(BasePredictor):
     def predict(self, archs: Any) -> np.ndarray:
         """Predicted metric in the units of the training targets."""
         self._require_fitted()
-        return np.asarray(self._model.predict(one_hot_blocks(archs)), dtype=np.float64)
+        return np.asarray(self._model.predict(_encode(as_indices(archs), self.features)), dtype=np.float64)
 
     def _meta(self) -> dict[str, Any]:
         import sklearn
 
         return {"kind": self.kind, "n_estimators": self.n_estimators, "max_depth": self.max_depth,
-                "learning_rate": self.learning_rate, "seed": self.seed_, "sklearn": sklearn.__version__}
+                "learning_rate": self.learning_rate, "seed": self.seed_, "sklearn": sklearn.__version__,
+                **features_meta(self.features)}
 
     def _write_arrays(self, folder: Path) -> None:
         np.savez(folder / ARRAYS_FILE, indices=self.train_indices_, targets=self.train_targets_)
+        write_features(folder, self.features)
 
     @classmethod
     def _restore(cls, folder: Path, meta: dict[str, Any]) -> Self:
-        meta_keys(meta, "kind", "n_estimators", "max_depth", "learning_rate", "seed", "sklearn")
+        meta_keys(meta, "kind", "n_estimators", "max_depth", "learning_rate", "seed", "sklearn",
+                  optional=("features",))
         pred = cls(kind=meta["kind"], n_estimators=meta["n_estimators"], max_depth=meta["max_depth"],
-                   learning_rate=meta["learning_rate"])  # the constructor bounds the ensemble's size
+                   learning_rate=meta["learning_rate"],  # the constructor bounds the ensemble's size
+                   features=read_features(folder, meta.get("features")))  # fitted: the saved statistics
         seed = number(meta["seed"], what="seed", integer=True, minimum=0)
         data = load_arrays(folder / ARRAYS_FILE, {"indices": (1, "iu"), "targets": (1, "f")})
-        return pred.fit(data["indices"], data["targets"], seed=seed)  # fit checks lengths, range, finiteness
+        idx, target = check_training_data(data["indices"], data["targets"])  # lengths, range, finiteness
+        return pred._fit_ensemble(idx, target, seed)
 
 
 class ConstantPredictor(BasePredictor):

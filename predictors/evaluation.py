@@ -6,7 +6,9 @@ training set for train size ``n`` and a fixed held-out set (the last
 sizes and predictors of a seed see the same test models. Targets are the
 store's metric (default: best validation top-1, mean over the run's seeds);
 the noise ceiling is the Spearman between the run's seed 0 and seed 1 on the
-same held-out models. Fit and predict times are recorded per fit.
+same held-out models. Fit and predict times are recorded per fit. With
+``features=ProxyFeatures(...)`` the predictors that take features (:data:`FEATURE_PREDICTORS`)
+get them, fitted on each training set; the rows then say ``"features": True``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from blox_env.predictors.metrics import evaluate_predictions
 from blox_env.progress import ProgressBar
 from blox_env.space import Arch
 
-__all__ = ["PREDICTORS", "EvalSpec", "make_predictor", "noise_ceiling", "run_evaluation",
+__all__ = ["FEATURE_PREDICTORS", "PREDICTORS", "EvalSpec", "make_predictor", "noise_ceiling", "run_evaluation",
            "summarise"]
 
 PREDICTORS = ("gcn", "brp", "gin", "mlp", "tree", "donna", "lana", "constant")
+FEATURE_PREDICTORS = ("gcn", "gin", "mlp", "tree")
+"""The predictors that accept per-model proxy features (``features=``)."""
 
 
 @dataclass(frozen=True)
@@ -52,20 +56,26 @@ class EvalSpec:
             raise InvalidArgumentError(f"need seeds >= 1, test_size >= 2 and train sizes >= 2, got {self}")
 
 
-def make_predictor(name: str, *, fast: bool = True, signatures: dict[str, np.ndarray] | None = None) -> Any:
-    """A fresh predictor by name (BRP-NAS defaults, or the documented CPU settings when ``fast``)."""
+def make_predictor(name: str, *, fast: bool = True, signatures: dict[str, np.ndarray] | None = None,
+                   features: Any = None) -> Any:
+    """A fresh predictor by name (BRP-NAS defaults, or the documented CPU settings when ``fast``); ``features``
+    (a :class:`~blox_env.predictors.features.ProxyFeatures`) for the :data:`FEATURE_PREDICTORS` only."""
     from blox_env import predictors as P  # noqa: N812 - lazy module of classes
 
+    if features is not None and name not in FEATURE_PREDICTORS:
+        raise InvalidArgumentError(f"{name} takes no proxy features: only {', '.join(FEATURE_PREDICTORS)} do")
     if name == "gcn":
-        return P.GCNPredictor(hidden=128, epochs=120, batch_size=32) if fast else P.GCNPredictor()
+        return P.GCNPredictor(hidden=128, epochs=120, batch_size=32, features=features) if fast else \
+            P.GCNPredictor(features=features)
     if name == "gin":
-        return P.GINPredictor(hidden=128, epochs=120, batch_size=32) if fast else P.GINPredictor()
+        return P.GINPredictor(hidden=128, epochs=120, batch_size=32, features=features) if fast else \
+            P.GINPredictor(features=features)
     if name == "brp":
         return P.BRPPredictor(hidden=128, epochs=60) if fast else P.BRPPredictor()
     if name == "mlp":
-        return P.MLPPredictor()
+        return P.MLPPredictor(features=features)
     if name == "tree":
-        return P.TreePredictor()
+        return P.TreePredictor(features=features)
     if name == "constant":
         return P.ConstantPredictor()
     if name in ("donna", "lana"):
@@ -91,8 +101,8 @@ def noise_ceiling(store: Any, *, metric: str = "val_top1", run: str | None = Non
 
 
 def run_evaluation(store: Any, *, spec: EvalSpec = EvalSpec(), signatures: dict[str, np.ndarray] | None = None,
-                   progress: bool = True) -> list[dict[str, Any]]:
-    """One result row per (predictor, train size, seed)."""
+                   features: Any = None, progress: bool = True) -> list[dict[str, Any]]:
+    """One result row per (predictor, train size, seed); ``features``: proxy features for every predictor."""
     index = store.index
     y_all = store.get(spec.metric, seed=spec.target_seed, run=spec.run)
     ok = np.isfinite(y_all)
@@ -114,7 +124,7 @@ def run_evaluation(store: Any, *, spec: EvalSpec = EvalSpec(), signatures: dict[
                 train = order[:n]
                 archs = [Arch.from_index(int(i)) for i in index[train]]
                 for name in spec.predictors:
-                    pred = make_predictor(name, fast=spec.fast, signatures=signatures)
+                    pred = make_predictor(name, fast=spec.fast, signatures=signatures, features=features)
                     t = time.perf_counter()
                     pred.fit(archs, y_all[train], seed=seed)
                     fit_s = time.perf_counter() - t
@@ -123,7 +133,8 @@ def run_evaluation(store: Any, *, spec: EvalSpec = EvalSpec(), signatures: dict[
                     predict_s = time.perf_counter() - t
                     scores = evaluate_predictions(y_all[test], y_hat, top_k=(5,))
                     rows.append({"predictor": name, "train_size": n, "seed": seed, "fit_s": fit_s,
-                                 "predict_s": predict_s, "noise_ceiling": ceiling, **scores})
+                                 "predict_s": predict_s, "noise_ceiling": ceiling, **scores,
+                                 **({"features": True} if features is not None else {})})
                     bar.update()
     return rows
 
