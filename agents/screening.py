@@ -48,7 +48,7 @@ class ProxyScreenedEvolution(RegularizedEvolution):
         self.direction = direction
         self.screened: dict[int, float] = {}  # model index -> proxy score, as told
         self._screen_asked: set[int] = set()
-        self._ranked: list[int] | None = None  # the screened models, best first (fixed at the first training ask)
+        self._ranked_taken = 0  # best-screened models asked for training so far (at most ``population``)
 
     def ask(self) -> Arch:
         target = min(self.screen, len(self.feasible_indices()))
@@ -58,17 +58,19 @@ class ProxyScreenedEvolution(RegularizedEvolution):
             self._screen_asked.add(arch.index)
             return arch
         self.fidelity = None
-        if self._ranked is None:
+        if self._ranked_taken < self.population_size:
+            # the best-screened model not trained or in flight yet, ranked afresh at each ask: on parallel workers
+            # a training ask may come before every screen is told (it then uses the screens told so far, or, with
+            # none, draws a random initial member as plain evolution does, which leaves the ranked slots intact)
             sign = 1.0 if self.direction == "max" else -1.0
-            scored = [(i, v) for i, v in self.screened.items() if np.isfinite(v)]
-            self._ranked = [i for i, _ in sorted(scored, key=lambda item: (-sign * item[1], item[0]))]
-        while self._initial_asked < self.population_size and self._ranked:
-            index = self._ranked.pop(0)
-            if index in self._seen or index in self.pending_indices:
-                continue
-            self._initial_asked += 1
-            self._seen.add(index)
-            return Arch.from_index(index)
+            busy = self._seen | self.pending_indices
+            scored = [(-sign * v, i) for i, v in self.screened.items() if np.isfinite(v) and i not in busy]
+            if scored:
+                index = min(scored)[1]
+                self._ranked_taken += 1
+                self._initial_asked += 1
+                self._seen.add(index)
+                return Arch.from_index(index)
         return super().ask()
 
     def tell(self, arch: Arch, evaluation: Evaluation) -> None:

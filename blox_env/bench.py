@@ -40,12 +40,18 @@ MAX_JOBS = 256
 Traces = dict[tuple[str, int], list[dict[str, Any]]]
 
 
+#: (group, option, default) of BenchSpec options added after trace stores were first keyed by :func:`spec_key`.
+_LATER_OPTIONS = (("search", "proxy", None), ("blockwise", "live_replay", False))
+
+
 def spec_key(spec: BenchSpec) -> str:
     """12 hex digits naming what a search depends on besides its agent and seed (the resume key)."""
     data = spec.to_dict()
-    # options at their defaults that older specs did not have stay out, so that their traces still resume
-    data["search"] = {k: v for k, v in data["search"].items()
-                      if k not in ("agents", "seeds") and not (k == "proxy" and v is None)}
+    # options added since traces were first keyed stay out while at their defaults, so that older traces resume
+    for group, name, default in _LATER_OPTIONS:
+        if data[group].get(name, default) == default:
+            data[group].pop(name, None)
+    data["search"] = {k: v for k, v in data["search"].items() if k not in ("agents", "seeds")}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

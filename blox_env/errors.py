@@ -141,6 +141,9 @@ class UnsafePickleError(ImageDataFormatError):
 class LiveResultMissingError(BloxError, KeyError):
     """A live backend replaying recorded results (``replay_only``) was asked for one that was never recorded."""
 
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
 
 class PredictorFolderError(InvalidArgumentError):
     """A saved predictor folder is missing, damaged or edited into something that cannot be loaded safely."""

@@ -51,7 +51,7 @@ def study(
                          predictor_sizes=tuple(int_list(predictor_sizes, option="--predictor-sizes")),
                          predictor_seeds=predictor_seeds, executor=executor, workers=workers, target=target,
                          live_store=live_store, live_seeds=live_seeds,
-                         live_record=None if live_store else (live_record or out),
+                         live_record=None if live_store else live_record or _record_in(out),
                          predictors=tuple(p.strip() for p in predictors.split(",") if p.strip()))
     if not quiet:
         from blox_env.datasets.store.provenance import benchmark_summary, describe_benchmark
@@ -73,3 +73,12 @@ def study(
 def register(app: typer.Typer) -> None:
     """Add ``blox study``."""
     app.command("study")(study)
+
+
+def _record_in(folder: str) -> str | None:
+    """``folder`` if it holds a live record (the default of --live-record: the --out folder), else None."""
+    from pathlib import Path
+
+    from blox_env.reports.study_live import RECORD_JSON, RECORD_ZIP
+
+    return folder if (Path(folder) / RECORD_JSON).is_file() and (Path(folder) / RECORD_ZIP).is_file() else None

@@ -121,6 +121,9 @@ class EnvConfig:
         set_(self, "constraint", check_constraint(self.constraint))
         check_optional_str("proxy", self.proxy, "the name of one of the store's zero-cost proxies, e.g. 'synflow'")
         check_seed_mode(self.proxy_init_seed, name="proxy_init_seed", what="a proxy initialisation seed of the store")
+        if self.proxy is not None and self.reward != "tabular":
+            raise InvalidArgumentError(f"proxy= is answered by the tabular reward (the store's proxy table), not "
+                                       f"reward={self.reward!r}")
         if self.epochs == PROXY_FIDELITY and self.proxy is None:
             raise InvalidArgumentError("epochs=0 is the zero-cost proxy fidelity: name the proxy too, e.g. "
                                        "proxy='synflow' (or give epochs >= 1)")

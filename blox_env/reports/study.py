@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from blox_env.datasets.store.blockwise import BlockwiseTables, oracle_block_scores
-from blox_env.errors import InvalidArgumentError, LiveResultMissingError
+from blox_env.errors import InvalidArgumentError, LiveResultMissingError, StoreError
 from blox_env.reports.study_claims import question_claims, spearman, table2_conclusions
 from blox_env.space import indices_to_blocks
 
@@ -236,7 +236,7 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
             kwargs.setdefault(method.agent, {}).update(lana)
             constraint = {"flops": limit}
         strategy_kwargs = {"search_fraction": config.search_fraction} if method.strategy != "plain" else {}
-        source = LiveSource.of(config, method.strategy, store_location)
+        source = LiveSource.of(config, method.strategy, store_location)  # cleans up after itself if it fails
         live, seeds = source.store, source.seeds(config.seeds)
         options = dict(agents=(method.agent,), budgets=budgets, target=target, mode=method.mode,
                        teacher=method.teacher, strategy=method.strategy,
@@ -250,8 +250,10 @@ def run_searches(store_location: str, tables: BlockwiseTables, *, config: StudyC
         executor, workers = ("serial", 1) if live else (config.executor, config.workers)
         try:
             result = run_benchmark(store_location, spec=spec, executor=executor, jobs=workers, progress=progress)
-        except LiveResultMissingError as exc:  # the shipped record lacks a result: the tables-only row, labelled
-            source = source.missed(str(exc))
+        except (LiveResultMissingError, StoreError, ImportError) as exc:  # a replay that cannot finish
+            if not source.replay:
+                raise
+            source = source.missed(str(exc))  # the tables-only row, labelled not reproduced
             spec = BenchSpec.from_options(**options, seeds=config.seeds)
             result = run_benchmark(store_location, spec=spec, executor=config.executor, jobs=config.workers,
                                    progress=progress)
@@ -295,16 +297,21 @@ class LiveSource:
             return cls(store=config.live_store, searches=config.live_seeds)
         if config.live_record is None:
             return cls()
+        import tempfile
+        import zipfile
+
         from blox_env.reports.study_live import read_live_record, replay_store
 
-        record = read_live_record(config.live_record)
-        if record is None:
-            return cls(miss=f"no live record in {config.live_record} (run blox study --live-store FOLDER to make one)")
-        import tempfile
-
         work = tempfile.TemporaryDirectory(prefix="blox-study-replay-")
-        path = replay_store(store_location, config.live_record, work.name)
-        return cls(store=str(path), replay=True, searches=int(record["searches"]), work=work)
+        try:
+            record = read_live_record(config.live_record)
+            if record is None:
+                raise StoreError(f"no live record in {config.live_record} (blox study --live-store FOLDER makes one)")
+            path = replay_store(store_location, config.live_record, work.name)
+            return cls(store=str(path), replay=True, searches=int(record["searches"]), work=work)
+        except (StoreError, OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            work.cleanup()
+            return cls(miss=f"the live record in {config.live_record} cannot be replayed: {exc}")
 
     def seeds(self, default: int) -> int:
         """Searches of the row: a replay's recorded count, at most ``live_seeds`` live, else ``default``."""

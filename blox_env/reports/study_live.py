@@ -87,8 +87,8 @@ def read_live_record(folder: str | Path) -> dict[str, Any] | None:
 
 
 def replay_store(store_location: str | Path, folder: str | Path, work: str | Path) -> Path:
-    """A writable copy of the benchmark store in ``work`` with the record of ``folder`` laid over it (checksums
-    of the added tables recorded); returns its path."""
+    """A writable copy of the benchmark store in ``work`` with the record of ``folder`` laid over it (checksums of
+    the record's tables recorded; the copy's own are kept as they were); returns its path."""
     from blox_env.datasets.store.core import BloxStore
 
     src, dest = Path(store_location), Path(work) / "replay.zarr"
@@ -96,18 +96,22 @@ def replay_store(store_location: str | Path, folder: str | Path, work: str | Pat
         raise InvalidArgumentError(f"{folder} holds no live record ({RECORD_ZIP} and {RECORD_JSON})")
     if dest.exists():
         shutil.rmtree(dest)
-    if src.is_dir():
-        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*_WEIGHTS))
-    else:
+    if src.is_dir():  # without the teachers' and blocks' weights (blockwise/<hash>/library|teacher)
+        shutil.copytree(src, dest, ignore=lambda d, names: [
+            n for n in names if n in _WEIGHTS and Path(d).parent.name == "blockwise"])
+    elif zipfile.is_zipfile(src):
         with zipfile.ZipFile(src) as z:
             z.extractall(dest)
+    else:
+        raise StoreError(f"the study replays a live record over a store folder or zip on this machine, not {src}")
     with zipfile.ZipFile(Path(folder) / RECORD_ZIP) as z:
-        bad = [n for n in z.namelist() if not n.startswith("blockwise/") or ".." in Path(n).parts]
+        names = z.namelist()
+        bad = [n for n in names if not n.startswith("blockwise/") or ".." in Path(n).parts]
         if bad:
             raise StoreError(f"the live record {Path(folder) / RECORD_ZIP} holds {bad[0]!r}: only blockwise/ groups")
         z.extractall(dest)
     st = BloxStore.open(dest, mode="a")
-    st.record_checksums()
+    st.record_checksums(sorted({n[: -len("/zarr.json")] for n in names if n.endswith("/zarr.json")}))  # the added
     st.close()
     return dest
 

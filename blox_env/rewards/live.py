@@ -178,8 +178,10 @@ class LiveReward(BaseReward):
             attrs = self.store.teacher_attrs(teacher)
         except ArchitectureNotFoundError:  # nothing recorded for this teacher yet
             attrs = {}
+        # an unrecorded teacher time is missing (the missing_cost rule), never free
         return SharedWork(np.asarray(self.library.signatures(self.distill)["distill_time_s"], dtype=np.float64),
-                          float(attrs.get("train_time_s", 0.0)), teacher.index, teacher_name=f"model {teacher.index}")
+                          float(attrs.get("train_time_s", np.nan)), teacher.index,
+                          teacher_name=f"model {teacher.index}")
 
     def _refuse_in_replay(self, arch: Arch, where: str) -> None:
         if self.replay_only:

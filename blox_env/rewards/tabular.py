@@ -9,6 +9,7 @@ for the vector envs. With ``proxy=<name>`` it also answers the proxy fidelity
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -89,8 +90,11 @@ class TabularReward(BaseReward):
         self._known: dict[int, np.ndarray] = {}
         self.proxy_fidelity: ProxyFidelity | None = None
         if proxy is not None:
-            times = self.column("train_time_s", self.max_fidelity).mean(axis=0) \
-                if "train_time_s" in self.info.metrics else None
+            times = None
+            if "train_time_s" in self.info.metrics:
+                with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a model missing in every seed stays NaN
+                    times = np.nanmean(self.column("train_time_s", self.max_fidelity), axis=0)
             self.proxy_fidelity = ProxyFidelity(store, proxy, init_seed=proxy_init_seed, train_time_s=times,
                                                 epochs=self.max_fidelity)
         self.proxy = None if self.proxy_fidelity is None else self.proxy_fidelity.name
@@ -109,7 +113,8 @@ class TabularReward(BaseReward):
 
     def fidelity(self, fidelity: int | None) -> int:
         """``fidelity`` in ``1..max_fidelity``, or 0 (the proxy fidelity) when the backend has a ``proxy``."""
-        if fidelity == PROXY_FIDELITY and not isinstance(fidelity, bool):
+        if isinstance(fidelity, (int, np.integer)) and not isinstance(fidelity, (bool, np.bool_)) \
+                and fidelity == PROXY_FIDELITY:
             if self.proxy_fidelity is None:
                 have = ", ".join(self.store.proxy_names()) or "none (blox build-proxies)"
                 raise InvalidArgumentError(f"epochs (fidelity) 0 is the zero-cost proxy fidelity: pass proxy=<name> "

@@ -143,3 +143,12 @@ def test_bundled_blockwise_tables_are_complete(mini, tables) -> None:
     # the good teacher's students beat the bad one's, and M1 is the best model by seed-mean validation accuracy
     assert np.nanmean(tables.finetuned("M1")) > np.nanmean(tables.finetuned("M5"))
     assert mini.rows([tables.teachers["M1"]])[0] == int(np.argmax(tables.normal("val_top1")))
+
+
+def test_bundled_teachers_follow_the_teacher_rule(mini, tables) -> None:
+    """M1..M5 are the models at the 100th, 99th, 50th, 10th and 5th percentiles of seed-mean normal validation
+    top-1, recomputed here by ranking the 729 models independently of the store's choice."""
+    val = np.mean([mini.get("val_top1", seed=s) for s in mini.run_info().seeds], axis=0)
+    order = np.lexsort((mini.index, -val))  # best first, ties by model index
+    want = [int(mini.index[order[round(q * (len(order) - 1))]]) for q in (0.0, 0.01, 0.5, 0.9, 0.95)]
+    assert [tables.teachers[n].index for n in ("M1", "M2", "M3", "M4", "M5")] == want

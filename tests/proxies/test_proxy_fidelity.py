@@ -141,6 +141,9 @@ def test_bad_proxy_options_are_refused(store) -> None:
         TabularReward(store).evaluate(Arch.from_index(int(store.index[0])), 0)
     with pytest.raises(InvalidArgumentError, match="mode='normal'"):
         make_tabular_backend(store, mode="blockwise", proxy="snip")
+    for not_an_epoch in (0.0, np.False_, False):
+        with pytest.raises(InvalidArgumentError, match="integer in 1"):
+            TabularReward(store, proxy="snip").fidelity(not_an_epoch)
 
 
 def test_bad_env_proxy_options_are_refused(store) -> None:
@@ -150,6 +153,8 @@ def test_bad_env_proxy_options_are_refused(store) -> None:
         gym.make("Blox-v0", benchmark=store, epochs=0, proxy="snip", objectives=("val_top1", "params"))
     with pytest.raises(InvalidArgumentTypeError, match="proxy_init_seed must be"):
         gym.make("Blox-v0", benchmark=store, proxy="snip", proxy_init_seed=1.5)
+    with pytest.raises(InvalidArgumentError, match="proxy= is answered by the tabular reward"):
+        gym.make("Blox-v0", benchmark=store, reward="surrogate", proxy="snip")
     backend = TabularReward(store, proxy="grasp")
     with pytest.raises(InvalidArgumentError, match="proxy='snip' but the reward backend answers .*'grasp'"):
         gym.make("Blox-v0", backend=backend, epochs=0, proxy="snip")

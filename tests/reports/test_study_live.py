@@ -53,8 +53,10 @@ def test_replay_only_refuses_to_train_and_names_the_teacher(bw_path: Path, tmp_p
     live = LiveReward(store=store, data="synthetic", mode="blockwise", teacher=teacher, replay_only=True,
                       ft_epochs=2, space=SPACE)
     student = Arch.from_index(int(store.index[0]))
-    with pytest.raises(LiveResultMissingError, match=f"model {student.index}.*teacher {teacher.index}.*replay_only"):
+    with pytest.raises(LiveResultMissingError, match=f"model {student.index}.*teacher {teacher.index}.*replay_only") \
+            as caught:
         live.evaluate(student)
+    assert str(caught.value).startswith("no recorded result")  # not quoted as KeyError messages are
     assert not (copy / "blockwise" / teacher.hash / "teacher").exists()  # nothing was trained
     store.close()
 
@@ -110,6 +112,15 @@ def test_bad_records(tmp_path: Path, bw_path: Path) -> None:
         replay_store(bw_path, tmp_path, tmp_path / "work")
     with pytest.raises(InvalidArgumentError, match="holds no live record"):
         replay_store(bw_path, tmp_path / "nothing", tmp_path / "work")
+
+
+def test_the_out_folder_is_the_default_record_only_when_it_holds_one(tmp_path: Path) -> None:
+    from blox_env.cli.study import _record_in
+
+    assert _record_in(str(tmp_path)) is None  # a plain study without a record: a tables-only row, not a miss
+    (tmp_path / RECORD_ZIP).write_bytes(b"")
+    (tmp_path / RECORD_JSON).write_text("{}")
+    assert _record_in(str(tmp_path)) == str(tmp_path)
 
 
 def test_study_labels_a_missing_record(bw_path: Path, tmp_path: Path) -> None:
