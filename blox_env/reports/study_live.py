@@ -5,10 +5,11 @@ teachers for real, recording every result in ``FOLDER``'s ``blockwise/<teacher h
 the distillation config, the fine-tuning length, KD alpha and temperature and the seed; the run attributes the
 recipe). :func:`export_live_record` copies those groups (no weights) to ``<out>/live-teachers.zip`` and writes
 ``<out>/live-teachers.json``: the teachers (index, hash), the number of searches, the tables' recipe and
-distillation/fine-tuning configuration, and the live searches' traces. :func:`replay_store` lays the record over a
-copy of the benchmark store, where the live backend in ``replay_only`` mode reads every result back (a result
-missing from the record raises :class:`~blox_env.errors.LiveResultMissingError` naming the teacher), so
-``blox study`` reproduces the row from the repository.
+distillation/fine-tuning configuration; the live searches' traces go to ``<out>/live-teachers-traces.json.gz``.
+:func:`replay_store` lays the record over a copy of the benchmark store, where the live backend in
+``replay_only`` mode reads every result back (a result missing from the record raises
+:class:`~blox_env.errors.LiveResultMissingError` naming the teacher), so ``blox study`` reproduces the row from
+the repository.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from typing import Any
 
 from blox_env.errors import InvalidArgumentError, StoreError
 
-__all__ = ["RECORD_JSON", "RECORD_ZIP", "export_live_record", "promoted_teachers", "read_live_record",
-           "replay_store"]
+__all__ = ["RECORD_JSON", "RECORD_TRACES", "RECORD_ZIP", "export_live_record", "promoted_teachers",
+           "read_live_record", "read_live_traces", "replay_store"]
 
 RECORD_ZIP = "live-teachers.zip"
 RECORD_JSON = "live-teachers.json"
+RECORD_TRACES = "live-teachers-traces.json.gz"
 _WEIGHTS = ("library", "teacher")  # block and teacher weights: not part of the record
 
 
@@ -39,7 +41,9 @@ def promoted_teachers(traces: Sequence[Sequence[dict[str, Any]]], tabulated: Seq
 def export_live_record(live_store: str | Path, traces: Sequence[Sequence[dict[str, Any]]], out: str | Path, *,
                        tables: Any) -> Path:
     """Write ``<out>/live-teachers.zip`` and ``.json`` from a live run's store and traces (see the module docstring);
-    returns the JSON's path. Both files are written to temporary names first and moved into place together."""
+    returns the JSON's path. The files are written to temporary names first and moved into place together."""
+    import gzip
+
     from blox_env.datasets.store.location import zip_directory
     from blox_env.space import Arch
 
@@ -47,7 +51,7 @@ def export_live_record(live_store: str | Path, traces: Sequence[Sequence[dict[st
     tabulated = [tables.teachers[n].index for n in tables.full_teachers()]
     teachers = promoted_teachers(traces, tabulated)
     dest.mkdir(parents=True, exist_ok=True)
-    tmp_zip, tmp_json = dest / f"{RECORD_ZIP}.tmp", dest / f"{RECORD_JSON}.tmp"
+    tmp_zip, tmp_json, tmp_traces = (dest / f"{name}.tmp" for name in (RECORD_ZIP, RECORD_JSON, RECORD_TRACES))
     work = dest / ".live-record.tmp"
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -63,14 +67,17 @@ def export_live_record(live_store: str | Path, traces: Sequence[Sequence[dict[st
         manifest = {"teachers": [{"index": i, "hash": Arch.from_index(i).hash} for i in teachers],
                     "searches": len(traces), "recipe": attrs["recipe"], "distill": attrs["distill"][-1],
                     "ft_epochs": attrs["ft_epochs"], "alpha": attrs["alpha"], "temperature": attrs["temperature"],
-                    "seed": attrs["seed"], "data": attrs["data"], "traces": [list(t) for t in traces]}
+                    "seed": attrs["seed"], "data": attrs["data"], "traces": RECORD_TRACES}
         tmp_json.write_text(json.dumps(manifest, default=_plain, indent=1) + "\n")
+        text = json.dumps([list(t) for t in traces], default=_plain, separators=(",", ":"))
+        tmp_traces.write_bytes(gzip.compress(text.encode(), mtime=0))
         tmp_zip.replace(dest / RECORD_ZIP)
+        tmp_traces.replace(dest / RECORD_TRACES)
         tmp_json.replace(dest / RECORD_JSON)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        tmp_zip.unlink(missing_ok=True)
-        tmp_json.unlink(missing_ok=True)
+        for tmp in (tmp_zip, tmp_json, tmp_traces):
+            tmp.unlink(missing_ok=True)
     return dest / RECORD_JSON
 
 
@@ -83,6 +90,18 @@ def read_live_record(folder: str | Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise StoreError(f"the live record {path} cannot be read ({exc}): rerun `blox study --live-store ...`") \
+            from exc
+
+
+def read_live_traces(folder: str | Path) -> list[list[dict[str, Any]]]:
+    """The live searches' traces shipped with the record in ``folder``."""
+    import gzip
+
+    path = Path(folder) / RECORD_TRACES
+    try:
+        return json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError, EOFError) as exc:
+        raise StoreError(f"the live traces {path} cannot be read ({exc}): rerun `blox study --live-store ...`") \
             from exc
 
 

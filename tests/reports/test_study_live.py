@@ -22,6 +22,7 @@ from blox_env.reports.study_live import (
     export_live_record,
     promoted_teachers,
     read_live_record,
+    read_live_traces,
     replay_store,
 )
 from blox_env.rewards.live import LiveReward
@@ -88,7 +89,7 @@ def test_export_and_replay_round_trip(bw_path: Path, tmp_path: Path) -> None:
     names = zipfile.ZipFile(out / RECORD_ZIP).namelist()
     assert names and all(n.startswith(f"blockwise/{promoted.hash}/") for n in names)
     assert not any("/library/" in n or "/teacher/" in n for n in names)
-    assert not list(out.glob("*.tmp")) and read_live_record(out)["traces"][0][0]["objective"] == 0.5
+    assert not list(out.glob("*.tmp")) and read_live_traces(out)[0][0]["objective"] == 0.5
 
     replay = replay_store(bw_path, out, tmp_path / "work")
     a, b = open_store(live), open_store(replay)
@@ -129,3 +130,29 @@ def test_study_labels_a_missing_record(bw_path: Path, tmp_path: Path) -> None:
     assert LiveSource.of(StudyConfig(live_record=str(tmp_path)), "plain", str(bw_path)).miss is None
     live = LiveSource.of(StudyConfig(live_store="x.zarr", live_seeds=3), "iterative", str(bw_path))
     assert live.label == "live" and live.seeds(10) == 3 and not live.replay
+
+
+@pytest.mark.slow
+def test_the_shipped_record_replays_the_studys_live_row() -> None:
+    """``docs/study``'s live record, replayed over the bundled Blox-mini without weights, gives back the live run's
+    traces row for row (the iterative row of study.md reproduces from the repository)."""
+    from blox_env.reports.bench import best_model
+    from blox_env.reports.study import METHODS, default_budgets, run_searches
+
+    folder = Path(__file__).resolve().parents[2] / "docs" / "study"
+    shipped = read_live_traces(folder)
+    store = open_store()
+    tables = BlockwiseTables(store)
+    best = best_model(store, tables=tables)
+    config = StudyConfig(methods=tuple(m for m in METHODS if m.strategy == "iterative"), live_record=str(folder),
+                         executor="serial", workers=1)
+    summary, traces = run_searches(store.location, tables, config=config,
+                                   budgets=default_budgets(tables, config.budget_multiples), target=best.report,
+                                   report=best.values or {}, best_index=best.index, best_report=best.report,
+                                   progress=False)
+    assert summary[0]["live"] == "replayed" and not summary[0]["not_reproduced"]
+    replayed = next(iter(traces.values()))
+    assert len(replayed) == len(shipped) == read_live_record(folder)["searches"]
+    keys = ("arch_index", "fidelity", "objective", "cost", "teacher", "promoted", "paper_step", "plan_budget")
+    for ours, theirs in zip(replayed, shipped):
+        assert [tuple(r.get(k) for k in keys) for r in ours] == [tuple(r.get(k) for k in keys) for r in theirs]
