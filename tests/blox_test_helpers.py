@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT: Ctrl-C as in a terminal, even when the test run itself was
+    started in the background (a shell starts background jobs with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def play(env: gym.Env, local: tuple[int, int, int]) -> tuple[float, bool, bool, dict]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from blox_test_helpers import interruptible
 from typer.testing import CliRunner
 
 import blox_env
@@ -253,7 +254,8 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_searches(tmp_path: Path)
     cmd = [sys.executable, "-m", "blox_env.cli", "bench", "--agents", "random", "--seeds", "400", "--budgets",
            "1000000", "--executor", "process", "--jobs", "1", "--traces", str(traces), "--plot",
            str(tmp_path / "p.png")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            preexec_fn=interruptible)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (traces / "traces").is_dir():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blox_test_helpers import interruptible
 
 from blox_env.errors import InvalidArgumentError
 from blox_env.pareto import (
@@ -43,6 +44,11 @@ HERE = Path(__file__).resolve().parent
 
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def _interruptible_and_limited() -> None:
+    _limit_memory()
+    interruptible()
 
 
 def run_child(code: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -92,7 +98,7 @@ from blox_env.pareto import hypervolume
 print("computing", flush=True)
 hypervolume(pts, reference=ref, method="exact")
 print("finished", flush=True)
-""")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory, cwd=HERE)
+""")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible_and_limited, cwd=HERE)
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "computing"
