@@ -150,7 +150,7 @@ class _Simulator:
                 self.done_at[k] = t
             t = max([t, *(self.done_at.get(k, -math.inf) for k in needed if k not in own)])
         work = max(0.0, outcome.charged - own_total)
-        ledger_key = arch.index if self.key is None else (self.key, arch.index)
+        ledger_key = SearchRun.ledger_key(outcome.evaluation, self.key)  # a proxy is other work than training
         if self.free_repeats:  # a repeat reuses the running evaluation of the model, a longer one continues it
             t = max(t, self.model_ready.get(ledger_key, -math.inf))
         end = t + work

@@ -123,13 +123,18 @@ class SearchRun:
                                        f"{type(backend).__name__} returns ({', '.join(sorted(ev.metrics))}): choose "
                                        "one of those; nothing was charged")
         value = score(ev) if score is not None else float(ev.metrics.get(self.metric, math.nan))
-        entry = arch.index if key is None else (key, arch.index)
-        # a proxy is its own work (paid once per model and proxy), never a step towards training the model
-        charged = self.ledger.charge((ev.source, entry) if proxy else entry, 1 if proxy else ev.fidelity, ev.cost,
+        charged = self.ledger.charge(self.ledger_key(ev, key), 1 if proxy else ev.fidelity, ev.cost,
                                      imputed=ev.cost_imputed is not None)
         if math.isfinite(value) and self.metric in ev.metrics:  # a proxy screen in an accuracy search is no answer
             self.ledger.observe(arch.index, value)
         return Outcome(ev, charged, value)
+
+    @staticmethod
+    def ledger_key(ev: Evaluation, key: Hashable = None) -> Hashable:
+        """The ledger entry an evaluation is charged to: its model (tagged with ``key``, e.g. a teacher); a proxy
+        is its own work (paid once per model and proxy), never a step towards training the model."""
+        entry = ev.arch.index if key is None else (key, ev.arch.index)
+        return (ev.source, entry) if ev.fidelity == PROXY_FIDELITY else entry
 
     def prepay(self, backend: RewardBackend, blocks: Iterable[tuple[int, int]]) -> float:
         """Charge, once per run and before any prediction, the distillation of every ``(stage, block)`` a method

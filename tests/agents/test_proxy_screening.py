@@ -14,6 +14,7 @@ from blox_env.datasets.store.core import open_store
 from blox_env.errors import InvalidArgumentError
 from blox_env.rewards.tabular import TabularReward
 from blox_env.runs import PROXY_FIDELITY
+from blox_env.space import Arch
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,33 @@ def test_screens_told_after_the_first_training_ask_still_rank(store) -> None:
         trained = [r["arch_index"] for r in trace if r["fidelity"] > 0]
         assert len(screens) == 6
         assert set(sorted(screens, key=lambda i: -screens[i])[:4]) <= set(trained[:10]), mode  # batches 1 and 2
+
+
+def test_a_proxy_and_a_training_of_one_model_do_not_wait_for_each_other(store) -> None:
+    """On simulated workers a repeat waits for the model's running evaluation; a proxy is other work, so a proxy of
+    a model in training ends after its own seconds, not after the training."""
+    from blox_env.agents import BaseAgent
+    from blox_env.agents.parallel import run_parallel_search
+
+    backend = TabularReward(store, proxy="snip", proxy_init_seed=0)
+    model = Arch.from_index(int(store.index[7]))
+
+    class TrainThenProxy(BaseAgent):
+        def ask(self) -> Arch:
+            self.fidelity = None if not self._asked else PROXY_FIDELITY
+            self._asked = True
+            return model
+
+        def tell(self, arch: Arch, evaluation) -> None:
+            if evaluation.fidelity != PROXY_FIDELITY:
+                super().tell(arch, evaluation)
+
+        _asked = False
+
+    trace = run_parallel_search(TrainThenProxy(backend.space, seed=0), backend, sim_workers=2, mode="async",
+                                budget=1e9, budget_kind="compute", cost_unit="seconds", seed=0, metric="val_top1",
+                                max_evaluations=2)
+    proxy = next(r for r in trace if r["fidelity"] == PROXY_FIDELITY)
+    trained = next(r for r in trace if r["fidelity"] > 0)
+    assert proxy["sim_wall_clock"] == pytest.approx(proxy["cost"])
+    assert proxy["sim_wall_clock"] < trained["sim_wall_clock"]
