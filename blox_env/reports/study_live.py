@@ -5,7 +5,8 @@ teachers for real, recording every result in ``FOLDER``'s ``blockwise/<teacher h
 the distillation config, the fine-tuning length, KD alpha and temperature and the seed; the run attributes the
 recipe). :func:`export_live_record` copies those groups (no weights) to ``<out>/live-teachers.zip`` and writes
 ``<out>/live-teachers.json``: the teachers (index, hash), the number of searches, the tables' recipe and
-distillation/fine-tuning configuration; the live searches' traces go to ``<out>/live-teachers-traces.json.gz``.
+distillation/fine-tuning configuration; the live searches' traces (:data:`TRACE_FIELDS`) go to
+``<out>/live-teachers-traces.json.gz``.
 :func:`replay_store` lays the record over a copy of the benchmark store, where the live backend in
 ``replay_only`` mode reads every result back (a result missing from the record raises
 :class:`~blox_env.errors.LiveResultMissingError` naming the teacher), so ``blox study`` reproduces the row from
@@ -30,6 +31,10 @@ RECORD_ZIP = "live-teachers.zip"
 RECORD_JSON = "live-teachers.json"
 RECORD_TRACES = "live-teachers-traces.json.gz"
 _WEIGHTS = ("library", "teacher")  # block and teacher weights: not part of the record
+#: What a shipped trace row keeps (what the report reads and a replay is compared on), and of its metrics.
+TRACE_FIELDS = ("step", "arch_index", "fidelity", "objective", "cost", "full_cost", "cumulative_cost", "select",
+                "phase", "paper_step", "round", "teacher", "promoted", "score", "plan_budget")
+TRACE_METRICS = ("val_top1", "test_top1", "normal_val_top1", "normal_test_top1", "train_time_s", "distill_cost_s")
 
 
 def promoted_teachers(traces: Sequence[Sequence[dict[str, Any]]], tabulated: Sequence[int]) -> list[int]:
@@ -69,7 +74,7 @@ def export_live_record(live_store: str | Path, traces: Sequence[Sequence[dict[st
                     "ft_epochs": attrs["ft_epochs"], "alpha": attrs["alpha"], "temperature": attrs["temperature"],
                     "seed": attrs["seed"], "data": attrs["data"], "traces": RECORD_TRACES}
         tmp_json.write_text(json.dumps(manifest, default=_plain, indent=1) + "\n")
-        text = json.dumps([list(t) for t in traces], default=_plain, separators=(",", ":"))
+        text = json.dumps([[_slim(r) for r in t] for t in traces], default=_plain, separators=(",", ":"))
         tmp_traces.write_bytes(gzip.compress(text.encode(), mtime=0))
         tmp_zip.replace(dest / RECORD_ZIP)
         tmp_traces.replace(dest / RECORD_TRACES)
@@ -133,6 +138,13 @@ def replay_store(store_location: str | Path, folder: str | Path, work: str | Pat
     st.record_checksums(sorted({n[: -len("/zarr.json")] for n in names if n.endswith("/zarr.json")}))  # the added
     st.close()
     return dest
+
+
+def _slim(row: dict[str, Any]) -> dict[str, Any]:
+    """A trace row as shipped: :data:`TRACE_FIELDS` and :data:`TRACE_METRICS` of its metrics."""
+    out = {k: row[k] for k in TRACE_FIELDS if k in row}
+    out["metrics"] = {k: v for k, v in row.get("metrics", {}).items() if k in TRACE_METRICS}
+    return out
 
 
 def _plain(value: Any) -> Any:
