@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from blox_env.agents.spec import BenchSpec
+from blox_env.agents.spec import BenchSpec, resolve_agent
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = ["MAX_JOBS", "BenchOutputs", "BenchResult", "run_bench", "spec_key"]
@@ -197,7 +197,9 @@ def record_metrics(store: Any, spec: BenchSpec) -> list[str]:
 def check_against_store(spec: BenchSpec, store: Any) -> None:
     """Everything about ``spec`` that depends on the benchmark: objectives (store columns and record metrics,
     one objective per column, no ``@epoch``), the report metric, the constraint's columns."""
-    needs = [a for a in spec.search.agents if a == "proxy-evolution"]
+    from blox_env.agents.screening import ProxyScreenedEvolution
+
+    needs = [a for a in spec.search.agents if issubclass(resolve_agent(a), ProxyScreenedEvolution)]
     if needs and spec.search.proxy is None:
         raise InvalidArgumentError(f"agent {needs[0]} screens models by a zero-cost proxy: name one with proxy= "
                                    f"(blox bench --proxy NAME; store {store.name} holds "

@@ -52,11 +52,15 @@ class InvalidArchitectureError(BloxError, ValueError):
     """An architecture description is malformed or not a model of the space."""
 
 
-class ArchitectureNotFoundError(BloxError, KeyError):
-    """A valid architecture (or hash) is not present in a store or table."""
+class _ReadableKey(KeyError):
+    """A KeyError whose message prints as written (KeyError quotes its message)."""
 
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ArchitectureNotFoundError(BloxError, _ReadableKey):
+    """A valid architecture (or hash) is not present in a store or table."""
 
 
 class InvalidActionError(BloxError, ValueError):
@@ -138,11 +142,8 @@ class UnsafePickleError(ImageDataFormatError):
     """A pickle asked for a global outside the allow-list; nothing from it was executed."""
 
 
-class LiveResultMissingError(BloxError, KeyError):
+class LiveResultMissingError(BloxError, _ReadableKey):
     """A live backend replaying recorded results (``replay_only``) was asked for one that was never recorded."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0]) if self.args else ""
 
 
 class PredictorFolderError(InvalidArgumentError):

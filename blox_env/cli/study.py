@@ -77,8 +77,6 @@ def register(app: typer.Typer) -> None:
 
 def _record_in(folder: str) -> str | None:
     """``folder`` if it holds a live record (the default of --live-record: the --out folder), else None."""
-    from pathlib import Path
+    from blox_env.reports.study_live import has_live_record
 
-    from blox_env.reports.study_live import RECORD_JSON, RECORD_ZIP
-
-    return folder if (Path(folder) / RECORD_JSON).is_file() and (Path(folder) / RECORD_ZIP).is_file() else None
+    return folder if has_live_record(folder) else None

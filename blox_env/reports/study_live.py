@@ -24,7 +24,7 @@ from typing import Any
 
 from blox_env.errors import InvalidArgumentError, StoreError
 
-__all__ = ["RECORD_JSON", "RECORD_TRACES", "RECORD_ZIP", "export_live_record", "promoted_teachers",
+__all__ = ["RECORD_JSON", "RECORD_TRACES", "RECORD_ZIP", "export_live_record", "has_live_record", "promoted_teachers",
            "read_live_record", "read_live_traces", "replay_store"]
 
 RECORD_ZIP = "live-teachers.zip"
@@ -86,10 +86,15 @@ def export_live_record(live_store: str | Path, traces: Sequence[Sequence[dict[st
     return dest / RECORD_JSON
 
 
+def has_live_record(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a live record (its manifest and its zip)."""
+    return (Path(folder) / RECORD_JSON).is_file() and (Path(folder) / RECORD_ZIP).is_file()
+
+
 def read_live_record(folder: str | Path) -> dict[str, Any] | None:
     """The manifest of the record in ``folder`` (None when the folder holds none)."""
     path = Path(folder) / RECORD_JSON
-    if not path.is_file() or not (Path(folder) / RECORD_ZIP).is_file():
+    if not has_live_record(folder):
         return None
     try:
         return json.loads(path.read_text())

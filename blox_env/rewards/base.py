@@ -31,7 +31,7 @@ from blox_env.space import N_BLOCKS, N_STAGES, Arch, SubSpace
 if TYPE_CHECKING:
     from blox_env.datasets.store.core import BloxStore
 
-__all__ = ["BaseReward", "Evaluation", "RewardBackend", "check_fidelity", "local_to_indices"]
+__all__ = ["BaseReward", "Evaluation", "RewardBackend", "check_fidelity", "local_to_indices", "seed_positions"]
 
 
 class Evaluation(NamedTuple):
@@ -55,6 +55,17 @@ def check_fidelity(fidelity: int | None, max_fidelity: int) -> int:
             or not 1 <= int(fidelity) <= max_fidelity:
         raise InvalidArgumentError(f"epochs (fidelity) must be an integer in 1..{max_fidelity}, got {fidelity!r}")
     return int(fidelity)
+
+
+def seed_positions(mode: int | str, seeds: tuple[int, ...], n: int, rng: np.random.Generator | None) \
+        -> np.ndarray | None:
+    """Positions in ``seeds`` of ``n`` lookups under a seed mode: ``"random"`` (drawn from ``rng``), a fixed seed
+    label, or ``"mean"`` (None: the mean over seeds)."""
+    if mode == "mean":
+        return None
+    if mode == "random":
+        return (rng if rng is not None else np.random.default_rng()).integers(0, len(seeds), size=n)
+    return np.full(n, seeds.index(int(mode)), dtype=np.int64)
 
 
 def local_to_indices(space: SubSpace, local: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.errors import InvalidArgumentError, InvalidArgumentTypeError
+from blox_env.rewards.base import seed_positions
 from blox_env.runs.budget import cost_is_missing, proxy_cost
 
 if TYPE_CHECKING:
@@ -58,11 +59,7 @@ class ProxyFidelity:
 
     def positions(self, n: int, rng: np.random.Generator | None) -> np.ndarray | None:
         """Seed positions of ``n`` evaluations (None: the mean over seeds)."""
-        if self.init_seed == "mean":
-            return None
-        if self.init_seed == "random":
-            return (rng if rng is not None else np.random.default_rng()).integers(0, len(self.seeds), size=n)
-        return np.full(n, self.seeds.index(int(self.init_seed)), dtype=np.int64)
+        return seed_positions(self.init_seed, self.seeds, n, rng)
 
     def seed_label(self, pos: int | None) -> int | str:
         return "mean" if pos is None else self.seeds[int(pos)]

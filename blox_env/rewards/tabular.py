@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError
-from blox_env.rewards.base import BaseReward, Evaluation, check_fidelity
+from blox_env.rewards.base import BaseReward, Evaluation, check_fidelity, seed_positions
 from blox_env.rewards.proxy import ProxyFidelity
 from blox_env.runs.budget import PROXY_FIDELITY, cost_is_missing, unit_cost
 from blox_env.space import N_BLOCKS, N_MODELS, N_STAGES, Arch, SubSpace, indices_to_blocks
@@ -172,12 +172,7 @@ class TabularReward(BaseReward):
         positions among the proxy's initialisation seeds, by ``proxy_init_seed``)."""
         if fidelity == PROXY_FIDELITY and self.proxy_fidelity is not None:
             return self.proxy_fidelity.positions(n, rng)
-        if self.seed_mode == "mean":
-            return None
-        if self.seed_mode == "random":
-            gen = rng if rng is not None else np.random.default_rng()
-            return gen.integers(0, len(self.seeds), size=n)
-        return np.full(n, self.seeds.index(self.seed_mode), dtype=np.int64)
+        return seed_positions(self.seed_mode, self.seeds, n, rng)
 
     def batch(self, rows: np.ndarray, fidelity: int, seed_pos: np.ndarray | None) -> dict[str, np.ndarray]:
         """Vectorised metrics for many rows: the reward metric, test accuracy, train time, statics (at the proxy

@@ -90,7 +90,9 @@ def charge_amount(full: Any, fidelity: int, paid: Any, *, cost_unit: str, charge
     """What an evaluation at ``fidelity`` costs a run that paid ``paid`` epochs of the model: (cost, paid after).
 
     The budget rule's arithmetic, for scalars and numpy arrays alike (``full``: the evaluation's cost from scratch).
+    The proxy fidelity (0) is one piece of work of its own, paid once (callers key it apart from training).
     """
+    fidelity = max(fidelity, 1)
     new = fidelity - paid
     new = new * (new > 0)  # epochs beyond what was paid
     if charge_repeats:

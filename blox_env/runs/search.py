@@ -123,7 +123,7 @@ class SearchRun:
                                        f"{type(backend).__name__} returns ({', '.join(sorted(ev.metrics))}): choose "
                                        "one of those; nothing was charged")
         value = score(ev) if score is not None else float(ev.metrics.get(self.metric, math.nan))
-        charged = self.ledger.charge(self.ledger_key(ev, key), 1 if proxy else ev.fidelity, ev.cost,
+        charged = self.ledger.charge(self.ledger_key(ev, key), ev.fidelity, ev.cost,
                                      imputed=ev.cost_imputed is not None)
         if math.isfinite(value) and self.metric in ev.metrics:  # a proxy screen in an accuracy search is no answer
             self.ledger.observe(arch.index, value)
@@ -266,8 +266,7 @@ class BatchedRuns:
 
     def charge(self, envs: np.ndarray, rows: np.ndarray, fidelity: int, full: np.ndarray) -> np.ndarray:
         """Charge run ``envs[k]`` for row ``rows[k]`` at ``fidelity`` (cost from scratch ``full[k]``; a vector env
-        evaluates at one fidelity, so the proxy fidelity is paid once per row as if it were one epoch)."""
-        fidelity = max(fidelity, 1)
+        evaluates at one fidelity, so a row's proxy never meets its training in ``paid``)."""
         if self.charge_repeats:
             cost = np.array(full, dtype=float)
         else:
