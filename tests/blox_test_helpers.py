@@ -12,6 +12,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from blox_env.space import SubSpace
+
+#: The 125-model space (5 blocks per stage) of the synthetic store with blockwise tables (``blockwise_path``).
+BLOCKWISE_SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))
+
 
 def interruptible() -> None:
     """``preexec_fn`` of a child a test sends SIGINT: Ctrl-C as in a terminal, even when the test run itself was

@@ -90,6 +90,21 @@ def _warm_hash_table(_blox_home: None) -> None:
 
 
 @pytest.fixture(scope="session")
+def blockwise_path(tmp_path_factory: pytest.TempPathFactory):
+    """A synthetic store over ``BLOCKWISE_SPACE`` (125 models, 2 seeds, 12 epochs) with synthetic blockwise tables
+    (fine-tuning 2 and 6 epochs, distillation 1 and 4); read-only: a test that writes copies it."""
+    from blox_test_helpers import BLOCKWISE_SPACE
+
+    from blox_env.build.synthetic_blockwise import synthetic_blockwise
+    from blox_env.datasets.synthetic import synthetic_store
+
+    path = tmp_path_factory.mktemp("blockwise") / "s.zarr"
+    synthetic_store(path, space=BLOCKWISE_SPACE, seeds=(0, 1), epochs=12).close()
+    synthetic_blockwise(path, ft_epochs=(2, 6), distill_epochs=(1, 4))
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory):
     """A 27-model synthetic store (3 blocks per stage, 2 seeds, 12 epochs), opened read-only."""
     from blox_env.datasets.store.core import open_store

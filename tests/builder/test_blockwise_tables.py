@@ -9,33 +9,22 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from blox_test_helpers import BLOCKWISE_SPACE
 from gymnasium.utils.env_checker import check_env
 
 from blox_env.agents import DonnaSearch, make_agent
 from blox_env.agents.harness import BenchSpec, run_benchmark, summarise_traces
 from blox_env.agents.strategies import PHASES, two_stage_search
-from blox_env.build.synthetic_blockwise import synthetic_blockwise
 from blox_env.datasets.store.blockwise import BlockwiseTables, choose_teachers, oracle_block_scores
 from blox_env.datasets.store.core import BloxStore, open_store
-from blox_env.datasets.synthetic import synthetic_store
 from blox_env.errors import ArchitectureNotFoundError, InvalidArgumentError, StoreError
 from blox_env.rewards.blockwise import BlockwiseTabularReward
 from blox_env.space import Arch, SubSpace
 
-SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))  # 125 models
-
 
 @pytest.fixture(scope="module")
-def bw_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bw") / "s.zarr"
-    synthetic_store(path, space=SPACE, seeds=(0, 1), epochs=12).close()
-    synthetic_blockwise(path, ft_epochs=(2, 6), distill_epochs=(1, 4))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tables(bw_path: Path) -> BlockwiseTables:
-    return BlockwiseTables(open_store(bw_path))
+def tables(blockwise_path: Path) -> BlockwiseTables:
+    return BlockwiseTables(open_store(blockwise_path))
 
 
 def test_teachers_are_chosen_by_rank_as_the_paper_did(tiny_store) -> None:
@@ -77,7 +66,7 @@ def test_tables_read_back(tables: BlockwiseTables) -> None:
     with pytest.raises(InvalidArgumentError, match="no signatures of length 1"):
         tables.signatures("M3", 1)
     with pytest.raises(ArchitectureNotFoundError, match="not a tabulated teacher"):
-        tables.teacher_name(Arch.from_index(int(SPACE.indices()[0])))
+        tables.teacher_name(Arch.from_index(int(BLOCKWISE_SPACE.indices()[0])))
     with pytest.raises(InvalidArgumentError, match="teacher must be one of"):
         tables.teacher_name("M9")
 
@@ -87,8 +76,9 @@ def test_store_without_tables_says_how_to_build_them(tiny_store) -> None:
         BlockwiseTables(tiny_store)
 
 
-def test_tabular_blockwise_env(bw_path: Path, tables: BlockwiseTables) -> None:
-    env = gym.make("Blox-v0", benchmark=str(bw_path), reward="tabular", mode="blockwise", teacher="M1", ft_epochs=2)
+def test_tabular_blockwise_env(blockwise_path: Path, tables: BlockwiseTables) -> None:
+    env = gym.make("Blox-v0", benchmark=str(blockwise_path), reward="tabular", mode="blockwise", teacher="M1",
+                   ft_epochs=2)
     check_env(env.unwrapped)
     backend = env.unwrapped.backend
     assert isinstance(backend, BlockwiseTabularReward) and backend.max_fidelity == 2
@@ -117,18 +107,18 @@ def test_tabular_blockwise_env(bw_path: Path, tables: BlockwiseTables) -> None:
     assert info3["cumulative_cost"] == pytest.approx(first)
 
 
-def test_tabular_blockwise_bad_input(bw_path: Path) -> None:
-    store = open_store(bw_path)
+def test_tabular_blockwise_bad_input(blockwise_path: Path) -> None:
+    store = open_store(blockwise_path)
     with pytest.raises(InvalidArgumentError, match="only for the 5 x 5"):
         BlockwiseTabularReward(store, teacher="M2")
     with pytest.raises(InvalidArgumentError, match="mode must be"):
-        gym.make("Blox-v0", benchmark=str(bw_path), mode="fancy")
+        gym.make("Blox-v0", benchmark=str(blockwise_path), mode="fancy")
     with pytest.raises(InvalidArgumentError, match="need mode='blockwise'"):
-        gym.make("Blox-v0", benchmark=str(bw_path), teacher="M1")
+        gym.make("Blox-v0", benchmark=str(blockwise_path), teacher="M1")
     with pytest.raises(InvalidArgumentError, match="allowed: charge_teacher"):
-        gym.make("Blox-v0", benchmark=str(bw_path), mode="blockwise", temperature=2.0)
+        gym.make("Blox-v0", benchmark=str(blockwise_path), mode="blockwise", temperature=2.0)
     with pytest.raises(InvalidArgumentError, match="vector envs need the normal tabular"):
-        gym.make_vec("Blox-v0", num_envs=2, vectorization_mode="vector_entry_point", benchmark=str(bw_path),
+        gym.make_vec("Blox-v0", num_envs=2, vectorization_mode="vector_entry_point", benchmark=str(blockwise_path),
                      mode="blockwise")
 
 
@@ -137,8 +127,8 @@ def _check_budget(trace: list[dict], budget: float) -> None:
     assert np.isclose(trace[-1]["cumulative_cost"], sum(r["cost"] for r in trace))
 
 
-def test_two_stage_strategy_spends_the_budget_down_the_ranking(bw_path: Path) -> None:
-    store = open_store(bw_path)
+def test_two_stage_strategy_spends_the_budget_down_the_ranking(blockwise_path: Path) -> None:
+    store = open_store(blockwise_path)
     short = BlockwiseTabularReward(store, teacher="M1", ft_epochs=2)
     full = BlockwiseTabularReward(store, teacher="M1", ft_epochs=6)
     budget = 40 * float(np.median(short.column("train_time_s", 2)))
@@ -178,14 +168,14 @@ def test_two_stage_strategy_spends_the_budget_down_the_ranking(bw_path: Path) ->
             two_stage_search(agent, short, full, budget=budget, **bad)
 
 
-def test_harness_blockwise_modes_and_plan_budgets(bw_path: Path, tables: BlockwiseTables) -> None:
+def test_harness_blockwise_modes_and_plan_budgets(blockwise_path: Path, tables: BlockwiseTables) -> None:
     report = dict(zip(tables.store.index.tolist(), tables.normal("test_top1").tolist()))
     t = float(np.median(tables.finetuned("M1", 6, metric="train_time_s")))
     budgets = (15 * t, 40 * t)
     for strategy, agents in (("plain", ("donna", "lana")), ("two-stage", ("random",)), ("iterative", ("random",))):
         spec = BenchSpec.from_options(agents=agents, seeds=2, budgets=budgets, mode="blockwise", strategy=strategy,
                          teacher="M5" if strategy == "iterative" else "M1")
-        traces = run_benchmark(str(bw_path), spec=spec, executor="serial", progress=False)
+        traces = run_benchmark(str(blockwise_path), spec=spec, executor="serial", progress=False)
         rows = summarise_traces(traces, spec=spec, best_index=0, best_report=100.0, report=report)
         for row, agent in zip(rows, agents):
             for b in budgets:
@@ -202,7 +192,7 @@ def test_harness_blockwise_modes_and_plan_budgets(bw_path: Path, tables: Blockwi
     with pytest.raises(InvalidArgumentError, match="blockwise strategy"):
         BenchSpec.from_options(strategy="two-stage")
     with pytest.raises(InvalidArgumentError, match="needs block signatures"):
-        run_benchmark(str(bw_path), spec=BenchSpec.from_options(agents=("donna",), seeds=1, budgets=(10.0,)),
+        run_benchmark(str(blockwise_path), spec=BenchSpec.from_options(agents=("donna",), seeds=1, budgets=(10.0,)),
                       executor="serial", progress=False)
 
 
@@ -223,15 +213,15 @@ def test_donna_search_refits_and_asks_the_predicted_top(tables: BlockwiseTables)
 
 
 @pytest.mark.slow
-def test_study_end_to_end_on_a_tiny_store(bw_path: Path, tmp_path: Path) -> None:
+def test_study_end_to_end_on_a_tiny_store(blockwise_path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from blox_env.cli.root import app
 
     path = tmp_path / "copy.zarr"
-    shutil.copytree(bw_path, path)
+    shutil.copytree(blockwise_path, path)
     out = tmp_path / "study"
-    t = float(np.median(open_store(bw_path).get("train_time_s", seed=0)))
+    t = float(np.median(open_store(blockwise_path).get("train_time_s", seed=0)))
     budgets = (8 * t, 20 * t)
     res = CliRunner().invoke(app, ["study", "--store", str(path), "--out", str(out), "--seeds", "2",
                                    "--predictor-sizes", "10,25", "--predictor-seeds", "1", "--executor", "serial",
@@ -264,13 +254,13 @@ def test_study_end_to_end_on_a_tiny_store(bw_path: Path, tmp_path: Path) -> None
     assert conventional["finetuned_test_top1"] is None and conventional["normal_test_top1"] > 0
 
 
-def test_bench_cli_in_blockwise_mode(bw_path: Path, tmp_path: Path) -> None:
+def test_bench_cli_in_blockwise_mode(blockwise_path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from blox_env.cli.root import app
 
-    t = float(np.median(open_store(bw_path).get("train_time_s", seed=0)))
-    res = CliRunner().invoke(app, ["bench", "--store", str(bw_path), "--mode", "blockwise", "--agents", "random",
+    t = float(np.median(open_store(blockwise_path).get("train_time_s", seed=0)))
+    res = CliRunner().invoke(app, ["bench", "--store", str(blockwise_path), "--mode", "blockwise", "--agents", "random",
                                    "--strategy", "two-stage", "--seeds", "2", "--budgets", f"{10 * t:g},{20 * t:g}",
                                    "--executor", "serial", "--plot", str(tmp_path / "p.png"),
                                    "--report", str(tmp_path / "r.md")])
@@ -281,7 +271,7 @@ def test_bench_cli_in_blockwise_mode(bw_path: Path, tmp_path: Path) -> None:
     assert row.split("|")[2].count("±") == 2
 
 
-def test_table2_fields_recomputed_by_hand_from_traces(bw_path: Path, tables: BlockwiseTables) -> None:
+def test_table2_fields_recomputed_by_hand_from_traces(blockwise_path: Path, tables: BlockwiseTables) -> None:
     """Fine-tuned and normal scoring of each answer and the sticky cost to target, from the raw traces."""
     from blox_env.reports.study import Method, StudyConfig, run_searches, table2_rows
 
@@ -294,7 +284,7 @@ def test_table2_fields_recomputed_by_hand_from_traces(bw_path: Path, tables: Blo
                Method("M5 + M1", "random", "blockwise", teacher="M5", strategy="two-stage", full_teacher="M1",
                       kind="blockwise"))
     config = StudyConfig(seeds=2, methods=methods, executor="serial", search_fraction=0.5)
-    summary, traces = run_searches(str(bw_path), tables, config=config, budgets=budgets, target=target,
+    summary, traces = run_searches(str(blockwise_path), tables, config=config, budgets=budgets, target=target,
                                    report=normal, best_index=0, best_report=100.0, progress=False)
     rows = {(r["method"], r["budget"]): r for r in table2_rows(summary, budgets, unit)}
 

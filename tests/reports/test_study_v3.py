@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blox_test_helpers import BLOCKWISE_SPACE
 
 from blox_env.agents import make_agent
 from blox_env.agents.harness import BenchSpec, run_benchmark
 from blox_env.agents.strategies import PHASES, iterative_teacher_search
-from blox_env.build.synthetic_blockwise import synthetic_blockwise
 from blox_env.datasets.store.blockwise import (
     TEACHER_NAMES,
     TEACHER_PERCENTILES,
@@ -19,24 +19,13 @@ from blox_env.datasets.store.blockwise import (
     choose_teachers,
 )
 from blox_env.datasets.store.core import open_store
-from blox_env.datasets.synthetic import synthetic_store
 from blox_env.rewards.blockwise import BlockwiseTabularReward, TeacherBackends
-from blox_env.space import Arch, SubSpace
-
-SPACE = SubSpace(((0, 9, 21, 30, 44), (1, 10, 12, 36, 40), (2, 11, 23, 44, 5)))  # 125 models
+from blox_env.space import Arch
 
 
 @pytest.fixture(scope="module")
-def bw_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bw3") / "s.zarr"
-    synthetic_store(path, space=SPACE, seeds=(0, 1), epochs=12).close()
-    synthetic_blockwise(path, ft_epochs=(2, 6), distill_epochs=(1, 4))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tables(bw_path: Path) -> BlockwiseTables:
-    return BlockwiseTables(open_store(bw_path))
+def tables(blockwise_path: Path) -> BlockwiseTables:
+    return BlockwiseTables(open_store(blockwise_path))
 
 
 def unit_of(tables: BlockwiseTables) -> float:
@@ -44,7 +33,7 @@ def unit_of(tables: BlockwiseTables) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- 1: teachers
-def test_teacher_rule_picks_the_stated_percentiles(bw_path: Path, tables: BlockwiseTables) -> None:
+def test_teacher_rule_picks_the_stated_percentiles(blockwise_path: Path, tables: BlockwiseTables) -> None:
     store = tables.store
     val = np.mean([store.get("val_top1", seed=s) for s in (0, 1)], axis=0)
     ascending = np.lexsort((-store.index, val))  # worst first; ties: the higher index below (best first by index)
@@ -64,15 +53,16 @@ def test_teacher_rule_picks_the_stated_percentiles(bw_path: Path, tables: Blockw
 
 
 # ---------------------------------------------------------------------------------------------- 2: DONNA / LANA
-def test_donna_and_lana_pay_for_every_block_they_read_before_their_first_evaluation(bw_path: Path,
+def test_donna_and_lana_pay_for_every_block_they_read_before_their_first_evaluation(blockwise_path: Path,
                                                                                     tables: BlockwiseTables) -> None:
     unit = unit_of(tables)
     sig = tables.signatures("M1")
     teacher_s = float(tables.store.teacher_attrs(tables.teachers["M1"])["train_time_s"])
-    every_block = sum(float(sig["distill_time_s"][s, b]) for s, blocks in enumerate(SPACE.blocks) for b in blocks)
+    every_block = sum(float(sig["distill_time_s"][s, b]) for s, blocks in enumerate(BLOCKWISE_SPACE.blocks)
+                      for b in blocks)
     spec = BenchSpec.from_options(agents=("donna", "lana"), seeds=1, budgets=(40 * unit,), mode="blockwise",
                                   teacher="M1")
-    traces = run_benchmark(str(bw_path), spec=spec, executor="serial", progress=False)
+    traces = run_benchmark(str(blockwise_path), spec=spec, executor="serial", progress=False)
     for agent in ("donna", "lana"):
         trace = traces[(agent, 0)]
         first = trace[0]
@@ -84,7 +74,7 @@ def test_donna_and_lana_pay_for_every_block_they_read_before_their_first_evaluat
         assert first["cost"] == pytest.approx(first["metrics"]["train_time_s"])  # the fine-tune alone
     # a plain blockwise search of another agent still pays per model, on first use
     spec = BenchSpec.from_options(agents=("random",), seeds=1, budgets=(10 * unit,), mode="blockwise", teacher="M1")
-    trace = run_benchmark(str(bw_path), spec=spec, executor="serial", progress=False)[("random", 0)]
+    trace = run_benchmark(str(blockwise_path), spec=spec, executor="serial", progress=False)[("random", 0)]
     assert "upfront_cost" not in trace[0] and trace[0]["metrics"]["distill_cost_s"] > 0
 
 
@@ -99,8 +89,8 @@ def _live(store, made: list[int]):
     return live
 
 
-def test_iterative_strategy_runs_the_papers_steps_in_order(bw_path: Path, tables: BlockwiseTables) -> None:
-    store = open_store(bw_path)
+def test_iterative_strategy_runs_the_papers_steps_in_order(blockwise_path: Path, tables: BlockwiseTables) -> None:
+    store = open_store(blockwise_path)
     made: list[int] = []
     teachers = TeacherBackends(store, live=_live(store, made))
     unit = unit_of(tables)
@@ -152,9 +142,9 @@ def test_iterative_strategy_runs_the_papers_steps_in_order(bw_path: Path, tables
         assert trace[-1]["cumulative_cost"] - trace[-1]["cost"] < budget
 
 
-def test_iterative_strategy_stops_without_improvement(bw_path: Path, tables: BlockwiseTables) -> None:
+def test_iterative_strategy_stops_without_improvement(blockwise_path: Path, tables: BlockwiseTables) -> None:
     """A fine-tuning that never beats normal training: step 4 runs once, then the strategy stops (step 5)."""
-    store = open_store(bw_path)
+    store = open_store(blockwise_path)
 
     class Worse(BlockwiseTabularReward):
         def evaluate(self, arch, fidelity=None, **kw):  # type: ignore[no-untyped-def]
